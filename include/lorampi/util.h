@@ -1,0 +1,58 @@
+// util.h: error checking, logging, timing and aligned allocation shared by every module.
+#ifndef LORAMPI_UTIL_H
+#define LORAMPI_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LMP_VERSION "0.1.0"
+
+// Exit codes, documented in README ("Exit codes").
+enum { LMP_EXIT_OK = 0, LMP_EXIT_ERROR = 1, LMP_EXIT_USAGE = 2 };
+
+// Fatal error on the calling rank only (a file this rank could not read, a failed library
+// call): prints "lorampi: error: <msg>" and aborts every rank (MPI_Abort when more than one
+// rank runs, exit otherwise), so no peer is left hanging in a collective.
+void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+// Fatal error that every rank detects identically (bad config value, bad layout): rank 0
+// prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
+void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+// Checks the return value of a library call and reports file, line and the failing call.
+#define LMP_CHECK_MPI(call) do { int lmp_rc_ = (call); if (lmp_rc_ != 0) \
+    lmp_die("%s:%d: %s failed (MPI error %d)", __FILE__, __LINE__, #call, lmp_rc_); } while (0)
+#define LMP_CHECK_H5(call) do { if ((long long)(call) < 0) \
+    lmp_die("%s:%d: %s failed (HDF5)", __FILE__, __LINE__, #call); } while (0)
+#define LMP_CHECK(cond, ...) do { if (!(cond)) lmp_die(__VA_ARGS__); } while (0)
+
+// malloc/calloc that never return NULL (they die naming the size and the caller).
+#define lmp_malloc(n) lmp_malloc_at((n), __FILE__, __LINE__)
+#define lmp_calloc(n) lmp_calloc_at((n), __FILE__, __LINE__)
+void *lmp_malloc_at(size_t n, const char *file, int line);
+void *lmp_calloc_at(size_t n, const char *file, int line);  // 64-byte aligned, zeroed
+
+// Rank of this process in MPI_COMM_WORLD (0 before MPI_Init) and world size.
+int lmp_world_rank(void);
+int lmp_world_size(void);
+
+// printf on rank 0 only, flushed.
+void lmp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Warning on rank 0: "lorampi: warning: ...".
+void lmp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Wall clock in seconds (monotonic).
+double lmp_now(void);
+
+// Peak resident set size of this process in bytes (from /proc/self/status VmHWM).
+size_t lmp_peak_rss(void);
+
+// Logs the OpenBLAS core in use and warns when OpenBLAS fell back to a generic core on a
+// CPU with AVX2/AVX-512 (Debian's 0.3.21 does not know recent CPUs), naming the fix.
+void lmp_check_blas_core(void);
+
+// Reads a whole file into a malloc'd buffer (NUL-terminated); dies naming the path on error.
+char *lmp_read_file(const char *path, size_t *len);
+
+#endif
