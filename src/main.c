@@ -1,1 +1,132 @@
-int main(void){return 0;}
+// main.c: the lorampi command line. One binary, one cmd_* per subcommand.
+#include "lorampi/config.h"
+#include "lorampi/model_io.h"
+#include "lorampi/train.h"
+#include "lorampi/util.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *USAGE =
+    "usage: lorampi <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG.ini [--set section.key=value ...]\n"
+    "        fine-tune (LoRA) or train (method = none) a GPT-2 model; run under mpirun/srun\n"
+    "  tokenize --bytes --out PREFIX [--val-fraction F] FILE...\n"
+    "        turn text files into llm.c token files PREFIX_train.bin and PREFIX_val.bin,\n"
+    "        one token per byte (vocabulary 256)\n"
+    "\n"
+    "options:\n"
+    "  --help       this text\n"
+    "  --version    the version\n"
+    "\n"
+    "Every configuration key, its default and the file formats: README.md.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+    if (lmp_world_rank() == 0) {
+        fprintf(stderr, "lorampi: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, "\n(lorampi --help lists the commands)\n");
+    }
+    return LMP_EXIT_USAGE;
+}
+
+static int cmd_train(int argc, char **argv) {
+    const char *path = NULL;
+    const char **sets = lmp_malloc((size_t)argc * sizeof(char *));
+    int n_set = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--set")) {
+            if (i + 1 >= argc) return usage_error("%s needs section.key=value", "--set");
+            sets[n_set++] = argv[++i];
+        } else if (!strncmp(argv[i], "--set=", 6)) {
+            sets[n_set++] = argv[i] + 6;
+        } else if (argv[i][0] == '-') {
+            return usage_error("train: unknown option %s", argv[i]);
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            return usage_error("train: more than one config file (%s)", argv[i]);
+        }
+    }
+    if (!path) return usage_error("%s", "train: give a config file: lorampi train run.ini");
+    lmp_config cfg;
+    lmp_config_load(&cfg, path, sets, n_set);
+    free(sets);
+    lmp_train_result res;
+    lmp_train(&cfg, &res);
+    lmp_log("done: %d steps, train loss %.4f -> %.4f", res.steps, res.first_loss, res.last_loss);
+    if (!isnan(res.first_val)) lmp_log(", val loss %.4f -> %.4f", res.first_val, res.last_val);
+    lmp_log(", %.0f tokens/s\n", res.tokens_per_s);
+    return 0;
+}
+
+// Bytes as tokens: the tokenizer issue replaces this with GPT-2 BPE.
+static int cmd_tokenize(int argc, char **argv) {
+    const char *out = NULL;
+    double val_frac = 0.1;
+    int bytes = 0, nfiles = 0;
+    char **files = lmp_malloc((size_t)argc * sizeof(char *));
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--bytes")) bytes = 1;
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--val-fraction") && i + 1 < argc) {
+            char *end;
+            val_frac = strtod(argv[++i], &end);
+            if (*end || !(val_frac >= 0 && val_frac < 1))
+                return usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
+        } else if (argv[i][0] == '-') return usage_error("tokenize: unknown option %s", argv[i]);
+        else files[nfiles++] = argv[i];
+    }
+    if (!bytes) return usage_error("%s", "tokenize: only --bytes is available in this version");
+    if (!out || !nfiles) return usage_error("%s", "tokenize: give --out PREFIX and input files");
+    if (lmp_world_rank() != 0) return 0;
+    size_t cap = 1 << 20, n = 0;
+    uint16_t *tok = lmp_malloc(cap * sizeof(uint16_t));
+    for (int f = 0; f < nfiles; f++) {
+        size_t len;
+        char *text = lmp_read_file(files[f], &len);
+        if (n + len > cap) {
+            while (n + len > cap) cap *= 2;
+            tok = realloc(tok, cap * sizeof(uint16_t));
+            LMP_CHECK(tok, "out of memory");
+        }
+        for (size_t i = 0; i < len; i++) tok[n++] = (unsigned char)text[i];
+        free(text);
+    }
+    size_t nval = (size_t)(n * val_frac);
+    char path[LMP_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s_train.bin", out);
+    lmp_tokens_write(path, tok, n - nval);
+    printf("wrote %s: %zu tokens\n", path, n - nval);
+    if (nval) {
+        snprintf(path, sizeof path, "%s_val.bin", out);
+        lmp_tokens_write(path, tok + (n - nval), nval);
+        printf("wrote %s: %zu tokens\n", path, nval);
+    }
+    free(tok);
+    free(files);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? LMP_EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lorampi %s\n", LMP_VERSION);
+        return 0;
+    }
+    MPI_Init(&argc, &argv);
+    int rc;
+    if (!strcmp(argv[1], "train")) rc = cmd_train(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
+    else rc = usage_error("unknown command '%s'", argv[1]);
+    MPI_Finalize();
+    return rc;
+}

@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-void lmp_registry_init(lmp_registry *r) { memset(r, 0, sizeof *r); }
+void lmp_registry_init(lmp_registry *r, int capacity) {
+    memset(r, 0, sizeof *r);
+    r->cap = capacity;
+    r->p = lmp_calloc((size_t)capacity * sizeof *r->p);
+}
 
 void lmp_registry_free(lmp_registry *r) {
     free(r->p);
@@ -16,18 +20,14 @@ void lmp_registry_free(lmp_registry *r) {
     memset(r, 0, sizeof *r);
 }
 
-int lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
+lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
                      int split_dim, int groups, int64_t offset, int64_t len,
                      lmp_role role, int trainable, lmp_grad_kind kind, int decay) {
     LMP_CHECK(!r->frozen_mem && !r->train_mem, "registry: %s added after allocation", name);
     LMP_CHECK(ndim >= 1 && ndim <= LMP_MAX_DIMS, "registry: %s has %d dims", name, ndim);
     LMP_CHECK(strlen(name) < LMP_NAME_MAX, "registry: name too long: %s", name);
     LMP_CHECK(!lmp_registry_find(r, name), "registry: duplicate tensor %s", name);
-    if (r->n == r->cap) {
-        r->cap = r->cap ? 2 * r->cap : 64;
-        r->p = realloc(r->p, (size_t)r->cap * sizeof *r->p);
-        LMP_CHECK(r->p, "registry: out of memory");
-    }
+    LMP_CHECK(r->n < r->cap, "registry: more than %d entries (adding %s)", r->cap, name);
     lmp_param *p = &r->p[r->n];
     memset(p, 0, sizeof *p);
     strcpy(p->name, name);
@@ -52,7 +52,8 @@ int lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t 
     p->trainable = trainable;
     p->grad_kind = kind;
     p->decay = decay;
-    return r->n++;
+    r->n++;
+    return p;
 }
 
 void lmp_registry_alloc(lmp_registry *r) {

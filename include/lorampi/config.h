@@ -9,16 +9,7 @@
 #define LMP_PATH_MAX 1024
 #define LMP_MAX_LAYERS 128
 
-// LoRA targets, as a bit set.
-enum {
-    LMP_T_C_ATTN = 1 << 0,   // the fused qkv projection as a whole
-    LMP_T_Q = 1 << 1,        // the q columns of c_attn (loralib MergedLinear style)
-    LMP_T_K = 1 << 2,
-    LMP_T_V = 1 << 3,
-    LMP_T_ATTN_PROJ = 1 << 4,  // attn.c_proj
-    LMP_T_MLP_FC = 1 << 5,     // mlp.c_fc
-    LMP_T_MLP_PROJ = 1 << 6,   // mlp.c_proj
-};
+#include "lorampi/lora.h"  // LMP_T_* target bits
 
 typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1 } lmp_method;
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;

@@ -51,11 +51,13 @@ typedef struct {
     size_t kind_off[3], kind_len[3];       // span of each grad_kind inside grad_mem
 } lmp_registry;
 
-void lmp_registry_init(lmp_registry *r);
+// Entries live in one array of fixed capacity, so an entry's address is stable from the
+// moment it is added and callers may keep pointers into the table.
+void lmp_registry_init(lmp_registry *r, int capacity);
 void lmp_registry_free(lmp_registry *r);
 // Adds an entry (before lmp_registry_alloc). split_dim = -1 for whole tensors.
-// Returns the index; pointers are assigned by lmp_registry_alloc.
-int lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
+// Returns the entry; its buffers are assigned by lmp_registry_alloc.
+lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
                      int split_dim, int groups, int64_t offset, int64_t len,
                      lmp_role role, int trainable, lmp_grad_kind kind, int decay);
 // Carves the buffers (zeroed) and sets data/grad/m/v of every entry.

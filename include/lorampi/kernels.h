@@ -1,0 +1,63 @@
+// kernels.h: the model's building blocks as forward/backward pairs over flat fp32 buffers.
+// N = B*T rows. Backward functions ACCUMULATE (+=) into every gradient they are given, so
+// callers zero gradient buffers once per step; a NULL gradient pointer skips that gradient
+// (frozen weights get none). Matrix products go through cblas_sgemm.
+#ifndef LORAMPI_KERNELS_H
+#define LORAMPI_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+// out = LN(inp) * w + b over the last dim; mean and rstd (N) are saved for backward.
+// inp, out are (N,C); w, b are (C).
+void lmp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                           const float *w, const float *b, int N, int C, float eps);
+void lmp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, const float *mean,
+                            const float *rstd, int N, int C);
+
+// out (N,OC) = inp (N,IC) . w (IC,OC) + bias (OC); bias may be NULL. `accumulate` adds to
+// out instead of overwriting it.
+void lmp_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                        int N, int IC, int OC, int accumulate);
+// dinp (N,IC) += dout . w^T;  dw (IC,OC) += inp^T . dout;  dbias (OC) += sum_n dout.
+void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                         const float *inp, const float *w, int N, int IC, int OC);
+
+// GELU, tanh approximation (GPT-2's gelu_new). (n) elements.
+void lmp_gelu_forward(float *out, const float *inp, size_t n);
+void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+// Causal multi-head self-attention on this rank's NH heads of size hs (C = NH*hs).
+// qkv is (B,T,3C) laid out q|k|v, each (NH,hs); out is (B,T,C); att (B,NH,T,T) keeps the
+// softmax probabilities for backward.
+void lmp_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
+                           int NH);
+// dqkv (B,T,3C) += ...; datt is scratch of (B,NH,T,T).
+void lmp_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                            const float *att, int B, int T, int C, int NH);
+
+// out = a + b, (n).
+void lmp_residual_forward(float *out, const float *a, const float *b, size_t n);
+// y += x, (n).
+void lmp_add_inplace(float *y, const float *x, size_t n);
+
+// Token + position embedding for a vocab slice [v0, v0+Vl): rows of tokens outside the
+// slice get only the position part when add_pos, else zero (the tp group sums the parts).
+// out (B,T,C); wte (Vl,C); wpe (maxT,C), may be NULL.
+void lmp_embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
+                           int B, int T, int C, int v0, int Vl);
+void lmp_embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                            int B, int T, int C, int v0, int Vl);
+
+// Softmax cross-entropy statistics of one chunk of logits on this rank's vocab slice:
+// for each row n, rowmax[n] = max_j logits, sumexp[n] = sum_j exp(logits - rowmax),
+// tgt[n] = logits[n, target - v0] if the target is in the slice, else 0.
+// logits (n_rows, Vl) with row stride ld.
+void lmp_xent_stats(double *rowmax, double *sumexp, double *tgt, const float *logits,
+                    int ld, const int *targets, int n_rows, int Vl, int v0);
+// In place: logits <- scale[n] * (softmax(logits)[n] - onehot(target)[n]) with the global
+// row max and log-sum-exp given (so the slice's part of the full-vocab gradient).
+void lmp_xent_grad(float *logits, int ld, const int *targets, const double *rowmax,
+                   const double *logsumexp, const float *scale, int n_rows, int Vl, int v0);
+
+#endif

@@ -1,0 +1,19 @@
+// train.h: the training loop: data -> forward/backward -> gradient all-reduce -> clip ->
+// AdamW -> log -> (save). Everything below it knows nothing of files or the CLI.
+#ifndef LORAMPI_TRAIN_H
+#define LORAMPI_TRAIN_H
+#include "lorampi/config.h"
+
+// Summary of a finished run (rank 0's view, identical on all ranks).
+typedef struct {
+    int steps;
+    double first_loss, last_loss;        // training loss of the first and last step
+    double first_val, last_val;          // validation loss before training and at the end (NAN: none)
+    double tokens_per_s;                 // mean over the run after the first step
+    int64_t trainable, total;            // parameter counts
+} lmp_train_result;
+
+// Runs a whole training job as configured; every rank calls it. Returns 0.
+int lmp_train(const lmp_config *cfg, lmp_train_result *res);
+
+#endif

@@ -1,0 +1,58 @@
+// data.c: deterministic, layout-independent batches from token shards.
+#include "lorampi/data.h"
+#include "lorampi/model_io.h"
+#include "lorampi/rng.h"
+#include "lorampi/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uint64_t seed,
+                     int shuffle) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->path, sizeof d->path, "%s", path);
+    d->tok = lmp_tokens_read(path, &d->n);
+    d->T = T;
+    if (d->n < (size_t)T + 1)
+        lmp_die("%s holds %zu tokens, fewer than seq_len + 1 = %d", path, d->n, T + 1);
+    for (size_t i = 0; i < d->n; i++)
+        if (d->tok[i] >= vocab_size)
+            lmp_die("%s: token %u at position %zu is outside the model's vocabulary of %d", path,
+                    d->tok[i], i, vocab_size);
+    d->n_windows = (int64_t)((d->n - 1) / (size_t)T);
+    d->seed = seed;
+    d->shuffle = shuffle;
+    d->perm = lmp_malloc((size_t)d->n_windows * sizeof(int64_t));
+    d->perm_epoch = -1;
+}
+
+void lmp_loader_close(lmp_loader *d) {
+    free(d->tok);
+    free(d->perm);
+    memset(d, 0, sizeof *d);
+}
+
+// Fisher-Yates driven by the counter RNG keyed by epoch: the permutation of an epoch is the
+// same whenever and wherever it is rebuilt.
+static void build_perm(lmp_loader *d, int64_t epoch) {
+    for (int64_t i = 0; i < d->n_windows; i++) d->perm[i] = i;
+    if (d->shuffle)
+        for (int64_t i = d->n_windows - 1; i > 0; i--) {
+            int64_t j = (int64_t)(lmp_rng_bits(d->seed, 0x6c6f61646572ULL + (uint64_t)epoch,
+                                               (uint64_t)i) % (uint64_t)(i + 1));
+            int64_t t = d->perm[i];
+            d->perm[i] = d->perm[j];
+            d->perm[j] = t;
+        }
+    d->perm_epoch = epoch;
+}
+
+void lmp_loader_get(lmp_loader *d, int64_t idx, int *inp, int *tgt) {
+    int64_t epoch = idx / d->n_windows;
+    if (epoch != d->perm_epoch) build_perm(d, epoch);
+    const uint16_t *w = d->tok + (size_t)d->perm[idx % d->n_windows] * (size_t)d->T;
+    for (int t = 0; t < d->T; t++) {
+        inp[t] = w[t];
+        tgt[t] = w[t + 1];
+    }
+}

@@ -1,0 +1,210 @@
+// train.c: the training loop.
+#include "lorampi/train.h"
+#include "lorampi/comm.h"
+#include "lorampi/data.h"
+#include "lorampi/gpt2.h"
+#include "lorampi/optim.h"
+#include "lorampi/peft.h"
+#include "lorampi/util.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int B, T, Bg;           // this replica's rows, sequence length, global rows per micro-step
+    int *tok, *tgt;
+    float *scale;
+} batch_buf;
+
+// Fills this replica's rows of global micro-batch `micro` and runs forward (+backward).
+// Every position counts; the loss is the mean over all tokens of the optimizer step's
+// global batch, so the per-token weight is 1/(Bg*T*accum).
+static double run_micro(lmp_gpt2 *m, lmp_comm *c, lmp_loader *d, batch_buf *bb, int64_t micro,
+                        float weight, uint64_t seed, int backward) {
+    for (int b = 0; b < bb->B; b++) {
+        int64_t idx = micro * bb->Bg + (int64_t)c->dp_rank * bb->B + b;
+        lmp_loader_get(d, idx, bb->tok + (size_t)b * bb->T, bb->tgt + (size_t)b * bb->T);
+    }
+    for (int i = 0; i < bb->B * bb->T; i++) bb->scale[i] = weight;
+    lmp_rng_ctx rc = {seed, (uint64_t)micro,
+                      ((int64_t)micro * bb->Bg + (int64_t)c->dp_rank * bb->B) * bb->T, backward};
+    return lmp_gpt2_step(m, bb->tok, bb->tgt, bb->scale, &rc, backward);
+}
+
+static double evaluate(lmp_gpt2 *m, lmp_comm *c, lmp_loader *val, batch_buf *bb, int batches) {
+    float w = 1.0f / ((float)bb->Bg * bb->T * batches);
+    double loss = 0.0;
+    for (int k = 0; k < batches; k++) loss += run_micro(m, c, val, bb, k, w, 0, 0);
+    lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
+    return loss;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    int t = (int)(s + 0.5);
+    snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+}
+
+int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
+    lmp_comm comm;
+    lmp_comm_init(&comm, cfg->parallel.tp);
+    lmp_check_blas_core();
+
+    lmp_model_config mc;
+    if (cfg->model.path[0]) {
+        lmp_model_read_config(cfg->model.path, &mc);
+    } else {
+        mc = (lmp_model_config){cfg->model.n_layer, cfg->model.n_head, cfg->model.n_embd,
+                                cfg->model.vocab_size, cfg->model.n_ctx, 1e-5f};
+        if (mc.n_embd % mc.n_head)
+            lmp_die_all("[model] n_embd = %d is not a multiple of n_head = %d", mc.n_embd, mc.n_head);
+    }
+    unsigned char layer_on[LMP_MAX_LAYERS];
+    memset(layer_on, cfg->adapter.n_layers ? 0 : 1, sizeof layer_on);
+    for (int i = 0; i < cfg->adapter.n_layers; i++) {
+        if (cfg->adapter.layers[i] >= mc.n_layer)
+            lmp_die_all("[adapter] layers names layer %d, but the model has %d layers (0..%d)",
+                        cfg->adapter.layers[i], mc.n_layer, mc.n_layer - 1);
+        layer_on[cfg->adapter.layers[i]] = 1;
+    }
+    if (mc.n_layer > LMP_MAX_LAYERS)
+        lmp_die_all("model has %d layers; lorampi supports up to %d", mc.n_layer, LMP_MAX_LAYERS);
+    int lora = cfg->adapter.method == LMP_METHOD_LORA;
+    lmp_gpt2_opts opts = {.full_finetune = !lora,
+                          .lora_targets = lora ? cfg->adapter.targets : 0,
+                          .lora_r = cfg->adapter.r,
+                          .lora_alpha = cfg->adapter.alpha,
+                          .lora_dropout = cfg->adapter.dropout,
+                          .rslora = cfg->adapter.rslora,
+                          .layer_on = layer_on};
+    int T = cfg->train.seq_len, Bg = cfg->train.batch_size, accum = cfg->train.grad_accum;
+    if (T > mc.n_ctx)
+        lmp_die_all("[train] seq_len = %d exceeds the model's context length %d", T, mc.n_ctx);
+    if (Bg % comm.dp_size)
+        lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
+                    "data-parallel replicas", Bg, comm.dp_size);
+    if (!cfg->data.train[0]) lmp_die_all("[data] train is not set: give a token file");
+
+    lmp_gpt2 m;
+    lmp_gpt2_build(&m, &mc, &opts, &comm);
+    if (cfg->model.path[0]) lmp_model_load(cfg->model.path, &m.reg);
+    else lmp_gpt2_init_base(&m, cfg->train.seed);
+    lmp_gpt2_init_adapters(&m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
+    batch_buf bb = {Bg / comm.dp_size, T, Bg, NULL, NULL, NULL};
+    lmp_gpt2_set_batch(&m, bb.B, T);
+    bb.tok = lmp_malloc((size_t)bb.B * T * sizeof(int));
+    bb.tgt = lmp_malloc((size_t)bb.B * T * sizeof(int));
+    bb.scale = lmp_malloc((size_t)bb.B * T * sizeof(float));
+
+    lmp_loader train, val;
+    lmp_loader_open(&train, cfg->data.train, T, mc.vocab_size, cfg->train.seed, 1);
+    int have_val = cfg->data.val[0] != 0;
+    if (have_val) lmp_loader_open(&val, cfg->data.val, T, mc.vocab_size, 0, 0);
+
+    int64_t n_train, n_total;
+    lmp_registry_counts(&m.reg, &n_train, &n_total);
+    lmp_log("model: %d layers, %d heads, n_embd %d, vocab %d, context %d: %.2fM parameters\n",
+            mc.n_layer, mc.n_head, mc.n_embd, mc.vocab_size, mc.n_ctx, n_total / 1e6);
+    lmp_log("training: %s, %lld trainable parameters (%.3f%%), %d LoRA modules\n",
+            lora ? "LoRA" : "full fine-tuning", (long long)n_train, 100.0 * n_train / n_total,
+            m.n_lora);
+    lmp_log("layout: %d ranks = tp %d x dp %d; global batch %d x %d tokens x %d accumulation\n",
+            comm.size, comm.tp_size, comm.dp_size, Bg, T, accum);
+    lmp_log("memory per rank: frozen %.1f MB, trainable %.1f MB (+ grad, m, v %.1f MB)\n",
+            m.reg.n_frozen * 4 / 1e6, m.reg.n_train * 4 / 1e6, m.reg.n_train * 12 / 1e6);
+
+    FILE *metrics = NULL;
+    if (comm.rank == 0 && cfg->log.metrics[0]) {
+        metrics = fopen(cfg->log.metrics, "w");
+        if (!metrics) lmp_die("cannot write [log] metrics file %s", cfg->log.metrics);
+    }
+    int eval_batches = cfg->train.eval_batches;
+    if (have_val && eval_batches * (int64_t)Bg > val.n_windows) {
+        eval_batches = (int)(val.n_windows / Bg);
+        if (eval_batches < 1)
+            lmp_die_all("[data] val %s holds %lld sequences of %d tokens, fewer than one global "
+                        "batch of %d", cfg->data.val, (long long)val.n_windows, T, Bg);
+    }
+    res->first_val = res->last_val = NAN;
+    if (have_val) {
+        res->first_val = evaluate(&m, &comm, &val, &bb, eval_batches);
+        lmp_log("val loss before training: %.4f\n", res->first_val);
+    }
+
+    lmp_optim_cfg oc = {cfg->train.lr, cfg->train.beta1, cfg->train.beta2, cfg->train.eps,
+                        cfg->train.weight_decay, cfg->train.warmup_steps, cfg->train.steps,
+                        cfg->train.schedule, cfg->train.min_lr_ratio};
+    float weight = 1.0f / ((float)Bg * T * accum);
+    double t_start = lmp_now(), t_after_first = 0;
+    for (int step = 0; step < cfg->train.steps; step++) {
+        double t0 = lmp_now();
+        lmp_registry_zero_grad(&m.reg);
+        double loss = 0.0;
+        for (int a = 0; a < accum; a++)
+            loss += run_micro(&m, &comm, &train, &bb, (int64_t)step * accum + a, weight,
+                              cfg->train.seed, 1);
+        lmp_allreduce_d(&comm, &loss, 1, MPI_SUM, comm.dp);
+        lmp_reduce_grads(&comm, &m.reg);
+        double norm = lmp_grad_norm(&comm, &m.reg);
+        if (!isfinite(loss) || !isfinite(norm))
+            lmp_die_all("training diverged at step %d: loss = %g, gradient norm = %g (lower "
+                        "[train] lr or set [train] grad_clip)", step + 1, loss, norm);
+        float lr = lmp_lr_at(&oc, step);
+        lmp_adamw_step(&m.reg, &oc, lr, step + 1, lmp_clip_scale(norm, cfg->train.grad_clip));
+        double dt = lmp_now() - t0;
+        if (step == 0) { res->first_loss = loss; t_after_first = lmp_now(); }
+        res->last_loss = loss;
+        double tps = (double)Bg * T * accum / dt;
+        double val_loss = NAN;
+        int last = step + 1 == cfg->train.steps;
+        if (have_val && cfg->train.eval_every > 0 && ((step + 1) % cfg->train.eval_every == 0 || last))
+            val_loss = evaluate(&m, &comm, &val, &bb, eval_batches);
+        if (have_val && last && isnan(val_loss)) val_loss = evaluate(&m, &comm, &val, &bb, eval_batches);
+        if (!isnan(val_loss)) res->last_val = val_loss;
+        if ((step + 1) % cfg->log.every == 0 || last || step == 0) {
+            char eta[32];
+            double per = (lmp_now() - t_start) / (step + 1);
+            fmt_eta(eta, sizeof eta, per * (cfg->train.steps - step - 1));
+            lmp_log("step %*d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | eta %s%s",
+                    (int)log10(cfg->train.steps) + 1, step + 1, cfg->train.steps, loss, lr, norm,
+                    dt * 1e3, tps, eta, isnan(val_loss) ? "\n" : "");
+            if (!isnan(val_loss)) lmp_log(" | val %.4f\n", val_loss);
+        }
+        if (metrics) {
+            json_t *o = json_pack("{s:i, s:f, s:f, s:f, s:f, s:f}", "step", step + 1, "loss", loss,
+                                  "lr", (double)lr, "grad_norm", norm, "tokens_per_s", tps,
+                                  "ms", dt * 1e3);
+            if (!isnan(val_loss)) json_object_set_new(o, "val_loss", json_real(val_loss));
+            LMP_CHECK(o && json_dumpf(o, metrics, JSON_COMPACT) == 0 && fputc('\n', metrics) != EOF,
+                      "cannot write metrics to %s", cfg->log.metrics);
+            fflush(metrics);
+            json_decref(o);
+        }
+    }
+    res->steps = cfg->train.steps;
+    double rest = lmp_now() - t_after_first;
+    res->tokens_per_s = cfg->train.steps > 1 ? (double)Bg * T * accum * (cfg->train.steps - 1) / rest : 0;
+    res->trainable = n_train;
+    res->total = n_total;
+    if (metrics) fclose(metrics);
+
+    if (cfg->train.save_model[0]) {
+        if (comm.tp_size > 1) lmp_die_all("[train] save_model needs tp = 1 for now");
+        if (comm.rank == 0) lmp_model_save_hf(cfg->train.save_model, &mc, &m.reg);
+        lmp_log("saved model to %s\n", cfg->train.save_model);
+    }
+    if (cfg->train.save_adapter[0] && lora) {
+        if (comm.rank == 0) lmp_peft_save(cfg->train.save_adapter, &m, cfg);
+        lmp_log("saved adapter to %s\n", cfg->train.save_adapter);
+    }
+    MPI_Barrier(comm.world);
+    lmp_loader_close(&train);
+    if (have_val) lmp_loader_close(&val);
+    free(bb.tok);
+    free(bb.tgt);
+    free(bb.scale);
+    lmp_gpt2_free(&m);
+    lmp_comm_free(&comm);
+    return 0;
+}
