@@ -100,11 +100,16 @@ void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout
 
 #define GELU_K 0.7978845608028654f  // sqrt(2/pi)
 
+// tanh through one expf: glibc's tanhf goes through expm1f and was the single largest
+// non-matmul cost of a step (37M calls per GPT-2 124M step). Saturates correctly for large
+// |u| (expf -> inf gives 1, expf -> 0 gives -1); absolute error ~1e-7.
+static inline float fast_tanhf(float u) { return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f); }
+
 void lmp_gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + fast_tanhf(GELU_K * (x + 0.044715f * x * x * x)));
     }
 }
 
@@ -113,7 +118,7 @@ void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t 
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_K * (x + 0.044715f * x * x * x);
-        float t = tanhf(u);
+        float t = fast_tanhf(u);
         float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
         float g = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
         dinp[i] += g * dout[i];
@@ -246,8 +251,10 @@ void lmp_xent_stats(double *rowmax, double *sumexp, double *tgt, const float *lo
         const float *l = logits + (size_t)n * ld;
         float mx = -INFINITY;
         for (int j = 0; j < Vl; j++) mx = l[j] > mx ? l[j] : mx;
+        // expf on float differences (<= 0), summed in double: the sum keeps its digits and
+        // the exponentials run at float speed over the 50k-wide vocabulary.
         double s = 0.0;
-        for (int j = 0; j < Vl; j++) s += exp((double)l[j] - mx);
+        for (int j = 0; j < Vl; j++) s += expf(l[j] - mx);
         rowmax[n] = mx;
         sumexp[n] = s;
         int t = targets[n] - v0;
@@ -262,8 +269,8 @@ void lmp_xent_grad(float *logits, int ld, const int *targets, const double *rowm
         float *l = logits + (size_t)n * ld;
         float s = scale[n];
         if (s == 0.0f) { memset(l, 0, (size_t)Vl * sizeof(float)); continue; }
-        double off = rowmax[n] + logsumexp[n];
-        for (int j = 0; j < Vl; j++) l[j] = s * (float)exp((double)l[j] - off);
+        float mx = (float)rowmax[n], lse = (float)logsumexp[n];
+        for (int j = 0; j < Vl; j++) l[j] = s * expf((l[j] - mx) - lse);
         int t = targets[n] - v0;
         if (t >= 0 && t < Vl) l[t] -= s;
     }
