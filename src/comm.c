@@ -3,9 +3,13 @@
 #include "lorampi/util.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-void lmp_comm_init(lmp_comm *c, int tp) {
-    c->world = MPI_COMM_WORLD;
+void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp) {
+    c->world = world;
     LMP_CHECK_MPI(MPI_Comm_rank(c->world, &c->rank));
     LMP_CHECK_MPI(MPI_Comm_size(c->world, &c->size));
     if (tp < 1 || c->size % tp != 0)
@@ -19,6 +23,23 @@ void lmp_comm_init(lmp_comm *c, int tp) {
     LMP_CHECK_MPI(MPI_Comm_split(c->world, c->tp_rank, c->dp_rank, &c->dp));
     c->comm_seconds = 0;
     c->comm_bytes = 0;
+}
+
+void lmp_comm_report(lmp_comm *c) {
+    char host[64] = {0};
+    gethostname(host, sizeof host - 1);
+    char *all = c->rank == 0 ? lmp_malloc((size_t)c->size * sizeof host) : NULL;
+    LMP_CHECK_MPI(MPI_Gather(host, sizeof host, MPI_CHAR, all, sizeof host, MPI_CHAR, 0, c->world));
+    if (c->rank != 0) return;
+    // Consecutive ranks on the same host are printed as one range.
+    for (int i = 0; i < c->size;) {
+        int j = i;
+        while (j + 1 < c->size && !strcmp(all + (size_t)(j + 1) * sizeof host, all + (size_t)i * sizeof host)) j++;
+        lmp_log("ranks %d-%d of %d up on %s (tp %d x dp %d)\n", i, j, c->size,
+                all + (size_t)i * sizeof host, c->tp_size, c->dp_size);
+        i = j + 1;
+    }
+    free(all);
 }
 
 void lmp_comm_free(lmp_comm *c) {

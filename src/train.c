@@ -48,7 +48,8 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
     lmp_comm comm;
-    lmp_comm_init(&comm, cfg->parallel.tp);
+    lmp_comm_init(&comm, MPI_COMM_WORLD, cfg->parallel.tp);
+    lmp_comm_report(&comm);
     lmp_check_blas_core();
 
     lmp_model_config mc;

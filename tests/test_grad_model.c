@@ -74,7 +74,7 @@ static void check_grads(lmp_gpt2 *m, const char *what, const lmp_rng_ctx *rc) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lmp_comm c;
-    lmp_comm_init(&c, 1);
+    lmp_comm_init(&c, MPI_COMM_WORLD, 1);
     for (int n = 0; n < N; n++) {
         tokens[n] = (int)(lmp_rng_bits(1, 0, n) % CFG.vocab_size);
         targets[n] = (int)(lmp_rng_bits(1, 1, n) % CFG.vocab_size);

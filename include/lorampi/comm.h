@@ -16,10 +16,13 @@ typedef struct {
     size_t comm_bytes;     // payload bytes all-reduced since the last reset
 } lmp_comm;
 
-// Splits MPI_COMM_WORLD into tp x dp; every rank dies (lmp_die_all) when tp does not
-// divide the world size.
-void lmp_comm_init(lmp_comm *c, int tp);
+// Splits `world` (MPI_COMM_WORLD, or a sub-communicator in tests) into tp x dp; every rank
+// dies (lmp_die_all) when tp does not divide its size.
+void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp);
 void lmp_comm_free(lmp_comm *c);
+// Gathers every rank's host name and pid to rank 0, which prints one line per host:
+// "ranks 0-3 on node1 (tp groups 0-1)". Proof that every rank is up, and the placement.
+void lmp_comm_report(lmp_comm *c);
 
 // In-place sums over a communicator; no-ops on a communicator of one rank.
 void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm);

@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
         T = argc > 3 ? atoi(argv[3]) : 256;
     const char *mode = argc > 4 ? argv[4] : "both";
     lmp_comm c;
-    lmp_comm_init(&c, 1);
+    lmp_comm_init(&c, MPI_COMM_WORLD, 1);
     printf("openblas core %s, %d threads, B=%d T=%d, %d timed steps\n", openblas_get_corename(),
            omp_get_max_threads(), B, T, steps);
     printf("sgemm GFLOP/s: (1024x768x2304) %.0f  (1024x3072x768) %.0f  (1024x50257x768, LM head) %.0f\n",

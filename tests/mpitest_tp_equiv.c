@@ -1,0 +1,169 @@
+// Tensor- and data-parallel equivalence (run on 4 ranks): for every layout (tp, dp) in
+// {(1,1), (2,1), (1,2), (2,2), (4,1)} the loss, every reduced gradient, and the logits after
+// one AdamW step equal the 1-rank run's within 1e-5 relative (max abs difference over max
+// abs reference value), in LoRA mode (all targets, with dropout), LoRA on q/v slices, and
+// full fine-tuning. Also: each rank's frozen bytes equal its shard size computed from the
+// shapes, and every rank took part.
+#include "testutil.h"
+#include "lorampi/gpt2.h"
+#include "lorampi/optim.h"
+#include "lorampi/rng.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BG = 4, T = 6 };
+static const lmp_model_config CFG = {2, 4, 16, 37, 8, 1e-5f};  // odd vocab: uneven split
+
+typedef struct {
+    double loss;
+    float *grads;    // all trainable tensors, global shapes, concatenated
+    size_t ngrad;
+    float *logits;   // (BG*T, V) after one optimizer step
+} result;
+
+static void make_batch(int *tok, int *tgt) {
+    for (int n = 0; n < BG * T; n++) {
+        tok[n] = (int)(lmp_rng_bits(3, 0, n) % CFG.vocab_size);
+        tgt[n] = (int)(lmp_rng_bits(3, 1, n) % CFG.vocab_size);
+    }
+}
+
+// Runs one step on the ranks of `world` laid out as tp x dp; the result lands on rank 0.
+static void run(MPI_Comm world, int tp, int full, int targets, float dropout, result *res) {
+    lmp_comm c;
+    lmp_comm_init(&c, world, tp);
+    lmp_gpt2_opts o = {.full_finetune = full, .lora_targets = targets, .lora_r = 4,
+                       .lora_alpha = 8, .lora_dropout = dropout};
+    lmp_gpt2 m;
+    lmp_gpt2_build(&m, &CFG, &o, &c);
+    lmp_gpt2_init_base(&m, 5);
+    lmp_gpt2_init_adapters(&m, 0, 6);
+    // Non-zero B (by global index, so identical on every layout) so every path carries signal.
+    for (int i = 0; i < m.n_lora; i++)
+        for (size_t k = 0; k < m.loras[i].B->numel; k++)
+            m.loras[i].B->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)i, k);
+
+    // Exact frozen shard size from the shapes alone.
+    int64_t C = CFG.n_embd, L = CFG.n_layer, p = c.tp_rank;
+    int64_t V_l = (p + 1) * CFG.vocab_size / tp - p * CFG.vocab_size / tp;
+    int64_t per_layer = 4 * C + C * 3 * C / tp + 3 * C / tp + (C / tp) * C + C +
+                        C * 4 * C / tp + 4 * C / tp + (4 * C / tp) * C + C;
+    int64_t expect = V_l * C + CFG.n_ctx * C + L * per_layer + 2 * C;
+    T_CHECK((int64_t)(full ? m.reg.n_train : m.reg.n_frozen) == expect,
+            "tp=%d rank %d: holds %zu base floats, shard size is %lld", tp, c.rank,
+            full ? m.reg.n_train : m.reg.n_frozen, (long long)expect);
+
+    int B = BG / c.dp_size, N = B * T;
+    lmp_gpt2_set_batch(&m, B, T);
+    int tok[BG * T], tgt[BG * T];
+    float scale[BG * T];
+    make_batch(tok, tgt);
+    for (int n = 0; n < BG * T; n++) scale[n] = n % 7 == 3 ? 0.0f : 1.0f / (BG * T);
+    int off = c.dp_rank * N;
+    lmp_rng_ctx rc = {9, 0, off, 1};
+    lmp_registry_zero_grad(&m.reg);
+    double loss = lmp_gpt2_step(&m, tok + off, tgt + off, scale + off, &rc, 1);
+    lmp_allreduce_d(&c, &loss, 1, MPI_SUM, c.dp);
+    lmp_reduce_grads(&c, &m.reg);
+
+    // Assemble every trainable tensor in its global shape on rank 0: each tp rank of dp
+    // replica 0 scatters its slice into a zeroed global buffer; replicated tensors come
+    // from tp rank 0 only; a sum over the tp group completes them.
+    size_t ng = 0;
+    for (int i = 0; i < m.reg.n; i++)
+        if (m.reg.p[i].trainable) ng += (size_t)lmp_param_global_numel(&m.reg.p[i]);
+    float *g = calloc(ng, sizeof(float));
+    size_t at = 0;
+    for (int i = 0; i < m.reg.n; i++) {
+        lmp_param *q = &m.reg.p[i];
+        if (!q->trainable) continue;
+        if (q->split_dim >= 0 || c.tp_rank == 0)
+            for (size_t k = 0; k < q->numel; k++) g[at + lmp_param_global_index(q, k)] = q->grad[k];
+        at += (size_t)lmp_param_global_numel(q);
+    }
+    if (c.dp_rank == 0) MPI_Reduce(c.rank == 0 ? MPI_IN_PLACE : g, g, (int)ng, MPI_FLOAT, MPI_SUM, 0, c.tp);
+
+    lmp_optim_cfg oc = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 0, 1, 2, 0};
+    lmp_adamw_step(&m.reg, &oc, 1e-2f, 1, 1.0f);
+    float *lg = malloc(sizeof(float) * BG * T * CFG.vocab_size);
+    lmp_gpt2_logits(&m, tok + off, lg + (size_t)off * CFG.vocab_size);
+    // Replica d's rows go to rank 0 from the tp-rank-0 member of replica d.
+    if (c.tp_rank == 0 && c.dp_size > 1)
+        MPI_Gather(c.dp_rank == 0 ? MPI_IN_PLACE : lg + (size_t)off * CFG.vocab_size,
+                   N * CFG.vocab_size, MPI_FLOAT, lg, N * CFG.vocab_size, MPI_FLOAT, 0, c.dp);
+    res->loss = loss;
+    res->grads = g;
+    res->ngrad = ng;
+    res->logits = lg;
+    lmp_gpt2_free(&m);
+    lmp_comm_free(&c);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size != 4) {
+        if (rank == 0) fprintf(stderr, "run on 4 ranks (got %d)\n", size);
+        MPI_Finalize();
+        return 1;
+    }
+    struct { const char *what; int full, targets; float dropout; } modes[] = {
+        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f},
+        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f},
+        {"full", 1, 0, 0.0f},
+    };
+    int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};
+    int ran_layouts = 0;
+    for (size_t mo = 0; mo < 3; mo++) {
+        result ref = {0};
+        for (size_t li = 0; li < 5; li++) {
+            int tp = layouts[li][0], np = tp * layouts[li][1];
+            MPI_Comm sub;
+            MPI_Comm_split(MPI_COMM_WORLD, rank < np ? 0 : MPI_UNDEFINED, rank, &sub);
+            if (sub == MPI_COMM_NULL) continue;
+            result r = {0};
+            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, &r);
+            MPI_Comm_free(&sub);
+            if (rank == 0) {
+                ran_layouts++;
+                if (li == 0) { ref = r; continue; }
+                const char *w = modes[mo].what;
+                T_CHECK(fabs(r.loss - ref.loss) <= 1e-5 * fabs(ref.loss),
+                        "%s tp=%d dp=%d: loss %.9g vs %.9g", w, tp, np / tp, r.loss, ref.loss);
+                double dg = t_max_rel_diff(r.grads, ref.grads, ref.ngrad);
+                T_CHECK(r.ngrad == ref.ngrad && dg <= 1e-5, "%s tp=%d dp=%d: gradients differ by %.3g", w, tp, np / tp, dg);
+                double dl = t_max_rel_diff(r.logits, ref.logits, (size_t)BG * T * CFG.vocab_size);
+                T_CHECK(dl <= 1e-5, "%s tp=%d dp=%d: logits after a step differ by %.3g", w, tp, np / tp, dl);
+                printf("%-9s tp=%d dp=%d: loss %.3g, grads %.3g, logits %.3g (relative)\n", w, tp,
+                       np / tp, fabs(r.loss - ref.loss) / fabs(ref.loss), dg, dl);
+                free(r.grads);
+                free(r.logits);
+            } else {
+                free(r.grads);
+                free(r.logits);
+            }
+        }
+        if (rank == 0) { free(ref.grads); free(ref.logits); }
+    }
+    // Every rank took part in the layouts that include it: the 4-rank layouts need all 4.
+    int took = 1, total = 0;
+    MPI_Reduce(&took, &total, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+    int failed = t_failed, any = 0;
+    MPI_Reduce(&failed, &any, 1, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
+    int rc = 0;
+    if (rank == 0) {
+        T_CHECK(total == 4, "only %d of 4 ranks reported", total);
+        T_CHECK(ran_layouts == 15, "rank 0 ran %d of 15 layout runs", ran_layouts);
+        t_failed += any - failed;
+        rc = t_finish();
+    }
+    MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return rc;
+}
