@@ -71,8 +71,8 @@ static void add_lora(lmp_gpt2 *m, lmp_linear *L, const char *module, int in, int
     L->lora[L->nlora++] = l;
 }
 
-void lmp_gpt2_build(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_opts *opts,
-                    lmp_comm *comm) {
+void lmp_gpt2_register(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_opts *opts,
+                       lmp_comm *comm) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->opts = *opts;
@@ -147,6 +147,11 @@ void lmp_gpt2_build(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_opt
     m->lnf_w = add(m, "ln_f.weight", 1, C, 0, -1, 1, 0, 0, LMP_GRAD_TP_SAME, 0);
     m->lnf_b = add(m, "ln_f.bias", 1, C, 0, -1, 1, 0, 0, LMP_GRAD_TP_SAME, 0);
 
+}
+
+void lmp_gpt2_build(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_opts *opts,
+                    lmp_comm *comm) {
+    lmp_gpt2_register(m, cfg, opts, comm);
     lmp_registry_alloc(&m->reg);
 }
 
@@ -184,6 +189,28 @@ void lmp_gpt2_init_adapters(lmp_gpt2 *m, int gaussian, uint64_t seed) {
 // ---------------------------------------------------------------------------------------
 // Activations
 
+// Rows of logits formed at once: about 4M floats, never (N, V).
+static int logit_chunk(const lmp_gpt2 *m, int B, int T) {
+    int chunk = (int)(((size_t)1 << 22) / (size_t)m->V_l);
+    if (chunk < 1) chunk = 1;
+    return (size_t)chunk > (size_t)B * T ? B * T : chunk;
+}
+
+size_t lmp_gpt2_act_floats(const lmp_gpt2 *m, int B, int T) {
+    size_t N = (size_t)B * T, C = m->C, C_l = m->C_l, H_l = m->H_l;
+    size_t att = (size_t)B * m->NH_l * T * T;
+    size_t rmax = 0, lora_u = 0;
+    for (int i = 0; i < m->n_lora; i++) {
+        rmax = (size_t)m->loras[i].r > rmax ? (size_t)m->loras[i].r : rmax;
+        lora_u += N * (size_t)m->loras[i].r;
+    }
+    size_t per_layer = 4 * N * C + 4 * N + 4 * N * C_l + att + 2 * N * H_l;
+    size_t xdim = H_l > C ? H_l : C;
+    return m->cfg.n_layer * per_layer + lora_u + 3 * N * C + 2 * N +
+           (size_t)logit_chunk(m, B, T) * m->V_l +
+           /* backward scratch */ 2 * N * C + 4 * N * C_l + att + 2 * N * H_l + N * rmax + N * xdim;
+}
+
 void lmp_gpt2_set_batch(lmp_gpt2 *m, int B, int T) {
     if (m->act_mem && m->B == B && m->T == T) return;
     LMP_CHECK(T <= m->cfg.n_ctx, "sequence length %d exceeds the model's context n_ctx = %d", T,
@@ -194,19 +221,11 @@ void lmp_gpt2_set_batch(lmp_gpt2 *m, int B, int T) {
     m->T = T;
     size_t N = (size_t)B * T, C = m->C, C_l = m->C_l, H_l = m->H_l;
     size_t att = (size_t)B * m->NH_l * T * T;
-    // Logits are formed in chunks of rows: about 4M floats at a time, never (N, V).
-    m->chunk = (int)(((size_t)1 << 22) / (size_t)m->V_l);
-    if (m->chunk < 1) m->chunk = 1;
-    if ((size_t)m->chunk > N) m->chunk = (int)N;
+    m->chunk = logit_chunk(m, B, T);
     int rmax = 0;
     for (int i = 0; i < m->n_lora; i++) rmax = m->loras[i].r > rmax ? m->loras[i].r : rmax;
-    size_t per_layer = 4 * N * C + 4 * N + 4 * N * C_l + att + 2 * N * H_l;
-    size_t lora_u = 0;
-    for (int i = 0; i < m->n_lora; i++) lora_u += N * (size_t)m->loras[i].r;
     size_t xdim = H_l > C ? H_l : C;
-    size_t total = m->cfg.n_layer * per_layer + lora_u + 3 * N * C + 2 * N +
-                   (size_t)m->chunk * m->V_l +
-                   /* backward */ 2 * N * C + 4 * N * C_l + att + 2 * N * H_l + N * rmax + N * xdim;
+    size_t total = lmp_gpt2_act_floats(m, B, T);
     m->act_mem = lmp_calloc(total * sizeof(float));
     float *q = m->act_mem;
 #define TAKE(ptr, count) do { (ptr) = q; q += (count); } while (0)

@@ -1,6 +1,7 @@
 // main.c: the lorampi command line. One binary, one cmd_* per subcommand.
 #include "lorampi/config.h"
 #include "lorampi/model_io.h"
+#include "lorampi/plan.h"
 #include "lorampi/train.h"
 #include "lorampi/util.h"
 
@@ -16,6 +17,8 @@ static const char *USAGE =
     "commands:\n"
     "  train CONFIG.ini [--set section.key=value ...]\n"
     "        fine-tune (LoRA) or train (method = none) a GPT-2 model; run under mpirun/srun\n"
+    "  plan CONFIG.ini --ranks N [--set section.key=value ...]\n"
+    "        memory per rank and communication per step of a layout, without training\n"
     "  tokenize --bytes --out PREFIX [--val-fraction F] FILE...\n"
     "        turn text files into llm.c token files PREFIX_train.bin and PREFIX_val.bin,\n"
     "        one token per byte (vocabulary 256)\n"
@@ -35,7 +38,8 @@ static int usage_error(const char *fmt, const char *arg) {
     return LMP_EXIT_USAGE;
 }
 
-static int cmd_train(int argc, char **argv) {
+// Parses "CONFIG [--set s.k=v ...] [--ranks N]" shared by train and plan.
+static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks) {
     const char *path = NULL;
     const char **sets = lmp_malloc((size_t)argc * sizeof(char *));
     int n_set = 0;
@@ -45,18 +49,41 @@ static int cmd_train(int argc, char **argv) {
             sets[n_set++] = argv[++i];
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_set++] = argv[i] + 6;
+        } else if (ranks && !strcmp(argv[i], "--ranks") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1 << 24) return usage_error("--ranks %s: expected a positive integer", argv[i]);
+            *ranks = (int)v;
         } else if (argv[i][0] == '-') {
-            return usage_error("train: unknown option %s", argv[i]);
+            return usage_error("unknown option %s", argv[i]);
         } else if (!path) {
             path = argv[i];
         } else {
-            return usage_error("train: more than one config file (%s)", argv[i]);
+            return usage_error("more than one config file (%s)", argv[i]);
         }
     }
-    if (!path) return usage_error("%s", "train: give a config file: lorampi train run.ini");
-    lmp_config cfg;
-    lmp_config_load(&cfg, path, sets, n_set);
+    if (!path) return usage_error("%s", "give a config file, e.g. lorampi train run.ini");
+    if (ranks && !*ranks) return usage_error("%s", "plan: give --ranks N");
+    lmp_config_load(cfg, path, sets, n_set);
     free(sets);
+    return 0;
+}
+
+static int cmd_plan(int argc, char **argv) {
+    lmp_config cfg;
+    int ranks = 0;
+    int rc = parse_config_args(argc, argv, &cfg, &ranks);
+    if (rc) return rc;
+    lmp_plan_t p;
+    lmp_plan_compute(&cfg, ranks, &p);
+    lmp_plan_print(&cfg, &p);
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    lmp_config cfg;
+    int rc = parse_config_args(argc, argv, &cfg, NULL);
+    if (rc) return rc;
     lmp_train_result res;
     lmp_train(&cfg, &res);
     lmp_log("done: %d steps, train loss %.4f -> %.4f", res.steps, res.first_loss, res.last_loss);
@@ -125,6 +152,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int rc;
     if (!strcmp(argv[1], "train")) rc = cmd_train(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "plan")) rc = cmd_plan(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else rc = usage_error("unknown command '%s'", argv[1]);
     MPI_Finalize();

@@ -46,12 +46,8 @@ static void fmt_eta(char *buf, size_t n, double s) {
     snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
 }
 
-int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
-    lmp_comm comm;
-    lmp_comm_init(&comm, MPI_COMM_WORLD, cfg->parallel.tp);
-    lmp_comm_report(&comm);
-    lmp_check_blas_core();
-
+void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc_out, lmp_gpt2_opts *opts,
+                       unsigned char *layer_on) {
     lmp_model_config mc;
     if (cfg->model.path[0]) {
         lmp_model_read_config(cfg->model.path, &mc);
@@ -61,27 +57,41 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
         if (mc.n_embd % mc.n_head)
             lmp_die_all("[model] n_embd = %d is not a multiple of n_head = %d", mc.n_embd, mc.n_head);
     }
-    unsigned char layer_on[LMP_MAX_LAYERS];
-    memset(layer_on, cfg->adapter.n_layers ? 0 : 1, sizeof layer_on);
+    if (mc.n_layer > LMP_MAX_LAYERS)
+        lmp_die_all("model has %d layers; lorampi supports up to %d", mc.n_layer, LMP_MAX_LAYERS);
+    memset(layer_on, cfg->adapter.n_layers ? 0 : 1, LMP_MAX_LAYERS);
     for (int i = 0; i < cfg->adapter.n_layers; i++) {
         if (cfg->adapter.layers[i] >= mc.n_layer)
             lmp_die_all("[adapter] layers names layer %d, but the model has %d layers (0..%d)",
                         cfg->adapter.layers[i], mc.n_layer, mc.n_layer - 1);
         layer_on[cfg->adapter.layers[i]] = 1;
     }
-    if (mc.n_layer > LMP_MAX_LAYERS)
-        lmp_die_all("model has %d layers; lorampi supports up to %d", mc.n_layer, LMP_MAX_LAYERS);
     int lora = cfg->adapter.method == LMP_METHOD_LORA;
-    lmp_gpt2_opts opts = {.full_finetune = !lora,
-                          .lora_targets = lora ? cfg->adapter.targets : 0,
-                          .lora_r = cfg->adapter.r,
-                          .lora_alpha = cfg->adapter.alpha,
-                          .lora_dropout = cfg->adapter.dropout,
-                          .rslora = cfg->adapter.rslora,
-                          .layer_on = layer_on};
+    *opts = (lmp_gpt2_opts){.full_finetune = !lora,
+                            .lora_targets = lora ? cfg->adapter.targets : 0,
+                            .lora_r = cfg->adapter.r,
+                            .lora_alpha = cfg->adapter.alpha,
+                            .lora_dropout = cfg->adapter.dropout,
+                            .rslora = cfg->adapter.rslora,
+                            .layer_on = layer_on};
+    if (cfg->train.seq_len > mc.n_ctx)
+        lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
+                    cfg->train.seq_len, mc.n_ctx);
+    *mc_out = mc;
+}
+
+int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
+    lmp_comm comm;
+    lmp_comm_init(&comm, MPI_COMM_WORLD, cfg->parallel.tp);
+    lmp_comm_report(&comm);
+    lmp_check_blas_core();
+
+    lmp_model_config mc;
+    lmp_gpt2_opts opts;
+    unsigned char layer_on[LMP_MAX_LAYERS];
+    lmp_resolve_model(cfg, &mc, &opts, layer_on);
+    int lora = !opts.full_finetune;
     int T = cfg->train.seq_len, Bg = cfg->train.batch_size, accum = cfg->train.grad_accum;
-    if (T > mc.n_ctx)
-        lmp_die_all("[train] seq_len = %d exceeds the model's context length %d", T, mc.n_ctx);
     if (Bg % comm.dp_size)
         lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
                     "data-parallel replicas", Bg, comm.dp_size);

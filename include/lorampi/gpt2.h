@@ -59,6 +59,12 @@ typedef struct {
 void lmp_gpt2_build(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_opts *opts,
                     lmp_comm *comm);
 void lmp_gpt2_free(lmp_gpt2 *m);
+// The registration half of lmp_gpt2_build: every entry with its shapes and shard, nothing
+// allocated. Reads only comm->tp_rank and comm->tp_size (plan fills them by hand).
+void lmp_gpt2_register(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_opts *opts,
+                       lmp_comm *comm);
+// Floats of activation memory lmp_gpt2_set_batch allocates for B x T on this rank.
+size_t lmp_gpt2_act_floats(const lmp_gpt2 *m, int B, int T);
 // GPT-2 initialisation of the base weights (N(0,0.02), residual projections scaled by
 // 1/sqrt(2L), biases 0, LayerNorms 1/0) from the counter RNG: the same global weights on
 // any layout.

@@ -3,6 +3,7 @@
 #ifndef LORAMPI_TRAIN_H
 #define LORAMPI_TRAIN_H
 #include "lorampi/config.h"
+#include "lorampi/gpt2.h"
 
 // Summary of a finished run (rank 0's view, identical on all ranks).
 typedef struct {
@@ -12,6 +13,12 @@ typedef struct {
     double tokens_per_s;                 // mean over the run after the first step
     int64_t trainable, total;            // parameter counts
 } lmp_train_result;
+
+// The model's hyperparameters (from [model] path, or the [model] keys for a new model) and
+// the adapter options, checked against each other; layer_on has LMP_MAX_LAYERS entries.
+// Dies on every rank naming the key on a mismatch.
+void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc, lmp_gpt2_opts *opts,
+                       unsigned char *layer_on);
 
 // Runs a whole training job as configured; every rank calls it. Returns 0.
 int lmp_train(const lmp_config *cfg, lmp_train_result *res);
