@@ -37,6 +37,9 @@ lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const i
         p->shape[d] = shape[d];
         p->local_shape[d] = shape[d];
     }
+    // A split that covers the whole dim (tp = 1) is no split: the entry is whole.
+    if (split_dim >= 0 && offset == 0 && len * (groups < 1 ? 1 : groups) == shape[split_dim])
+        split_dim = -1;
     p->split_dim = split_dim;
     p->groups = groups < 1 ? 1 : groups;
     if (split_dim >= 0) {

@@ -110,7 +110,7 @@ expect_error tp_world "tp = 3" 2 train run.ini --set parallel.tp=3
 expect_error tp_heads "n_head" 4 train run.ini --set parallel.tp=4 --set model.n_head=2
 expect_error missing_model "missing_dir" 1 train lora.ini --set model.path=missing_dir
 expect_error no_config "nothere.ini" 1 train nothere.ini
-expect_error nan_loss "diverged" 1 train run.ini --set train.lr=1e30 --set train.grad_clip=0 --set train.steps=20
+expect_error nan_loss "diverged" 1 train run.ini --set log.metrics=nan.jsonl --set train.lr=1e30 --set train.grad_clip=0 --set train.steps=20
 
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
