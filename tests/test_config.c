@@ -1,0 +1,101 @@
+// Configuration: defaults, every value type from a file, --set over the file, each kind of
+// bad input with a message naming file:line and key, and dump -> load giving the same struct.
+#include "testutil.h"
+#include "lorampi/config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *dir;
+
+static const char *write_ini(const char *name, const char *text) {
+    static char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    t_write_file(path, text, strlen(text));
+    return path;
+}
+
+// Loads in a child and expects exit 1 with `w1` and `w2` in the message.
+static void expect_load_error(const char *what, const char *path, const char *set, const char *w1, const char *w2) {
+    char log[600];
+    snprintf(log, sizeof log, "%s/err.log", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr)) _exit(99);
+        lmp_config c;
+        const char *sets[1] = {set};
+        lmp_config_load(&c, path, sets, set ? 1 : 0);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    char buf[2048] = "";
+    FILE *f = fopen(log, "r");
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1, "%s: exit status %d, expected 1", what, WEXITSTATUS(st));
+    T_CHECK(strstr(buf, w1) && (!w2 || strstr(buf, w2)), "%s: message '%s' lacks '%s' / '%s'", what, buf, w1, w2 ? w2 : "");
+}
+
+int main(void) {
+    dir = t_tmpdir();
+    lmp_config c;
+    lmp_config_defaults(&c);
+    T_CHECK(c.adapter.method == LMP_METHOD_LORA && c.adapter.r == 8 && c.adapter.alpha == 16.0f, "adapter defaults");
+    T_CHECK(c.adapter.targets == LMP_T_C_ATTN && c.adapter.n_layers == 0, "target defaults");
+    T_CHECK(c.train.lr == 2e-4f && c.train.beta2 == 0.999f && c.train.grad_accum == 1 && c.parallel.tp == 1, "train defaults");
+
+    const char *ok = write_ini("ok.ini",
+        "[model]\npath = some/dir\n[adapter]\nmethod = none\nr = 4\nalpha = 32.5\ndropout = 0.1\n"
+        "targets = q, v ,mlp.c_proj\nlayers = 0-2, 5\nrslora = yes\ninit = gaussian\nseed = 77\n"
+        "[train]\nsteps = 10\nlr = 1e-3\nschedule = linear\nwarmup_steps = 3\n[data]\ntrain = a.bin\n[parallel]\ntp = 2\n");
+    const char *sets[2] = {"train.steps=20", "adapter.r = 16"};
+    lmp_config_load(&c, ok, sets, 2);
+    T_CHECK(!strcmp(c.model.path, "some/dir") && c.adapter.method == LMP_METHOD_NONE, "strings/enums from file");
+    T_CHECK(c.adapter.r == 16 && c.train.steps == 20, "--set overrides the file (r %d, steps %d)", c.adapter.r, c.train.steps);
+    T_CHECK(c.adapter.alpha == 32.5f && c.adapter.dropout == 0.1f && c.train.lr == 1e-3f, "floats");
+    T_CHECK(c.adapter.targets == (LMP_T_Q | LMP_T_V | LMP_T_MLP_PROJ), "targets %d", c.adapter.targets);
+    T_CHECK(c.adapter.n_layers == 4 && c.adapter.layers[0] == 0 && c.adapter.layers[2] == 2 && c.adapter.layers[3] == 5, "layers");
+    T_CHECK(c.adapter.rslora == 1 && c.adapter.init == LMP_INIT_GAUSSIAN && c.adapter.seed == 77, "bool/init/u64");
+    T_CHECK(c.train.schedule == LMP_SCHED_LINEAR && c.parallel.tp == 2, "schedule/tp");
+
+    // dump -> load gives the identical struct
+    char *text = lmp_config_dump(&c);
+    const char *again = write_ini("dump.ini", text);
+    lmp_config d;
+    memset(&d, 0, sizeof d);
+    lmp_config_load(&d, again, NULL, 0);
+    T_CHECK(!memcmp(&c, &d, sizeof c), "dump/load round trip differs");
+    free(text);
+
+    char err[512];
+    struct { const char *sec, *key, *val, *want; } bad[] = {
+        {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
+        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "lora or none"},
+        {"adapter", "rslora", "maybe", "true or false"}, {"adapter", "targets", "c_attn,q", "overlaps"},
+        {"adapter", "targets", "wq", "unknown target"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
+        {"train", "schedule", "step", "cosine"}, {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lmp_config_defaults(&c);
+        int rc = lmp_config_set(&c, bad[i].sec, bad[i].key, bad[i].val, err, sizeof err);
+        T_CHECK(rc == -1 && strstr(err, bad[i].key) && strstr(err, bad[i].want), "[%s] %s = %s: rc %d, '%s'",
+                bad[i].sec, bad[i].key, bad[i].val, rc, err);
+    }
+    lmp_config_defaults(&c);
+    c.train.warmup_steps = c.train.steps + 1;
+    T_CHECK(lmp_config_validate(&c, err, sizeof err) == -1 && strstr(err, "warmup_steps"), "warmup > steps");
+
+    // dying paths: every message names file and line, or the --set
+    expect_load_error("unknown key", write_ini("k.ini", "[train]\nsteps = 3\nlearning_rate = 1\n"), NULL, "k.ini:3", "learning_rate");
+    expect_load_error("bad value", write_ini("v.ini", "[train]\n\nlr = fast\n"), NULL, "v.ini:3", "[train] lr");
+    expect_load_error("outside section", write_ini("o.ini", "lr = 1\n"), NULL, "o.ini:1", "outside");
+    expect_load_error("missing file", "/nonexistent/run.ini", NULL, "/nonexistent/run.ini", "cannot open");
+    expect_load_error("bad --set", NULL, "train.lr", "--set train.lr", "section.key=value");
+    expect_load_error("bad --set value", NULL, "train.batch_size=0", "--set", "batch_size");
+    return t_finish();
+}
