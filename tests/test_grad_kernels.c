@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #define FD_H 1e-2f     // finite-difference step, relative to max(1, |x|)
-#define FD_TOL 1e-2    // max|analytic - numeric| / max|numeric|
-#define FD_COS 0.9999  // minimum cosine similarity of analytic and numeric gradients
+#define FD_TOL 1e-3       // max|analytic - numeric| / max|numeric| (observed <= 4e-5)
+#define FD_COS 0.999999   // minimum cosine similarity (observed 1 - cos <= 2e-10)
 #define FWD_TOL 1e-5   // forward vs double reference, relative to max|reference|
 #define ACC_TOL 1e-6   // second backward call vs twice the first, relative
 #define LN_EPS 1e-5f
@@ -128,15 +128,6 @@ static void check_fd(const char *what, float *x, const float *g, size_t n, loss_
 
 // Runs bwd into zeroed gradients, then once more: every gradient must have doubled.
 static void check_accumulates(const char *what, run_fn bwd, void *ctx, const grad_t *gs, int ng) {
-    zero_grads(gs, ng);
-    bwd(ctx);
-    for (int k = 0; k < ng; k++) {
-        float *twice = copy_of(*gs[k].slot, gs[k].n);
-        for (size_t i = 0; i < gs[k].n; i++) twice[i] *= 2.0f;
-        if (k == ng - 1) bwd(ctx);  // (all copies are taken before the second call)
-        free(twice);
-    }
-    // Simpler to read in two passes: copies first, then the second call, then comparisons.
     float *first[8];
     zero_grads(gs, ng);
     bwd(ctx);
@@ -418,7 +409,8 @@ static void test_attention(void) {
                 for (int j = 0; j < T; j++) a[j] /= sum;
                 for (int i = 0; i < hs; i++) {
                     double o = 0;
-                    for (int j = 0; j <= t; j++) o += a[j] * c.qkv[(b * T + j) * C3 + 2 * C + h * hs + i];
+                    for (int j = 0; j <= t; j++)
+                        o += a[j] * c.qkv[(b * T + j) * C3 + 2 * C + h * hs + i];
                     oref[(b * T + t) * C + h * hs + i] = o;
                 }
             }
