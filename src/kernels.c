@@ -32,7 +32,7 @@ void lmp_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
                             const float *inp, const float *w, const float *mean,
                             const float *rstd, int N, int C) {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+    for (int n = 0; n < (dinp ? N : 0); n++) {
         const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
         float m = mean[n], s = rstd[n];
         double sum_dn = 0.0, sum_dn_xn = 0.0;
