@@ -209,7 +209,12 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
         if (comm.rank == 0) lmp_peft_save(cfg->train.save_adapter, &m, cfg);
         lmp_log("saved adapter to %s\n", cfg->train.save_adapter);
     }
-    MPI_Barrier(comm.world);
+    lmp_log("communication: %.1f ms per step in collectives, %.1f MB all-reduced per step\n",
+            1e3 * comm.comm_seconds / cfg->train.steps, comm.comm_bytes / 1e6 / cfg->train.steps);
+    double rss[2] = {(double)lmp_peak_rss(), -(double)lmp_peak_rss()};
+    lmp_allreduce_d(&comm, rss, 2, MPI_MAX, comm.world);
+    lmp_log("peak RSS per rank: max %.1f MB, min %.1f MB\n", rss[0] / 1e6, -rss[1] / 1e6);
+    res->peak_rss_max = rss[0];
     lmp_loader_close(&train);
     if (have_val) lmp_loader_close(&val);
     free(bb.tok);

@@ -19,6 +19,6 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p);
 void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p);
 
 // Measured fixed cost of a lorampi process (MPI, OpenBLAS buffers, code), in bytes.
-#define LMP_RUNTIME_BYTES (90.0 * 1024 * 1024)
+#define LMP_RUNTIME_BYTES (16.0 * 1024 * 1024)
 
 #endif

@@ -12,6 +12,7 @@ typedef struct {
     double first_val, last_val;          // validation loss before training and at the end (NAN: none)
     double tokens_per_s;                 // mean over the run after the first step
     int64_t trainable, total;            // parameter counts
+    double peak_rss_max;                 // bytes, the largest rank's
 } lmp_train_result;
 
 // The model's hyperparameters (from [model] path, or the [model] keys for a new model) and

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `lorampi plan` against reality: for tp = 1, 2, 4 the planned memory per rank is within 20%
+# of the peak RSS measured by a real run of the same config, and the measured per-rank peak
+# falls as tp grows (each rank holds 1/tp of the frozen model and of most activations).
+set -u
+bin=$1; src=$2; work=$3
+rm -rf "$work"; mkdir -p "$work"; cd "$work"
+fails=0; passes=0
+ok() { passes=$((passes+1)); }
+fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+awk 'BEGIN { for (i = 0; i < 20000; i++) printf "the quick brown fox %d jumps\n", i }' > text.txt
+"$bin" tokenize --bytes --out d text.txt > /dev/null || fail "tokenize"
+cat > p.ini <<'INI'
+[model]
+n_layer = 4
+n_head = 8
+n_embd = 512
+vocab_size = 256
+n_ctx = 256
+[adapter]
+method = lora
+targets = all
+[train]
+steps = 2
+batch_size = 8
+seq_len = 256
+[data]
+train = d_train.bin
+INI
+prev=0
+for tp in 1 2 4; do
+  planned=$("$bin" plan p.ini --ranks $tp --set parallel.tp=$tp | awk '/^  total/ { print $2 }')
+  measured=$("${MPIEXEC:-mpiexec}" --oversubscribe -n $tp "$bin" train p.ini --set parallel.tp=$tp | awk '/peak RSS per rank/ { print $6 }')
+  echo "tp=$tp: planned $planned MB, measured peak $measured MB"
+  [ -n "$planned" ] && [ -n "$measured" ] || { fail "tp=$tp: no figures"; continue; }
+  awk -v p="$planned" -v m="$measured" 'BEGIN { d = (p - m) / m; if (d < 0) d = -d; exit !(d <= 0.2) }' \
+    && ok || fail "tp=$tp: plan $planned MB vs measured $measured MB differ by more than 20%"
+  if [ "$prev" != 0 ]; then
+    awk -v a="$measured" -v b="$prev" 'BEGIN { exit !(a < b) }' && ok || fail "tp=$tp: peak RSS $measured MB did not fall below $prev MB"
+  fi
+  prev=$measured
+done
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
