@@ -23,7 +23,7 @@ awk 'BEGIN { a = "abcdefghijklmnopqrstuvwxyz"; s = 7;
 cat > run.ini <<'INI'
 [model]
 n_layer = 2
-n_head = 2
+n_head = 4
 n_embd = 32
 vocab_size = 256
 n_ctx = 64
@@ -65,6 +65,19 @@ grep -q "ranks 0-1 of 2 up" run3.log && ok || fail "2-rank run did not report bo
 paste <(losses m1.jsonl) <(losses m3.jsonl) | awk '{ d = $2 - $4; if (d < 0) d = -d;
   if (d > 1e-5 * $2 + 1e-6) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad }' \
   && ok || fail "dp=2 losses differ from 1 rank beyond 1e-5 relative"
+
+# Tensor parallelism through the CLI: 30 steps of each layout against 1 rank.
+mpi 1 "$bin" train run.ini --set train.steps=30 --set log.metrics=ref30.jsonl > ref30.log 2>&1 || fail "30-step run failed"
+for layout in "2 2" "4 2" "4 4"; do
+  set -- $layout; np=$1; tp=$2
+  mpi $np "$bin" train run.ini --set train.steps=30 --set parallel.tp=$tp --set log.metrics=tp$np$tp.jsonl > tp$np$tp.log 2>&1 \
+    || { cat tp$np$tp.log; fail "np=$np tp=$tp run failed"; continue; }
+  grep -q "ranks 0-$((np-1)) of $np up" tp$np$tp.log && ok || fail "np=$np tp=$tp: not every rank reported"
+  paste <(losses ref30.jsonl) <(losses tp$np$tp.jsonl) | awk '{ d = $2 - $4; if (d < 0) d = -d;
+    if (d > 1e-5 * $2) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad || NR != 30 }' \
+    && ok || fail "np=$np tp=$tp losses differ from 1 rank beyond 1e-5 relative"
+done
+set -- "$bin" "$src" "$work"
 
 # LoRA on the model just trained, on the same data: starts where the base left off, learns.
 cat > lora.ini <<'INI'

@@ -30,12 +30,13 @@ INI
 echo "| layout | threads/rank | tokens/s | ms/step | comm ms/step | peak RSS/rank MB |"
 echo "|---|---|---|---|---|---|"
 run() {  # label np threads tp
-  out=$(OMP_NUM_THREADS=$3 mpirun --oversubscribe -n $2 "$build/lorampi" train b.ini --set parallel.tp=$4)
+  out=$(OMP_NUM_THREADS=$3 mpirun --oversubscribe --bind-to none -n $2 "$build/lorampi" train b.ini --set parallel.tp=$4)
   tps=$(echo "$out" | sed -nE 's/^done:.* ([0-9]+) tokens\/s/\1/p')
   comm=$(echo "$out" | sed -nE 's/^communication: ([0-9.]+) ms.*/\1/p')
   rss=$(echo "$out" | sed -nE 's/^peak RSS per rank: max ([0-9.]+) MB.*/\1/p')
   echo "| $1 | $3 | $tps | $(awk -v t="$tps" 'BEGIN { printf "%.0f", 1024000 / t }') | $comm | $rss |"
 }
 run "1 rank" 1 2 1
+[ "${ONLY_FIRST:-0}" = 1 ] && exit 0
 run "tp=2" 2 1 2
 run "dp=2" 2 1 1
