@@ -25,20 +25,24 @@ void lmp_lora_init_params(lmp_lora *l, int gaussian, uint64_t seed) {
     memset(l->B->data, 0, l->B->numel * sizeof(float));
 }
 
-// xd = x * mask / (1-p), mask ~ Bernoulli(1-p) keyed by global (row, feature).
+// Dropout factor of element (row n, local feature j): 0 (dropped) or 1/(1-p), drawn from
+// the counter RNG keyed by the global row and global feature, so forward and backward (and
+// every layout) see the same mask without storing it.
+static inline float mask_at(const lmp_lora *l, const lmp_rng_ctx *rc, int n, int j) {
+    uint64_t stream = l->stream ^ (rc->step * 0x9e3779b97f4a7c15ULL);
+    uint64_t idx = (uint64_t)(rc->row0 + n) * (uint64_t)l->in + (uint64_t)(l->a0 + j);
+    return lmp_rng_uniform(rc->seed, stream, idx) < l->dropout ? 0.0f : 1.0f / (1.0f - l->dropout);
+}
+
+// xd = x * mask / (1-p)
 static void dropout_apply(const lmp_lora *l, float *xd, const float *x, int N,
                           const lmp_rng_ctx *rc) {
-    float p = l->dropout, keep = 1.0f / (1.0f - p);
-    uint64_t stream = l->stream ^ (rc->step * 0x9e3779b97f4a7c15ULL);
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        uint64_t base = (uint64_t)(rc->row0 + n) * (uint64_t)l->in + (uint64_t)l->a0;
+    for (int n = 0; n < N; n++)
         for (int j = 0; j < l->in_l; j++) {
-            float u = lmp_rng_uniform(rc->seed, stream, base + (uint64_t)j);
             size_t k = (size_t)n * l->in_l + j;
-            xd[k] = u < p ? 0.0f : x[k] * keep;
+            xd[k] = x[k] * mask_at(l, rc, n, j);
         }
-    }
 }
 
 static const float *dropped_input(const lmp_lora *l, const float *x, float *xd_scratch, int N,
@@ -92,15 +96,10 @@ void lmp_lora_backward(const lmp_lora *l, float *dx, const float *dy, int ldy, c
     // is redrawn from the counter RNG rather than stored (N*in bytes per module).
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, l->in_l, r, 1.0f, du, r, A, l->in,
                 0.0f, xd_scratch, l->in_l);
-    float p = l->dropout, keep = 1.0f / (1.0f - p);
-    uint64_t stream = l->stream ^ (rc->step * 0x9e3779b97f4a7c15ULL);
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        uint64_t base = (uint64_t)(rc->row0 + n) * (uint64_t)l->in + (uint64_t)l->a0;
+    for (int n = 0; n < N; n++)
         for (int j = 0; j < l->in_l; j++) {
-            float q = lmp_rng_uniform(rc->seed, stream, base + (uint64_t)j);
             size_t k = (size_t)n * l->in_l + j;
-            if (q >= p) dx[k] += xd_scratch[k] * keep;
+            dx[k] += xd_scratch[k] * mask_at(l, rc, n, j);
         }
-    }
 }

@@ -4,10 +4,7 @@
 # falls as tp grows (each rank holds 1/tp of the frozen model and of most activations).
 set -u
 bin=$1; src=$2; work=$3
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fails=0; passes=0
-ok() { passes=$((passes+1)); }
-fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+source "$src/tests/shlib.sh"
 awk 'BEGIN { for (i = 0; i < 20000; i++) printf "the quick brown fox %d jumps\n", i }' > text.txt
 "$bin" tokenize --bytes --out d text.txt > /dev/null || fail "tokenize"
 cat > p.ini <<'INI'
@@ -40,5 +37,4 @@ for tp in 1 2 4; do
   fi
   prev=$measured
 done
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish

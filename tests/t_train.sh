@@ -8,11 +8,7 @@
 #  - bad input fails on every rank with one clear message.
 set -u
 bin=$1; src=$2; work=$3
-rm -rf "$work"; mkdir -p "$work"; cd "$work"
-fails=0; passes=0
-ok()   { passes=$((passes+1)); }
-fail() { echo "FAIL: $*"; fails=$((fails+1)); }
-mpi()  { "${MPIEXEC:-mpiexec}" --oversubscribe -n "$@"; }
+source "$src/tests/shlib.sh"
 
 awk 'BEGIN { a = "abcdefghijklmnopqrstuvwxyz"; s = 7;
   for (i = 0; i < 3000; i++) { s = (s * 1103515245 + 12345) % 2147483648; k = s % 26;
@@ -125,5 +121,4 @@ expect_error missing_model "missing_dir" 1 train lora.ini --set model.path=missi
 expect_error no_config "nothere.ini" 1 train nothere.ini
 expect_error nan_loss "diverged" 1 train run.ini --set log.metrics=nan.jsonl --set train.lr=1e30 --set train.grad_clip=0 --set train.steps=20
 
-echo "$passes passed, $fails failed"
-[ $fails -eq 0 ]
+finish
