@@ -280,7 +280,6 @@ static void block_backward(lmp_gpt2 *m, lmp_block *b, const float *x, const lmp_
     int B = m->B, T = m->T, N = B * T, C = m->C;
     lmp_block_acts *a = &b->a;
     lmp_comm *c = m->comm;
-    size_t NC = (size_t)N * C;
     // MLP: res3 = res2 + c_proj(gelu(c_fc(ln2(res2))))
     lmp_linear_backward(&b->mlp_proj, m->dfchg, m->dres, a->fch_gelu, N, c, rc, m->du, m->xd);
     memset(m->dfch, 0, (size_t)N * m->H_l * sizeof(float));
@@ -295,7 +294,6 @@ static void block_backward(lmp_gpt2 *m, lmp_block *b, const float *x, const lmp_
     lmp_linear_backward(&b->c_attn, m->dln, m->dqkv, a->ln1, N, c, rc, m->du, m->xd);
     lmp_layernorm_backward(m->dres, b->ln1_w->grad, b->ln1_b->grad, m->dln, x, b->ln1_w->data,
                            a->ln1_mean, a->ln1_rstd, N, C);
-    (void)NC;
 }
 
 static void forward_trunk(lmp_gpt2 *m, const int *tokens, const lmp_rng_ctx *rc) {

@@ -39,13 +39,6 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static void mkdir_p(const char *dir) {
-    char tmp[LMP_PATH_MAX_IO];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) lmp_die("cannot create directory %s: %s", dir, strerror(errno));
-}
 
 // ---------------------------------------------------------------------------------------
 // safetensors
@@ -396,7 +389,7 @@ void lmp_model_load(const char *path, lmp_registry *reg) {
 }
 
 void lmp_model_save_hf(const char *dir, const lmp_model_config *cfg, const lmp_registry *reg) {
-    mkdir_p(dir);
+    lmp_mkdir_p(dir);
     lmp_st_out *t = lmp_malloc((size_t)reg->n * sizeof *t);
     int n = 0;
     for (int i = 0; i < reg->n; i++) {

@@ -7,7 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 // One PEFT module assembled from one or more lorampi LoRA modules of the same layer/linear.
 typedef struct {
@@ -16,16 +15,9 @@ typedef struct {
     float *A, *B;                // (r, in), (out, r)
 } peft_module;
 
-static void mkdir_p(const char *dir) {
-    char tmp[LMP_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) lmp_die("cannot create directory %s", dir);
-}
 
 void lmp_peft_save(const char *dir, const lmp_gpt2 *m, const lmp_config *cfg) {
-    mkdir_p(dir);
+    lmp_mkdir_p(dir);
     peft_module *pm = lmp_calloc((size_t)m->n_lora * sizeof *pm);
     int np = 0;
     float base_scale = m->loras[0].scale;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 
 char *openblas_get_corename(void);  // OpenBLAS extension, not in Debian's cblas.h
@@ -150,4 +151,12 @@ char *lmp_read_file(const char *path, size_t *len) {
     fclose(f);
     if (len) *len = (size_t)n;
     return buf;
+}
+
+void lmp_mkdir_p(const char *dir) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) lmp_die("path too long: %s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) lmp_die("cannot create directory %s: %s", dir, strerror(errno));
 }

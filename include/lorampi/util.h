@@ -52,6 +52,9 @@ size_t lmp_peak_rss(void);
 // CPU with AVX2/AVX-512 (Debian's 0.3.21 does not know recent CPUs), naming the fix.
 void lmp_check_blas_core(void);
 
+// mkdir -p: creates dir and its missing parents; dies naming the path on failure.
+void lmp_mkdir_p(const char *dir);
+
 // Reads a whole file into a malloc'd buffer (NUL-terminated); dies naming the path on error.
 char *lmp_read_file(const char *path, size_t *len);
 
