@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config
       libscalapack-openmpi-dev
       libopenblas-openmp-dev liblapacke-dev
       libjansson-dev libinih-dev
+      python3-h5py
       fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -117,3 +117,13 @@ int lmp_any(lmp_comm *c, int flag) {
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, c->world));
     return v;
 }
+
+void lmp_die_if_any(lmp_comm *c, const char *err) {
+    int first = err[0] ? c->rank : c->size;
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, c->world));
+    if (first == c->size) return;
+    char msg[2048] = "";
+    if (c->rank == first) snprintf(msg, sizeof msg, "%s", err);
+    LMP_CHECK_MPI(MPI_Bcast(msg, sizeof msg, MPI_CHAR, first, c->world));
+    lmp_die_all("%s", msg);
+}

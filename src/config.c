@@ -68,6 +68,9 @@ static const key_t_ KEYS[] = {
     {"log", "metrics", K_STR, O(log.metrics), S(log.metrics), 0, 0, 0, 0, "", "a path"},
     {"log", "every", K_INT, O(log.every), 0, 1, 2e9, 0, 0, "1", "a positive integer"},
     {"parallel", "tp", K_INT, O(parallel.tp), 0, 1, 1e6, 0, 0, "1", "a positive integer"},
+    {"checkpoint", "dir", K_STR, O(checkpoint.dir), S(checkpoint.dir), 0, 0, 0, 0, "", "a directory"},
+    {"checkpoint", "every", K_INT, O(checkpoint.every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only at the end)"},
+    {"checkpoint", "keep", K_INT, O(checkpoint.keep), 0, 0, 1e6, 0, 0, "3", "a non-negative integer (0: keep all)"},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -172,7 +175,7 @@ int lmp_config_set(lmp_config *c, const char *section, const char *key, const ch
                 strcat(list, KEYS[i].key);
             }
         if (known_section) snprintf(err, errlen, "unknown key [%s] %s (known keys: %s)", section, key, list);
-        else snprintf(err, errlen, "unknown section [%s] (key %s; sections: model, adapter, train, data, log, parallel)", section, key);
+        else snprintf(err, errlen, "unknown section [%s] (key %s; sections: model, adapter, train, data, log, parallel, checkpoint)", section, key);
         return -1;
     }
     char *p = (char *)c + k->off;
@@ -302,7 +305,12 @@ char *lmp_config_dump(const lmp_config *c) {
         char val[LMP_PATH_MAX + 32];
         switch (k->type) {
         case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
-        case K_FLOAT: snprintf(val, sizeof val, "%.9g", *(const float *)p); break;
+        case K_FLOAT:  // shortest text that reads back as the same float
+            for (int prec = 6; prec <= 9; prec++) {
+                snprintf(val, sizeof val, "%.*g", prec, *(const float *)p);
+                if (strtof(val, NULL) == *(const float *)p) break;
+            }
+            break;
         case K_U64: snprintf(val, sizeof val, "%llu", *(const unsigned long long *)p); break;
         case K_BOOL: snprintf(val, sizeof val, "%s", *(const int *)p ? "true" : "false"); break;
         case K_STR: snprintf(val, sizeof val, "%s", p); break;

@@ -15,8 +15,10 @@ static const char *USAGE =
     "usage: lorampi <command> [options]\n"
     "\n"
     "commands:\n"
-    "  train CONFIG.ini [--set section.key=value ...]\n"
-    "        fine-tune (LoRA) or train (method = none) a GPT-2 model; run under mpirun/srun\n"
+    "  train CONFIG.ini [--set section.key=value ...] [--resume CKPT | --no-resume] [--stop-at N]\n"
+    "        fine-tune (LoRA) or train (method = none) a GPT-2 model; run under mpirun/srun.\n"
+    "        With [checkpoint] dir set it resumes from the newest checkpoint there; --stop-at N\n"
+    "        writes a checkpoint and stops after step N\n"
     "  plan CONFIG.ini --ranks N [--set section.key=value ...]\n"
     "        memory per rank and communication per step of a layout, without training\n"
     "  tokenize --bytes --out PREFIX [--val-fraction F] FILE...\n"
@@ -38,8 +40,18 @@ static int usage_error(const char *fmt, const char *arg) {
     return LMP_EXIT_USAGE;
 }
 
-// Parses "CONFIG [--set s.k=v ...] [--ranks N]" shared by train and plan.
-static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks) {
+static int parse_count(const char *opt, const char *v, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v || x < 1 || x > 2000000000) return usage_error("%s: expected a positive integer", opt);
+    *out = (int)x;
+    return 0;
+}
+
+// Parses "CONFIG [--set s.k=v ...]" plus plan's --ranks N (ranks != NULL) or train's
+// --resume PATH, --no-resume, --stop-at N (topts != NULL).
+static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
+                             lmp_train_opts *topts) {
     const char *path = NULL;
     const char **sets = lmp_malloc((size_t)argc * sizeof(char *));
     int n_set = 0;
@@ -50,10 +62,13 @@ static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks)
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_set++] = argv[i] + 6;
         } else if (ranks && !strcmp(argv[i], "--ranks") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1 << 24) return usage_error("--ranks %s: expected a positive integer", argv[i]);
-            *ranks = (int)v;
+            if (parse_count("--ranks", argv[++i], ranks)) return LMP_EXIT_USAGE;
+        } else if (topts && !strcmp(argv[i], "--resume") && i + 1 < argc) {
+            topts->resume = argv[++i];
+        } else if (topts && !strcmp(argv[i], "--no-resume")) {
+            topts->no_resume = 1;
+        } else if (topts && !strcmp(argv[i], "--stop-at") && i + 1 < argc) {
+            if (parse_count("--stop-at", argv[++i], &topts->stop_at)) return LMP_EXIT_USAGE;
         } else if (argv[i][0] == '-') {
             return usage_error("unknown option %s", argv[i]);
         } else if (!path) {
@@ -63,6 +78,7 @@ static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks)
         }
     }
     if (!path) return usage_error("%s", "give a config file, e.g. lorampi train run.ini");
+    if (topts && topts->resume && topts->no_resume) return usage_error("%s", "--resume and --no-resume exclude each other");
     if (ranks && !*ranks) return usage_error("%s", "plan: give --ranks N");
     lmp_config_load(cfg, path, sets, n_set);
     free(sets);
@@ -72,7 +88,7 @@ static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks)
 static int cmd_plan(int argc, char **argv) {
     lmp_config cfg;
     int ranks = 0;
-    int rc = parse_config_args(argc, argv, &cfg, &ranks);
+    int rc = parse_config_args(argc, argv, &cfg, &ranks, NULL);
     if (rc) return rc;
     lmp_plan_t p;
     lmp_plan_compute(&cfg, ranks, &p);
@@ -82,11 +98,17 @@ static int cmd_plan(int argc, char **argv) {
 
 static int cmd_train(int argc, char **argv) {
     lmp_config cfg;
-    int rc = parse_config_args(argc, argv, &cfg, NULL);
+    lmp_train_opts topts = {NULL, 0, 0};
+    int rc = parse_config_args(argc, argv, &cfg, NULL, &topts);
     if (rc) return rc;
     lmp_train_result res;
-    lmp_train(&cfg, &res);
-    lmp_log("done: %d steps, train loss %.4f -> %.4f", res.steps, res.first_loss, res.last_loss);
+    lmp_train(&cfg, &topts, &res);
+    if (res.steps == res.start_step) {
+        lmp_log("done: nothing to train (at step %d of %d)\n", res.steps, cfg.train.steps);
+        return 0;
+    }
+    lmp_log("%s: %d steps (%d to %d), train loss %.4f -> %.4f", res.stopped ? "stopped" : "done",
+            res.steps - res.start_step, res.start_step + 1, res.steps, res.first_loss, res.last_loss);
     if (!isnan(res.first_val)) lmp_log(", val loss %.4f -> %.4f", res.first_val, res.last_val);
     lmp_log(", %.0f tokens/s\n", res.tokens_per_s);
     return 0;

@@ -1,5 +1,6 @@
 // train.c: the training loop.
 #include "lorampi/train.h"
+#include "lorampi/ckpt_hdf5.h"
 #include "lorampi/comm.h"
 #include "lorampi/data.h"
 #include "lorampi/gpt2.h"
@@ -41,6 +42,40 @@ static double evaluate(lmp_gpt2 *m, lmp_comm *c, lmp_loader *val, batch_buf *bb,
     return loss;
 }
 
+// A resumed run continues the metrics file: lines of steps after the checkpoint (done by
+// the interrupted run, redone now) are dropped so each step appears once.
+static FILE *open_metrics(const char *path, int start) {
+    if (start > 0) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char tmp[LMP_PATH_MAX + 8], line[4096];
+            snprintf(tmp, sizeof tmp, "%s.tmp", path);
+            FILE *out = fopen(tmp, "w");
+            if (!out) lmp_die("cannot write [log] metrics file %s", tmp);
+            while (fgets(line, sizeof line, f)) {
+                json_t *o = json_loads(line, 0, NULL);
+                json_int_t st = o ? json_integer_value(json_object_get(o, "step")) : 0;
+                json_decref(o);
+                if (st >= 1 && st <= start) fputs(line, out);
+            }
+            fclose(f);
+            LMP_CHECK(fclose(out) == 0 && rename(tmp, path) == 0, "cannot rewrite %s", path);
+        }
+    }
+    FILE *f = fopen(path, start > 0 ? "a" : "w");
+    if (!f) lmp_die("cannot write [log] metrics file %s", path);
+    return f;
+}
+
+// The checkpoint to resume from (empty: none), by the rules of lmp_train_opts.
+static void pick_resume(const lmp_config *cfg, const lmp_train_opts *o, lmp_comm *c, char *path,
+                        size_t n) {
+    path[0] = 0;
+    if (o->resume) snprintf(path, n, "%s", o->resume);
+    else if (cfg->checkpoint.dir[0] && !o->no_resume)
+        lmp_ckpt_find_latest(cfg->checkpoint.dir, path, n, c);
+}
+
 static void fmt_eta(char *buf, size_t n, double s) {
     int t = (int)(s + 0.5);
     snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
@@ -80,7 +115,7 @@ void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc_out, lmp_gpt2
     *mc_out = mc;
 }
 
-int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
+int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *res) {
     lmp_comm comm;
     lmp_comm_init(&comm, MPI_COMM_WORLD, cfg->parallel.tp);
     lmp_comm_report(&comm);
@@ -125,11 +160,28 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
     lmp_log("memory per rank: frozen %.1f MB, trainable %.1f MB (+ grad, m, v %.1f MB)\n",
             m.reg.n_frozen * 4 / 1e6, m.reg.n_train * 4 / 1e6, m.reg.n_train * 12 / 1e6);
 
-    FILE *metrics = NULL;
-    if (comm.rank == 0 && cfg->log.metrics[0]) {
-        metrics = fopen(cfg->log.metrics, "w");
-        if (!metrics) lmp_die("cannot write [log] metrics file %s", cfg->log.metrics);
+    // Resume: the base weights must be those the checkpoint was trained from (checksum).
+    char resume[LMP_PATH_MAX + 300];
+    pick_resume(cfg, o, &comm, resume, sizeof resume);
+    int ckpt_on = cfg->checkpoint.dir[0] != 0, start = 0;
+    uint64_t base_sum = (ckpt_on || resume[0]) ? lmp_base_checksum(&m.reg, &comm) : 0;
+    if (resume[0]) {
+        int ctp, cdp;
+        start = (int)lmp_ckpt_load(resume, &m.reg, &comm, cfg, base_sum, &ctp, &cdp);
+        lmp_log("resumed from %s: step %d of %d (written by tp %d x dp %d)\n", resume, start,
+                cfg->train.steps, ctp, cdp);
+    } else if (ckpt_on) {
+        lmp_log("checkpoints: %s/ckpt-<step>.h5 every %d steps and at the end, keeping %d; "
+                "none to resume from, starting at step 0\n", cfg->checkpoint.dir,
+                cfg->checkpoint.every, cfg->checkpoint.keep);
     }
+    res->start_step = start;
+    res->stopped = 0;
+    if (o->stop_at > 0 && !ckpt_on)
+        lmp_die_all("--stop-at needs [checkpoint] dir: the run would stop without saving its state");
+
+    FILE *metrics = NULL;
+    if (comm.rank == 0 && cfg->log.metrics[0]) metrics = open_metrics(cfg->log.metrics, start);
     int eval_batches = cfg->train.eval_batches;
     if (have_val && eval_batches * (int64_t)Bg > val.n_windows) {
         eval_batches = (int)(val.n_windows / Bg);
@@ -137,8 +189,8 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
             lmp_die_all("[data] val %s holds %lld sequences of %d tokens, fewer than one global "
                         "batch of %d", cfg->data.val, (long long)val.n_windows, T, Bg);
     }
-    res->first_val = res->last_val = NAN;
-    if (have_val) {
+    res->first_val = res->last_val = res->first_loss = res->last_loss = NAN;
+    if (have_val && start == 0) {
         res->first_val = evaluate(&m, &comm, &val, &bb, eval_batches);
         lmp_log("val loss before training: %.4f\n", res->first_val);
     }
@@ -148,7 +200,13 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
                         cfg->train.schedule, cfg->train.min_lr_ratio};
     float weight = 1.0f / ((float)Bg * T * accum);
     double t_start = lmp_now(), t_after_first = 0;
-    for (int step = 0; step < cfg->train.steps; step++) {
+    lmp_ckpt_meta meta = {0, 0.0f, base_sum, (int64_t)Bg * accum, train.n_windows};
+    int step = start;
+    if (o->stop_at > 0 && start >= o->stop_at && start < cfg->train.steps) {
+        lmp_log("already at step %d, at or past --stop-at %d: nothing to do\n", start, o->stop_at);
+        res->stopped = 1;
+    }
+    for (; step < cfg->train.steps && !res->stopped; step++) {
         double t0 = lmp_now();
         lmp_registry_zero_grad(&m.reg);
         double loss = 0.0;
@@ -164,7 +222,7 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
         float lr = lmp_lr_at(&oc, step);
         lmp_adamw_step(&m.reg, &oc, lr, step + 1, lmp_clip_scale(norm, cfg->train.grad_clip));
         double dt = lmp_now() - t0;
-        if (step == 0) { res->first_loss = loss; t_after_first = lmp_now(); }
+        if (step == start) { res->first_loss = loss; t_after_first = lmp_now(); }
         res->last_loss = loss;
         double tps = (double)Bg * T * accum / dt;
         double val_loss = NAN;
@@ -175,7 +233,7 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
         if (!isnan(val_loss)) res->last_val = val_loss;
         if ((step + 1) % cfg->log.every == 0 || last || step == 0) {
             char eta[32];
-            double per = (lmp_now() - t_start) / (step + 1);
+            double per = (lmp_now() - t_start) / (step + 1 - start);
             fmt_eta(eta, sizeof eta, per * (cfg->train.steps - step - 1));
             lmp_log("step %*d/%d | loss %.4f | lr %.2e | norm %.3f | %.0f ms | %.0f tok/s | eta %s%s",
                     (int)log10(cfg->train.steps) + 1, step + 1, cfg->train.steps, loss, lr, norm,
@@ -192,25 +250,39 @@ int lmp_train(const lmp_config *cfg, lmp_train_result *res) {
             fflush(metrics);
             json_decref(o);
         }
+        int stop = o->stop_at > 0 && step + 1 >= o->stop_at && !last;
+        int every = cfg->checkpoint.every;
+        if (ckpt_on && (last || stop || (every > 0 && (step + 1) % every == 0))) {
+            meta.step = step + 1;
+            meta.lr = lr;
+            lmp_ckpt_save(cfg->checkpoint.dir, cfg->checkpoint.keep, &m.reg, &comm, cfg, &meta);
+        }
+        if (stop) {
+            res->stopped = 1;
+            lmp_log("stopped after step %d (--stop-at); the same command resumes from there\n",
+                    step + 1);
+        }
     }
-    res->steps = cfg->train.steps;
+    res->steps = step;
+    int ran = step - start;
     double rest = lmp_now() - t_after_first;
-    res->tokens_per_s = cfg->train.steps > 1 ? (double)Bg * T * accum * (cfg->train.steps - 1) / rest : 0;
+    res->tokens_per_s = ran > 1 ? (double)Bg * T * accum * (ran - 1) / rest : 0;
     res->trainable = n_train;
     res->total = n_total;
     if (metrics) fclose(metrics);
 
-    if (cfg->train.save_model[0]) {
+    if (cfg->train.save_model[0] && !res->stopped) {
         if (comm.tp_size > 1) lmp_die_all("[train] save_model needs tp = 1 for now");
         if (comm.rank == 0) lmp_model_save_hf(cfg->train.save_model, &mc, &m.reg);
         lmp_log("saved model to %s\n", cfg->train.save_model);
     }
-    if (cfg->train.save_adapter[0] && lora) {
+    if (cfg->train.save_adapter[0] && lora && !res->stopped) {
         if (comm.rank == 0) lmp_peft_save(cfg->train.save_adapter, &m, cfg);
         lmp_log("saved adapter to %s\n", cfg->train.save_adapter);
     }
-    lmp_log("communication: %.1f ms per step in collectives, %.1f MB all-reduced per step\n",
-            1e3 * comm.comm_seconds / cfg->train.steps, comm.comm_bytes / 1e6 / cfg->train.steps);
+    if (ran > 0)
+        lmp_log("communication: %.1f ms per step in collectives, %.1f MB all-reduced per step\n",
+                1e3 * comm.comm_seconds / ran, comm.comm_bytes / 1e6 / ran);
     double rss[2] = {(double)lmp_peak_rss(), -(double)lmp_peak_rss()};
     lmp_allreduce_d(&comm, rss, 2, MPI_MAX, comm.world);
     lmp_log("peak RSS per rank: max %.1f MB, min %.1f MB\n", rss[0] / 1e6, -rss[1] / 1e6);

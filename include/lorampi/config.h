@@ -1,5 +1,5 @@
 // config.h: the run configuration. An INI file (sections [model] [adapter] [train] [data]
-// [log] [parallel]) parsed with inih into a typed struct, then `--set section.key=value`
+// [log] [parallel] [checkpoint]) parsed with inih into a typed struct, then `--set section.key=value`
 // overrides. Every key has a default, documented in README ("Configuration"). An unknown
 // section or key, or a value of the wrong type or out of range, is an error naming the file,
 // line and key.
@@ -56,6 +56,11 @@ typedef struct {
     struct {
         int tp;                      // tensor-parallel size; dp = world size / tp
     } parallel;
+    struct {
+        char dir[LMP_PATH_MAX];      // DIR/ckpt-<step>.h5; empty: no checkpoints, no resume
+        int every;                   // write every N steps (0: only at the end) and at the end
+        int keep;                    // keep the newest N checkpoints (0: all)
+    } checkpoint;
 } lmp_config;
 
 // Fills every key with its default.

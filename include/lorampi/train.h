@@ -13,7 +13,16 @@ typedef struct {
     double tokens_per_s;                 // mean over the run after the first step
     int64_t trainable, total;            // parameter counts
     double peak_rss_max;                 // bytes, the largest rank's
+    int start_step;                      // steps done before this run (resumed checkpoint)
+    int stopped;                         // 1: stopped early by stop_at (checkpoint written)
 } lmp_train_result;
+
+// How a run starts and stops, beyond the configuration (command-line options).
+typedef struct {
+    const char *resume;   // checkpoint file to resume from; NULL: newest in [checkpoint] dir
+    int no_resume;        // 1: start fresh even when [checkpoint] dir holds checkpoints
+    int stop_at;          // > 0: write a checkpoint and stop once this many steps are done
+} lmp_train_opts;
 
 // The model's hyperparameters (from [model] path, or the [model] keys for a new model) and
 // the adapter options, checked against each other; layer_on has LMP_MAX_LAYERS entries.
@@ -21,7 +30,8 @@ typedef struct {
 void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc, lmp_gpt2_opts *opts,
                        unsigned char *layer_on);
 
-// Runs a whole training job as configured; every rank calls it. Returns 0.
-int lmp_train(const lmp_config *cfg, lmp_train_result *res);
+// Runs a training job as configured, resuming from a checkpoint when there is one (see
+// lmp_train_opts); every rank calls it. Returns 0.
+int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *res);
 
 #endif
