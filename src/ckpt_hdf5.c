@@ -121,6 +121,13 @@ static char *attr_get_str(hid_t obj, const char *name) {
 // ---------------------------------------------------------------------------------------
 // Base-weight checksum
 
+// SplitMix64's finaliser: a bijection of 64-bit words that spreads every input bit.
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c) {
     uint64_t sum = 0;
     for (int k = 0; k < r->n; k++) {
@@ -130,12 +137,14 @@ uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c) {
             continue;
         uint64_t h = lmp_hash_str(p->name), s = 0;
         const float *x = p->data;
+        int whole = p->split_dim < 0;
         // A sum modulo 2^64 is exact and order-free, so the OpenMP reduction is deterministic.
 #pragma omp parallel for reduction(+ : s) schedule(static)
         for (size_t i = 0; i < p->numel; i++) {
             uint32_t bits;
             memcpy(&bits, &x[i], sizeof bits);
-            s += lmp_rng_bits(h, bits, (uint64_t)lmp_param_global_index(p, i));
+            uint64_t gi = whole ? i : (uint64_t)lmp_param_global_index(p, i);
+            s += mix64(h ^ (gi * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)bits << 17));
         }
         sum += s;
     }
@@ -156,11 +165,16 @@ static void write_dataset(hid_t file, hid_t lcpl, hid_t dxpl, const char *path,
         dims[d] = (hsize_t)p->shape[d];
         mdims[d] = (hsize_t)p->local_shape[d];
     }
+    // Chunks of whole rows, as equal as possible: an edge chunk is stored whole, so rows
+    // that do not divide evenly would waste up to a chunk per tensor.
     hsize_t last = dims[p->ndim - 1];
     chunk[p->ndim - 1] = last < CHUNK_ELEMS ? last : CHUNK_ELEMS;
     if (p->ndim == 2) {
-        hsize_t rows = CHUNK_ELEMS / chunk[1];
-        chunk[0] = rows < 1 ? 1 : rows > dims[0] ? dims[0] : rows;
+        hsize_t n_chunks = (dims[0] * chunk[1] + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+        chunk[0] = (dims[0] + n_chunks - 1) / n_chunks;
+    } else if (last > CHUNK_ELEMS) {
+        hsize_t n_chunks = (last + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+        chunk[0] = (last + n_chunks - 1) / n_chunks;
     }
     hid_t fs = H5Screate_simple(p->ndim, dims, NULL), ms = H5Screate_simple(p->ndim, mdims, NULL);
     LMP_CHECK_H5(fs);
@@ -185,6 +199,13 @@ static void write_dataset(hid_t file, hid_t lcpl, hid_t dxpl, const char *path,
     LMP_CHECK_H5(H5Sclose(ms));
 }
 
+// The base model as the user knows it: its path, or how it was initialised.
+static const char *base_desc(const lmp_config *cfg, char *buf, size_t n) {
+    if (cfg->model.path[0]) snprintf(buf, n, "%s", cfg->model.path);
+    else snprintf(buf, n, "random init from [train] seed = %llu", cfg->train.seed);
+    return buf;
+}
+
 static const char *SCHED_NAMES[] = {"cosine", "linear", "constant"};
 
 static void write_attrs(hid_t file, const lmp_comm *c, const lmp_config *cfg,
@@ -201,7 +222,8 @@ static void write_attrs(hid_t file, const lmp_comm *c, const lmp_config *cfg,
     attr_i64(file, "tp", c->tp_size);
     attr_i64(file, "dp", c->dp_size);
     attr_str(file, "config", text);
-    attr_str(file, "base_model", cfg->model.path[0] ? cfg->model.path : "(random init, [train] seed)");
+    char base[LMP_PATH_MAX + 64];
+    attr_str(file, "base_model", base_desc(cfg, base, sizeof base));
     attr_u64(file, "base_checksum", meta->base_checksum);
     free(text);
 
@@ -560,12 +582,13 @@ int64_t lmp_ckpt_load(const char *path, lmp_registry *r, lmp_comm *c, const lmp_
                  "corrupt (expected the root attributes format = \"%s\", step, tp, dp, config, "
                  "base_model, base_checksum)", path, LMP_CKPT_FORMAT);
     lmp_die_if_any(c, err);
+    char base[LMP_PATH_MAX + 64];
     if (sum != base_checksum)
         lmp_die_all("checkpoint %s was trained on other base weights: its base checksum "
-                    "%016llx (base model %s) differs from this run's %016llx (base model %s); "
+                    "%016llx (base model: %s) differs from this run's %016llx (base model: %s); "
                     "start fresh with --no-resume or point [model] path at the right model",
                     path, (unsigned long long)sum, base_model, (unsigned long long)base_checksum,
-                    cfg->model.path[0] ? cfg->model.path : "random init from [train] seed");
+                    base_desc(cfg, base, sizeof base));
     if (step > cfg->train.steps)
         lmp_die_all("checkpoint %s is at step %lld, beyond [train] steps = %d", path,
                     (long long)step, cfg->train.steps);

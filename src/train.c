@@ -8,10 +8,12 @@
 #include "lorampi/peft.h"
 #include "lorampi/util.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     int B, T, Bg;           // this replica's rows, sequence length, global rows per micro-step
@@ -115,7 +117,17 @@ void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc_out, lmp_gpt2
     *mc_out = mc;
 }
 
+// Every rank checks; one message when any cannot read the file (no per-rank abort storm).
+static void check_readable(lmp_comm *c, const char *key, const char *path) {
+    char err[LMP_PATH_MAX + 128] = "";
+    if (path[0] && access(path, R_OK) != 0)
+        snprintf(err, sizeof err, "[data] %s = %s: cannot read it: %s", key, path, strerror(errno));
+    lmp_die_if_any(c, err);
+}
+
 int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *res) {
+    if (o->stop_at > 0 && !cfg->checkpoint.dir[0])
+        lmp_die_all("--stop-at needs [checkpoint] dir: the run would stop without saving its state");
     lmp_comm comm;
     lmp_comm_init(&comm, MPI_COMM_WORLD, cfg->parallel.tp);
     lmp_comm_report(&comm);
@@ -131,6 +143,8 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
         lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
                     "data-parallel replicas", Bg, comm.dp_size);
     if (!cfg->data.train[0]) lmp_die_all("[data] train is not set: give a token file");
+    check_readable(&comm, "train", cfg->data.train);
+    check_readable(&comm, "val", cfg->data.val);
 
     lmp_gpt2 m;
     lmp_gpt2_build(&m, &mc, &opts, &comm);
@@ -177,8 +191,6 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     }
     res->start_step = start;
     res->stopped = 0;
-    if (o->stop_at > 0 && !ckpt_on)
-        lmp_die_all("--stop-at needs [checkpoint] dir: the run would stop without saving its state");
 
     FILE *metrics = NULL;
     if (comm.rank == 0 && cfg->log.metrics[0]) metrics = open_metrics(cfg->log.metrics, start);

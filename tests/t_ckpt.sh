@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Checkpoints end to end through the CLI (4 ranks = tp 2 x dp 2 unless said otherwise):
+#  - retention keeps the newest `keep` files, and no temporary is left;
+#  - stop at step 10 + resume = the uninterrupted run, bitwise (losses, norms, adapters, m, v);
+#  - the (2,2) checkpoint resumes at (1,1), (4,1) and (1,2), LoRA and full fine-tuning:
+#    losses within 1e-5 relative of the uninterrupted run (the parallelism tests' tolerance);
+#  - kill -9 of one rank while checkpoint 10 is being written: ckpt-10 does not appear, ckpt-5
+#    is intact, and the same command resumes from 5 to the bitwise-identical result;
+#  - h5py reads the adapters, equal to the PEFT export of the same run;
+#  - a flipped data byte, a flipped metadata byte, a truncated file, another base model,
+#    other r or targets: one clear error, every rank exits non-zero, nothing on disk changes.
+set -u
+bin=$1; src=$2; work=$3
+source "$src/tests/shlib.sh"
+py=/usr/bin/python3   # Debian's python3-h5py (install-deps.sh) belongs to the system python
+check="$py $src/tests/ckpt_check.py"
+
+awk 'BEGIN { a = "abcdefghijklmnopqrstuvwxyz"; s = 7;
+  for (i = 0; i < 3000; i++) { s = (s * 1103515245 + 12345) % 2147483648; k = s % 26;
+    print substr(a a, k + 1, 26) } }' > alpha.txt
+"$bin" tokenize --bytes --out alpha --val-fraction 0.1 alpha.txt > tok.log || fail "tokenize"
+
+cat > run.ini <<'INI'
+[model]
+n_layer = 2
+n_head = 4
+n_embd = 32
+vocab_size = 256
+n_ctx = 64
+[adapter]
+method = lora
+r = 4
+alpha = 8
+targets = all
+dropout = 0.1
+[train]
+steps = 20
+batch_size = 8
+seq_len = 32
+lr = 3e-3
+warmup_steps = 3
+seed = 42
+[data]
+train = alpha_train.bin
+val = alpha_val.bin
+[log]
+every = 5
+metrics = m.jsonl
+[parallel]
+tp = 2
+[checkpoint]
+dir = ck
+every = 5
+keep = 2
+INI
+
+# Losses, learning rates and gradient norms of a metrics file, one step per line, exact.
+series() { $py -c 'import json,sys
+for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["lr"]), repr(o["grad_norm"]))' "$1"; }
+# Largest relative loss difference between two metrics files over the same steps 1..20.
+maxrel() { $py -c 'import json,sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+assert [o["step"] for o in b] == list(range(1, 21)), [o["step"] for o in b]
+print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
+# Every rank ran: the rank report names all n ranks.
+all_up() { grep -q "ranks 0-$(($2 - 1)) of $2 up" "$1"; }
+
+# Reference: uninterrupted, with the PEFT export.
+mkdir ref && (cd ref && mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin \
+  --set data.val=../alpha_val.bin --set train.save_adapter=peft > log 2>&1) || fail "reference run"
+all_up ref/log 4 && ok || fail "reference: not every rank ran"
+ls ref/ck > ref.ls
+[ "$(cat ref.ls | tr '\n' ' ')" = "ckpt-00000015.h5 ckpt-00000020.h5 " ] && ok || fail "retention: $(cat ref.ls)"
+$check peft ref/ck/ckpt-00000020.h5 ref/peft 8 > peft.log 2>&1 && ok || { fail "h5py vs PEFT"; cat peft.log; }
+
+# Same layout: stop at 10, resume with the same command.
+mkdir same && cd same
+mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin --stop-at 10 > log1 2>&1 || fail "stop-at run"
+[ -f ck/ckpt-00000010.h5 ] && [ ! -f ck/ckpt-00000015.h5 ] && ok || fail "stop-at 10: $(ls ck)"
+mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log2 2>&1 || fail "resume run"
+grep -q "resumed from ck/ckpt-00000010.h5: step 10 of 20 (written by tp 2 x dp 2)" log2 && ok || fail "resume message"
+all_up log2 4 && ok || fail "resume: not every rank ran"
+cd ..
+[ "$(series ref/m.jsonl)" = "$(series same/m.jsonl)" ] && ok || fail "stop+resume metrics differ from the uninterrupted run"
+$check same ref/ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok || { fail "final checkpoints differ"; cat same.log; }
+
+# Other layouts from the (2,2) checkpoint at step 10, LoRA and full fine-tuning.
+for method in lora none; do
+  mkdir -p "lay_$method" && cd "lay_$method"
+  mpi 4 "$bin" train ../run.ini --set adapter.method=$method --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin \
+    --set checkpoint.dir=ref > /dev/null 2>&1 && mv m.jsonl ref.jsonl || fail "$method: reference"
+  mpi 4 "$bin" train ../run.ini --set adapter.method=$method --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin \
+    --stop-at 10 > stop.log 2>&1 || fail "$method: stop-at"
+  for lay in "1 1" "4 4" "2 1"; do
+    set -- $lay; d="n$1_tp$2"
+    cp -r ck "$d"; cp m.jsonl "$d.jsonl"
+    mpi "$1" "$bin" train ../run.ini --set adapter.method=$method --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin \
+      --set parallel.tp=$2 --set checkpoint.dir=$d --set log.metrics=$d.jsonl > $d.log 2>&1 || fail "$method: resume at $d"
+    grep -q "written by tp 2 x dp 2" $d.log && all_up $d.log "$1" && ok || fail "$method: $d did not resume on every rank"
+    rel=$(maxrel ref.jsonl $d.jsonl) && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "$method: $d losses off by $rel"
+  done
+  cd ..
+done
+
+# kill -9 of one rank in the middle of writing checkpoint 10.
+mkdir kill && cd kill
+cp ../run.ini kill.ini   # a name of its own so that pgrep finds only this run's ranks
+LORAMPI_TEST_CKPT_DELAY=10:60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 4 "$bin" train kill.ini \
+  --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log1 2>&1 &
+job=$!
+for i in $(seq 600); do [ -f ck/ckpt-00000010.h5.tmp ] && grep -q "test delay" log1 && break; sleep 0.1; done
+victim=$(pgrep -f "^$bin train kill.ini" | tail -1)
+if [ -f ck/ckpt-00000010.h5.tmp ] && [ -n "$victim" ]; then
+  kill -9 "$victim"
+  wait $job && fail "mpirun exited 0 after a rank was killed" || ok
+  [ ! -e ck/ckpt-00000010.h5 ] && [ -f ck/ckpt-00000005.h5 ] && ok || fail "after kill -9: $(ls ck)"
+  mpi 4 "$bin" train kill.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log2 2>&1 || fail "resume after kill"
+  grep -q "resumed from ck/ckpt-00000005.h5" log2 && ok || fail "did not resume from ckpt-5"
+  ! ls ck | grep -q tmp && ok || fail "a temporary is left: $(ls ck)"
+  [ "$(series ../ref/m.jsonl)" = "$(series m.jsonl)" ] && ok || fail "kill+resume metrics differ"
+  $check same ../ref/ck/ckpt-00000020.h5 ck/ckpt-00000020.h5 > same.log 2>&1 && ok || { fail "kill+resume: final checkpoint differs"; cat same.log; }
+else
+  kill -9 $job 2>/dev/null; fail "never saw checkpoint 10 being written"
+fi
+cd ..
+
+# Errors: each one message, non-zero exit, the checkpoint dir untouched.
+mkdir err && cd err
+cp -r ../ref/ck ck
+want_error() {  # want_error "what" "expected message part" extra args...
+  local what=$1 msg=$2; shift 2
+  local before; before=$(ls -l --time-style=full-iso ck; md5sum ck/*)
+  mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin "$@" > out.log 2>&1
+  local rc=$?
+  [ $rc -ne 0 ] && ok || fail "$what: exit code 0"
+  grep -q -- "$msg" out.log && ok || { fail "$what: no message '$msg'"; cat out.log; }
+  [ "$(grep -c 'lorampi: error' out.log)" -eq 1 ] && ok || { fail "$what: not exactly one error"; cat out.log; }
+  [ "$before" = "$(ls -l --time-style=full-iso ck; md5sum ck/*)" ] && ok || fail "$what: checkpoint dir modified"
+}
+want_error "other r" "has \[adapter\] r = 4, this run has r = 8" --set adapter.r=8
+want_error "other targets" "\[adapter\] targets = c_attn,attn.c_proj,mlp.c_fc,mlp.c_proj, this run has targets = c_attn" --set adapter.targets=c_attn
+want_error "other base" "was trained on other base weights" --set train.seed=43
+want_error "missing file" "ck/nope.h5: No such file" --resume ck/nope.h5
+cp ck/ckpt-00000020.h5 bad.h5
+$check flip bad.h5 adapter/transformer.h.1.mlp.c_fc/lora_B > flip.log 2>&1 || fail "flip"
+want_error "flipped data byte" "cannot read dataset /adapter/transformer.h.1.mlp.c_fc/lora_B: its Fletcher32 checksum" --resume bad.h5
+cp ck/ckpt-00000020.h5 bad2.h5
+printf '\x5a' | dd of=bad2.h5 bs=1 seek=20 conv=notrunc status=none   # inside the superblock
+want_error "flipped superblock byte" "cannot open checkpoint bad2.h5" --resume bad2.h5
+head -c 100000 ck/ckpt-00000020.h5 > short.h5
+want_error "truncated file" "cannot open checkpoint short.h5" --resume short.h5
+echo "not hdf5" > text.h5
+want_error "not HDF5" "cannot open checkpoint text.h5" --resume text.h5
+want_error "--stop-at without dir" "--stop-at needs \[checkpoint\] dir" --set checkpoint.dir= --stop-at 3
+cd ..
+
+finish
