@@ -18,6 +18,8 @@ if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun > /dev/null; then launch=(srun 
 else launch=(mpirun --oversubscribe -n "$np"); fi
 
 mkdir -p out/demo
+# The demo always starts fresh; `lorampi train jobs/demo_lora.ini` alone resumes from them.
+rm -rf out/demo/ckpt-base out/demo/ckpt-lora
 echo "== 1/3 data: bytes of /usr/share/common-licenses (base) and Debian's fortunes (fine-tune)"
 "$bin" tokenize --bytes --out out/demo/licenses --val-fraction 0.05 /usr/share/common-licenses/*
 "$bin" tokenize --bytes --out out/demo/fortunes --val-fraction 0.1 /usr/share/games/fortunes/{fortunes,literature,riddles}
@@ -35,6 +37,7 @@ cat <<MSG
   base model (HF GPT-2 directory):   out/demo/base/{config.json,model.safetensors}
   LoRA adapter (PEFT directory):     out/demo/adapter/{adapter_config.json,adapter_model.safetensors}
   metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl
+  checkpoints (HDF5, h5dump/h5py):   $(ls out/demo/ckpt-base/*.h5 out/demo/ckpt-lora/*.h5 | tr '\n' ' ')
   $(grep "^done:" out/demo/base.log | sed 's/^done:/base pretraining:/')
   fortunes validation loss (nats/byte): base model $before -> with LoRA $after
 MSG

@@ -128,6 +128,36 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+// Wrapping sum of hash(name, global index, bits) over p's local elements. The global index
+// comes from per-row and per-column maps (the split dim's map jumps between q|k|v blocks).
+static uint64_t sum_elements(const lmp_param *p) {
+    int nd = p->ndim;
+    int64_t rows = nd == 2 ? p->local_shape[0] : 1, cols = p->local_shape[nd - 1];
+    int64_t gcols = p->shape[nd - 1];
+    int64_t *rmap = lmp_malloc((size_t)rows * sizeof *rmap), *cmap = lmp_malloc((size_t)cols * sizeof *cmap);
+    for (int64_t i = 0; i < rows; i++) rmap[i] = i;
+    for (int64_t j = 0; j < cols; j++) cmap[j] = j;
+    if (p->split_dim >= 0) {
+        int64_t *map = p->split_dim == nd - 1 ? cmap : rmap, n = p->split_dim == nd - 1 ? cols : rows;
+        int64_t G = p->shape[p->split_dim] / p->groups;
+        for (int64_t w = 0; w < n; w++) map[w] = w / p->len * G + p->offset + w % p->len;
+    }
+    uint64_t h = lmp_hash_str(p->name), s = 0;
+    const float *x = p->data;
+    // A sum modulo 2^64 is exact and order-free, so the OpenMP reduction is deterministic.
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            uint32_t bits;
+            memcpy(&bits, &x[i * cols + j], sizeof bits);
+            uint64_t gi = (uint64_t)(rmap[i] * gcols + cmap[j]);
+            s += mix64(h ^ (gi * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)bits << 17));
+        }
+    free(rmap);
+    free(cmap);
+    return s;
+}
+
 uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c) {
     uint64_t sum = 0;
     for (int k = 0; k < r->n; k++) {
@@ -135,18 +165,7 @@ uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c) {
         // Count every global element once: replicas along dp and tp do not contribute.
         if (p->role != LMP_ROLE_BASE || c->dp_rank != 0 || (p->split_dim < 0 && c->tp_rank != 0))
             continue;
-        uint64_t h = lmp_hash_str(p->name), s = 0;
-        const float *x = p->data;
-        int whole = p->split_dim < 0;
-        // A sum modulo 2^64 is exact and order-free, so the OpenMP reduction is deterministic.
-#pragma omp parallel for reduction(+ : s) schedule(static)
-        for (size_t i = 0; i < p->numel; i++) {
-            uint32_t bits;
-            memcpy(&bits, &x[i], sizeof bits);
-            uint64_t gi = whole ? i : (uint64_t)lmp_param_global_index(p, i);
-            s += mix64(h ^ (gi * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)bits << 17));
-        }
-        sum += s;
+        sum += sum_elements(p);
     }
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_UINT64_T, MPI_SUM, c->world));
     return sum;
@@ -155,27 +174,38 @@ uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c) {
 // ---------------------------------------------------------------------------------------
 // Writing
 
+// Chunks of about CHUNK_ELEMS, as equal as possible (an edge chunk is stored whole), that
+// tile each rank's shard along the split dim: then every chunk has one writer and parallel
+// HDF5 need not ship chunk data between ranks before filtering. All ranks must pass the
+// same chunk shape, so the shard extent is computed from the layout, not from p->len
+// (which differs by one row between ranks for an uneven vocabulary split).
+static void chunk_dims(const lmp_param *p, int tp, hsize_t *chunk) {
+    int nd = p->ndim;
+    hsize_t ext[2] = {1, 1};
+    for (int d = 0; d < nd; d++) ext[d] = (hsize_t)p->shape[d];
+    if (p->split_dim >= 0) {
+        hsize_t shard = (hsize_t)(p->shape[p->split_dim] / p->groups / tp);
+        ext[p->split_dim] = shard > 0 ? shard : 1;
+    }
+    hsize_t n = (ext[nd - 1] + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+    chunk[nd - 1] = (ext[nd - 1] + n - 1) / n;
+    if (nd == 2) {
+        n = (ext[0] * chunk[1] + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+        chunk[0] = (ext[0] + n - 1) / n;
+    }
+}
+
 // One chunked, Fletcher32-checked float32 dataset with p's global shape. Owners write their
 // part (replicated tensors: rank 0 only; sharded: every tp rank of dp replica 0); the others
 // take part in the collective call with an empty selection.
 static void write_dataset(hid_t file, hid_t lcpl, hid_t dxpl, const char *path,
-                          const lmp_param *p, const float *buf, int owner) {
+                          const lmp_param *p, const float *buf, int owner, int tp) {
     hsize_t dims[2] = {1, 1}, chunk[2] = {1, 1}, mdims[2] = {1, 1};
     for (int d = 0; d < p->ndim; d++) {
         dims[d] = (hsize_t)p->shape[d];
         mdims[d] = (hsize_t)p->local_shape[d];
     }
-    // Chunks of whole rows, as equal as possible: an edge chunk is stored whole, so rows
-    // that do not divide evenly would waste up to a chunk per tensor.
-    hsize_t last = dims[p->ndim - 1];
-    chunk[p->ndim - 1] = last < CHUNK_ELEMS ? last : CHUNK_ELEMS;
-    if (p->ndim == 2) {
-        hsize_t n_chunks = (dims[0] * chunk[1] + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
-        chunk[0] = (dims[0] + n_chunks - 1) / n_chunks;
-    } else if (last > CHUNK_ELEMS) {
-        hsize_t n_chunks = (last + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
-        chunk[0] = (last + n_chunks - 1) / n_chunks;
-    }
+    chunk_dims(p, tp, chunk);
     hid_t fs = H5Screate_simple(p->ndim, dims, NULL), ms = H5Screate_simple(p->ndim, mdims, NULL);
     LMP_CHECK_H5(fs);
     LMP_CHECK_H5(ms);
@@ -381,11 +411,11 @@ int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm
         int owner = c->dp_rank == 0 && (p->split_dim >= 0 || c->tp_rank == 0);
         char path[LMP_NAME_MAX + 64], opath[LMP_NAME_MAX + 80];
         tensor_path(p, path, sizeof path);
-        write_dataset(file, lcpl, dxpl, path, p, p->data, owner);
+        write_dataset(file, lcpl, dxpl, path, p, p->data, owner, c->tp_size);
         snprintf(opath, sizeof opath, "optim/m/%s", path);
-        write_dataset(file, lcpl, dxpl, opath, p, p->m, owner);
+        write_dataset(file, lcpl, dxpl, opath, p, p->m, owner, c->tp_size);
         snprintf(opath, sizeof opath, "optim/v/%s", path);
-        write_dataset(file, lcpl, dxpl, opath, p, p->v, owner);
+        write_dataset(file, lcpl, dxpl, opath, p, p->v, owner, c->tp_size);
     }
     write_adapter_attrs(file, r, cfg);
     write_attrs(file, c, cfg, meta);

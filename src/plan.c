@@ -46,6 +46,9 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
             p->grad_world = ranks > 1 ? 4.0 * (sum_kind[0] + sum_kind[1]) : 0;
             p->grad_dp = p->dp > 1 ? 4.0 * sum_kind[2] : 0;
         }
+        int64_t n_train;
+        lmp_registry_counts(&m.reg, &n_train, NULL);
+        p->ckpt = 12.0 * (double)n_train;
         lmp_gpt2_free(&m);
     }
     if (tp > 1) {
@@ -78,4 +81,6 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
     row("all ranks, adapter/replicated gradients", p->grad_world);
     row("dp group, sharded gradients", p->grad_dp);
     lmp_log("(a ring all-reduce sends and receives about 2(n-1)/n times its payload per rank)\n");
+    lmp_log("checkpoint file (trainable tensors + AdamW m, v):\n");
+    row("size of one ckpt-<step>.h5", p->ckpt);
 }

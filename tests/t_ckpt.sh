@@ -15,10 +15,7 @@ source "$src/tests/shlib.sh"
 py=/usr/bin/python3   # Debian's python3-h5py (install-deps.sh) belongs to the system python
 check="$py $src/tests/ckpt_check.py"
 
-awk 'BEGIN { a = "abcdefghijklmnopqrstuvwxyz"; s = 7;
-  for (i = 0; i < 3000; i++) { s = (s * 1103515245 + 12345) % 2147483648; k = s % 26;
-    print substr(a a, k + 1, 26) } }' > alpha.txt
-"$bin" tokenize --bytes --out alpha --val-fraction 0.1 alpha.txt > tok.log || fail "tokenize"
+alpha_data
 
 cat > run.ini <<'INI'
 [model]

@@ -10,10 +10,7 @@ set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
 
-awk 'BEGIN { a = "abcdefghijklmnopqrstuvwxyz"; s = 7;
-  for (i = 0; i < 3000; i++) { s = (s * 1103515245 + 12345) % 2147483648; k = s % 26;
-    print substr(a a, k + 1, 26) } }' > alpha.txt
-"$bin" tokenize --bytes --out alpha --val-fraction 0.1 alpha.txt > tok.log || fail "tokenize"
+alpha_data
 [ -s alpha_train.bin ] && [ -s alpha_val.bin ] && ok || fail "token files missing"
 
 cat > run.ini <<'INI'

@@ -9,6 +9,7 @@ typedef struct {
     double frozen, trainable, optim, acts, runtime, total;  // bytes per rank (worst rank)
     double tp_fwd, tp_bwd;         // all-reduce payload per step within a tp group
     double grad_world, grad_dp;    // gradient all-reduce payloads per step
+    double ckpt;                   // checkpoint file: trainable tensors + AdamW m, v (float32)
 } lmp_plan_t;
 
 // Memory of the rank with the largest shard and collective payloads for `ranks` ranks
