@@ -145,28 +145,6 @@ static void write_llmc(const char *path, int magic, int cut) {
     if (cut) { struct stat st; stat(path, &st); if (truncate(path, st.st_size - 4) != 0) perror("truncate"); }
 }
 
-// Runs fn(arg) in a child; expects a non-zero exit and every word of `words` in stderr.
-static void expect_death(const char *what, void (*fn)(const char *), const char *arg, const char *w1, const char *w2) {
-    char log[600];
-    snprintf(log, sizeof log, "%s/death.log", t_tmpdir());
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (!freopen(log, "w", stderr)) _exit(99);
-        fn(arg);
-        _exit(0);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    size_t n;
-    FILE *f = fopen(log, "r");
-    char buf[4096] = "";
-    n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 0, "%s: expected an error exit", what);
-    T_CHECK(strstr(buf, w1) && (!w2 || strstr(buf, w2)), "%s: message '%s' lacks '%s'/'%s'", what, buf, w1, w2 ? w2 : "");
-}
-
 static void load_into_whole(const char *path) { lmp_registry r; registry_whole(&r); lmp_model_load(path, &r); }
 static void read_cfg(const char *path) { lmp_model_config c; lmp_model_read_config(path, &c); }
 static void read_tok(const char *path) { size_t n; free(lmp_tokens_read(path, &n)); }
@@ -241,28 +219,28 @@ int main(void) {
     // malformed files
     char bad[700];
     snprintf(bad, sizeof bad, "%s/badmagic.bin", d); write_llmc(bad, 1234, 0);
-    expect_death("llm.c magic", read_cfg, bad, "badmagic.bin", "magic");
+    t_expect_death("llm.c magic", read_cfg, bad, "badmagic.bin", "magic");
     snprintf(bad, sizeof bad, "%s/trunc.bin", d); write_llmc(bad, 20240326, 1);
-    expect_death("llm.c truncated", load_into_whole, bad, "trunc.bin", "bytes");
+    t_expect_death("llm.c truncated", load_into_whole, bad, "trunc.bin", "bytes");
     snprintf(dir, sizeof dir, "%s/hfbad", d); mkdir(dir, 0755); write_config(dir, 1);
-    expect_death("config missing key", read_cfg, dir, "config.json", "vocab_size");
+    t_expect_death("config missing key", read_cfg, dir, "config.json", "vocab_size");
     write_config(dir, 0);
     snprintf(bad, sizeof bad, "%s/model.safetensors", dir);
     write_st(bad, "", 0);
     { struct stat st; stat(bad, &st); if (truncate(bad, st.st_size - 100) != 0) perror("truncate"); }
-    expect_death("safetensors truncated", load_into_whole, dir, "model.safetensors", "data_offsets");
+    t_expect_death("safetensors truncated", load_into_whole, dir, "model.safetensors", "data_offsets");
     { FILE *f = fopen(bad, "wb"); uint64_t h = 1 << 20; fwrite(&h, 8, 1, f); fwrite("{}      ", 1, 8, f); fclose(f); }
-    expect_death("header beyond file", load_into_whole, dir, "model.safetensors", "header length");
+    t_expect_death("header beyond file", load_into_whole, dir, "model.safetensors", "header length");
     { FILE *f = fopen(bad, "wb"); const char *j = "{\"wte.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
       uint64_t h = strlen(j); fwrite(&h, 8, 1, f); fwrite(j, 1, h, f); float z[2] = {0, 0}; fwrite(z, 4, 2, f); fclose(f); }
-    expect_death("wrong shape", load_into_whole, dir, "wte.weight", "shape");
+    t_expect_death("wrong shape", load_into_whole, dir, "wte.weight", "shape");
     { FILE *f = fopen(bad, "wb"); const char *j = "{\"ln_f.bias\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[0,32]}}";
       uint64_t h = strlen(j); fwrite(&h, 8, 1, f); fwrite(j, 1, h, f); float z[8] = {0}; fwrite(z, 4, 8, f); fclose(f); }
-    expect_death("missing tensor", load_into_whole, dir, "missing tensor", "wte.weight");
+    t_expect_death("missing tensor", load_into_whole, dir, "missing tensor", "wte.weight");
     snprintf(bad, sizeof bad, "%s/badtok.bin", d);
     { int hdr[256] = {999, 1, 3}; FILE *f = fopen(bad, "wb"); fwrite(hdr, 4, 256, f); fclose(f); }
-    expect_death("token magic", read_tok, bad, "badtok.bin", "magic");
+    t_expect_death("token magic", read_tok, bad, "badtok.bin", "magic");
     { int hdr[256] = {20240520, 1, 30}; FILE *f = fopen(bad, "wb"); fwrite(hdr, 4, 256, f); fwrite(tok, 2, 5, f); fclose(f); }
-    expect_death("token truncated", read_tok, bad, "badtok.bin", "truncated");
+    t_expect_death("token truncated", read_tok, bad, "badtok.bin", "truncated");
     return t_finish();
 }

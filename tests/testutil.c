@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int t_passed = 0, t_failed = 0;
 
@@ -49,4 +51,27 @@ void t_write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, n, f) != n) { perror(path); exit(1); }
     fclose(f);
+}
+
+void t_expect_death(const char *what, void (*fn)(const char *), const char *arg, const char *w1,
+                    const char *w2) {
+    char log[600];
+    snprintf(log, sizeof log, "%s/death.log", t_tmpdir());
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr)) _exit(99);
+        fn(arg);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    char buf[4096] = "";
+    FILE *f = fopen(log, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 0, "%s: expected an error exit", what);
+    T_CHECK(strstr(buf, w1) && (!w2 || strstr(buf, w2)), "%s: message '%s' lacks '%s'/'%s'", what,
+            buf, w1, w2 ? w2 : "");
 }

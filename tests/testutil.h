@@ -19,5 +19,9 @@ int t_finish(void);
 const char *t_tmpdir(void);
 // Writes bytes to a file.
 void t_write_file(const char *path, const void *data, size_t n);
+// Runs fn(arg) in a forked child and checks that it exits non-zero with w1 and w2 (w2 may
+// be NULL) in its stderr.
+void t_expect_death(const char *what, void (*fn)(const char *), const char *arg, const char *w1,
+                    const char *w2);
 
 #endif
