@@ -11,10 +11,16 @@ void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uin
                      int shuffle) {
     memset(d, 0, sizeof *d);
     snprintf(d->path, sizeof d->path, "%s", path);
-    d->tok = lmp_tokens_read(path, &d->n);
+    d->tok = lmp_tokens_read(path, &d->n, &d->mask);
     d->T = T;
     if (d->n < (size_t)T + 1)
         lmp_die("%s holds %zu tokens, fewer than seq_len + 1 = %d", path, d->n, T + 1);
+    if (d->mask) {
+        size_t on = 0;
+        for (size_t i = 1; i < d->n; i++) on += d->mask[i];
+        if (!on) lmp_die("%s: its loss mask selects no token: nothing to train on (tokenize with "
+                         "--train-on-inputs, or check the responses)", path);
+    }
     for (size_t i = 0; i < d->n; i++)
         if (d->tok[i] >= vocab_size)
             lmp_die("%s: token %u at position %zu is outside the model's vocabulary of %d", path,
@@ -29,6 +35,7 @@ void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uin
 void lmp_loader_close(lmp_loader *d) {
     free(d->tok);
     free(d->perm);
+    free(d->mask);
     memset(d, 0, sizeof *d);
 }
 
@@ -47,12 +54,28 @@ static void build_perm(lmp_loader *d, int64_t epoch) {
     d->perm_epoch = epoch;
 }
 
-void lmp_loader_get(lmp_loader *d, int64_t idx, int *inp, int *tgt) {
+// Offset of the first token of sequence idx's window.
+static size_t window(lmp_loader *d, int64_t idx) {
     int64_t epoch = idx / d->n_windows;
     if (epoch != d->perm_epoch) build_perm(d, epoch);
-    const uint16_t *w = d->tok + (size_t)d->perm[idx % d->n_windows] * (size_t)d->T;
+    return (size_t)d->perm[idx % d->n_windows] * (size_t)d->T;
+}
+
+void lmp_loader_get(lmp_loader *d, int64_t idx, int *inp, int *tgt, float *w) {
+    size_t s = window(d, idx);
+    const uint16_t *x = d->tok + s;
     for (int t = 0; t < d->T; t++) {
-        inp[t] = w[t];
-        tgt[t] = w[t + 1];
+        inp[t] = x[t];
+        tgt[t] = x[t + 1];
     }
+    if (w)
+        for (int t = 0; t < d->T; t++) w[t] = d->mask ? (float)d->mask[s + t + 1] : 1.0f;
+}
+
+int64_t lmp_loader_count(lmp_loader *d, int64_t idx) {
+    if (!d->mask) return d->T;
+    size_t s = window(d, idx);
+    int64_t c = 0;
+    for (int t = 1; t <= d->T; t++) c += d->mask[s + t];
+    return c;
 }

@@ -1,5 +1,7 @@
 // main.c: the lorampi command line. One binary, one cmd_* per subcommand.
+#include "lorampi/bpe.h"
 #include "lorampi/config.h"
+#include "lorampi/dataset.h"
 #include "lorampi/model_io.h"
 #include "lorampi/plan.h"
 #include "lorampi/train.h"
@@ -21,9 +23,13 @@ static const char *USAGE =
     "        writes a checkpoint and stops after step N\n"
     "  plan CONFIG.ini --ranks N [--set section.key=value ...]\n"
     "        memory per rank and communication per step of a layout, without training\n"
-    "  tokenize --bytes --out PREFIX [--val-fraction F] FILE...\n"
-    "        turn text files into llm.c token files PREFIX_train.bin and PREFIX_val.bin,\n"
-    "        one token per byte (vocabulary 256)\n"
+    "  tokenize (--vocab DIR | --bytes) --out PREFIX [--val-fraction F] [--format text|alpaca]\n"
+    "           [--doc-delimiter LINE] [--template FILE] [--train-on-inputs]\n"
+    "           [--max-tokens N] [--overlong truncate|drop] FILE...\n"
+    "        turn text files (one document per file, or split at lines equal to LINE) or\n"
+    "        Alpaca-style instruction data (.json array / .jsonl) into token files\n"
+    "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
+    "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
     "\n"
     "options:\n"
     "  --help       this text\n"
@@ -114,50 +120,58 @@ static int cmd_train(int argc, char **argv) {
     return 0;
 }
 
-// Bytes as tokens: the tokenizer issue replaces this with GPT-2 BPE.
 static int cmd_tokenize(int argc, char **argv) {
-    const char *out = NULL;
+    const char *out = NULL, *vocab = NULL;
     double val_frac = 0.1;
     int bytes = 0, nfiles = 0;
+    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0};
     char **files = lmp_malloc((size_t)argc * sizeof(char *));
     for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
         if (!strcmp(argv[i], "--bytes")) bytes = 1;
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--val-fraction") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--vocab") && more) vocab = argv[++i];
+        else if (!strcmp(argv[i], "--out") && more) out = argv[++i];
+        else if (!strcmp(argv[i], "--val-fraction") && more) {
             char *end;
             val_frac = strtod(argv[++i], &end);
             if (*end || !(val_frac >= 0 && val_frac < 1))
                 return usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
-        } else if (argv[i][0] == '-') return usage_error("tokenize: unknown option %s", argv[i]);
+        } else if (!strcmp(argv[i], "--format") && more) {
+            i++;
+            if (!strcmp(argv[i], "text")) o.format = LMP_FMT_TEXT;
+            else if (!strcmp(argv[i], "alpaca")) o.format = LMP_FMT_ALPACA;
+            else return usage_error("--format %s: expected text or alpaca", argv[i]);
+        } else if (!strcmp(argv[i], "--doc-delimiter") && more) o.delimiter = argv[++i];
+        else if (!strcmp(argv[i], "--template") && more) o.template_path = argv[++i];
+        else if (!strcmp(argv[i], "--train-on-inputs")) o.train_on_inputs = 1;
+        else if (!strcmp(argv[i], "--max-tokens") && more) {
+            if (parse_count("--max-tokens", argv[++i], &o.max_tokens)) return LMP_EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--overlong") && more) {
+            i++;
+            if (!strcmp(argv[i], "drop")) o.drop_long = 1;
+            else if (strcmp(argv[i], "truncate")) return usage_error("--overlong %s: expected truncate or drop", argv[i]);
+        } else if (argv[i][0] == '-') return usage_error("tokenize: unknown option or missing value: %s", argv[i]);
         else files[nfiles++] = argv[i];
     }
-    if (!bytes) return usage_error("%s", "tokenize: only --bytes is available in this version");
+    if (bytes == (vocab != NULL)) return usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
     if (!out || !nfiles) return usage_error("%s", "tokenize: give --out PREFIX and input files");
     if (lmp_world_rank() != 0) return 0;
-    size_t cap = 1 << 20, n = 0;
-    uint16_t *tok = lmp_malloc(cap * sizeof(uint16_t));
-    for (int f = 0; f < nfiles; f++) {
-        size_t len;
-        char *text = lmp_read_file(files[f], &len);
-        if (n + len > cap) {
-            while (n + len > cap) cap *= 2;
-            tok = realloc(tok, cap * sizeof(uint16_t));
-            LMP_CHECK(tok, "out of memory");
-        }
-        for (size_t i = 0; i < len; i++) tok[n++] = (unsigned char)text[i];
-        free(text);
-    }
-    size_t nval = (size_t)(n * val_frac);
-    char path[LMP_PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s_train.bin", out);
-    lmp_tokens_write(path, tok, n - nval);
-    printf("wrote %s: %zu tokens\n", path, n - nval);
-    if (nval) {
-        snprintf(path, sizeof path, "%s_val.bin", out);
-        lmp_tokens_write(path, tok + (n - nval), nval);
-        printf("wrote %s: %zu tokens\n", path, nval);
-    }
-    free(tok);
+    double t0 = lmp_now();
+    lmp_bpe *b = vocab ? lmp_bpe_load(vocab) : NULL;
+    double t1 = lmp_now();
+    lmp_token_stream st = {0};
+    for (int f = 0; f < nfiles; f++) lmp_stream_add_file(&st, b, files[f], &o);
+    double dt = lmp_now() - t1;
+    printf("tokenized %d file%s, %.2f MB, in %.2f s (%.1f MB/s; vocabulary loaded in %.2f s): "
+           "%zu documents or examples, %zu tokens\n", nfiles, nfiles > 1 ? "s" : "",
+           st.bytes_in / 1e6, dt, st.bytes_in / 1e6 / (dt > 0 ? dt : 1e-9), t1 - t0, st.n_docs, st.tok.n);
+    if (st.n_truncated || st.n_dropped)
+        printf("examples longer than --max-tokens %d: %zu truncated, %zu dropped\n", o.max_tokens,
+               st.n_truncated, st.n_dropped);
+    if (st.n_bad_utf8) printf("invalid UTF-8 sequences replaced by U+FFFD: %zu\n", st.n_bad_utf8);
+    lmp_stream_write(&st, out, val_frac);
+    lmp_stream_free(&st);
+    lmp_bpe_free(b);
     free(files);
     return 0;
 }

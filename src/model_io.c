@@ -418,7 +418,7 @@ void lmp_model_save_hf(const char *dir, const lmp_model_config *cfg, const lmp_r
 // ---------------------------------------------------------------------------------------
 // token files
 
-uint16_t *lmp_tokens_read(const char *path, size_t *count) {
+uint16_t *lmp_tokens_read(const char *path, size_t *count, uint8_t **mask) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) lmp_die("cannot open token file %s: %s", path, strerror(errno));
     uint64_t size = file_size(fd, path);
@@ -426,22 +426,32 @@ uint16_t *lmp_tokens_read(const char *path, size_t *count) {
     if (size < 1024) lmp_die("%s: %llu bytes, too short for an llm.c token header (1024)", path, (unsigned long long)size);
     pread_all(fd, hdr, 1024, 0, path);
     if (hdr[0] != LLMC_TOKENS_MAGIC) lmp_die("%s: bad magic %d, expected %d: not an llm.c token file", path, hdr[0], LLMC_TOKENS_MAGIC);
-    if (hdr[1] != 1) lmp_die("%s: token file version %d, expected 1", path, hdr[1]);
-    if (hdr[2] < 0 || size != 1024 + 2 * (uint64_t)hdr[2])
+    if (hdr[1] != 1 && hdr[1] != 2)
+        lmp_die("%s: token file version %d, expected 1 (llm.c) or 2 (lorampi, with loss mask)", path, hdr[1]);
+    uint64_t per = hdr[1] == 2 ? 3 : 2;  // bytes per token
+    if (hdr[2] < 0 || size != 1024 + per * (uint64_t)hdr[2])
         lmp_die("%s: header says %d tokens (%llu bytes), the file has %llu bytes (truncated?)", path, hdr[2],
-                (unsigned long long)(1024 + 2 * (uint64_t)hdr[2]), (unsigned long long)size);
+                (unsigned long long)(1024 + per * (uint64_t)hdr[2]), (unsigned long long)size);
     *count = (size_t)hdr[2];
     uint16_t *tok = lmp_malloc(*count * 2 + 2);
     if (*count) pread_all(fd, tok, *count * 2, 1024, path);
+    if (mask) *mask = NULL;
+    if (mask && hdr[1] == 2) {
+        *mask = lmp_malloc(*count + 1);
+        if (*count) pread_all(fd, *mask, *count, 1024 + 2 * (uint64_t)*count, path);
+        for (size_t i = 0; i < *count; i++)
+            if ((*mask)[i] > 1) lmp_die("%s: loss mask value %u at token %zu (expected 0 or 1)", path, (*mask)[i], i);
+    }
     close(fd);
     return tok;
 }
 
-void lmp_tokens_write(const char *path, const uint16_t *tok, size_t count) {
+void lmp_tokens_write(const char *path, const uint16_t *tok, const uint8_t *mask, size_t count) {
     if (count > 0x7fffffff) lmp_die("%s: %zu tokens exceed the llm.c format's limit", path, count);
-    int hdr[256] = {LLMC_TOKENS_MAGIC, 1, (int)count};
+    int hdr[256] = {LLMC_TOKENS_MAGIC, mask ? 2 : 1, (int)count};
     FILE *f = fopen(path, "wb");
     if (!f) lmp_die("cannot write %s: %s", path, strerror(errno));
-    int ok = fwrite(hdr, 4, 256, f) == 256 && fwrite(tok, 2, count, f) == count;
+    int ok = fwrite(hdr, 4, 256, f) == 256 && fwrite(tok, 2, count, f) == count &&
+             (!mask || fwrite(mask, 1, count, f) == count);
     if ((fclose(f) != 0) || !ok) lmp_die("cannot write %s: %s", path, strerror(errno));
 }

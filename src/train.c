@@ -22,22 +22,31 @@ typedef struct {
 } batch_buf;
 
 // Fills this replica's rows of global micro-batch `micro` and runs forward (+backward).
-// Every position counts; the loss is the mean over all tokens of the optimizer step's
-// global batch, so the per-token weight is 1/(Bg*T*accum).
+// The loss is the mean over the targets that count (loss mask) in the optimizer step's
+// global batch: `weight` = 1 / their number (batch_weight).
 static double run_micro(lmp_gpt2 *m, lmp_comm *c, lmp_loader *d, batch_buf *bb, int64_t micro,
                         float weight, uint64_t seed, int backward) {
     for (int b = 0; b < bb->B; b++) {
-        int64_t idx = micro * bb->Bg + (int64_t)c->dp_rank * bb->B + b;
-        lmp_loader_get(d, idx, bb->tok + (size_t)b * bb->T, bb->tgt + (size_t)b * bb->T);
+        int64_t idx = lmp_batch_seq(micro, bb->Bg, c->dp_rank, bb->B, b);
+        size_t o = (size_t)b * bb->T;
+        lmp_loader_get(d, idx, bb->tok + o, bb->tgt + o, bb->scale + o);
     }
-    for (int i = 0; i < bb->B * bb->T; i++) bb->scale[i] = weight;
+    for (int i = 0; i < bb->B * bb->T; i++) bb->scale[i] *= weight;
     lmp_rng_ctx rc = {seed, (uint64_t)micro,
-                      ((int64_t)micro * bb->Bg + (int64_t)c->dp_rank * bb->B) * bb->T, backward};
+                      lmp_batch_seq(micro, bb->Bg, c->dp_rank, bb->B, 0) * bb->T, backward};
     return lmp_gpt2_step(m, bb->tok, bb->tgt, bb->scale, &rc, backward);
 }
 
+// 1 / (targets that count in global micro-batches [m0, m0 + n)), 0 when none does. Every
+// rank computes it over the whole global batch, so no communication is needed.
+static float batch_weight(lmp_loader *d, int64_t m0, int n, int Bg) {
+    int64_t count = 0;
+    for (int64_t i = m0 * Bg; i < (m0 + n) * Bg; i++) count += lmp_loader_count(d, i);
+    return count ? 1.0f / (float)count : 0.0f;
+}
+
 static double evaluate(lmp_gpt2 *m, lmp_comm *c, lmp_loader *val, batch_buf *bb, int batches) {
-    float w = 1.0f / ((float)bb->Bg * bb->T * batches);
+    float w = batch_weight(val, 0, batches, bb->Bg);
     double loss = 0.0;
     for (int k = 0; k < batches; k++) loss += run_micro(m, c, val, bb, k, w, 0, 0);
     lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
@@ -210,7 +219,6 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     lmp_optim_cfg oc = {cfg->train.lr, cfg->train.beta1, cfg->train.beta2, cfg->train.eps,
                         cfg->train.weight_decay, cfg->train.warmup_steps, cfg->train.steps,
                         cfg->train.schedule, cfg->train.min_lr_ratio};
-    float weight = 1.0f / ((float)Bg * T * accum);
     double t_start = lmp_now(), t_after_first = 0;
     lmp_ckpt_meta meta = {0, 0.0f, base_sum, (int64_t)Bg * accum, train.n_windows};
     int step = start;
@@ -222,6 +230,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
         double t0 = lmp_now();
         lmp_registry_zero_grad(&m.reg);
         double loss = 0.0;
+        float weight = batch_weight(&train, (int64_t)step * accum, accum, Bg);
         for (int a = 0; a < accum; a++)
             loss += run_micro(&m, &comm, &train, &bb, (int64_t)step * accum + a, weight,
                               cfg->train.seed, 1);

@@ -33,6 +33,7 @@ int lmp_world_size(void) {
 }
 
 static void vreport(const char *kind, const char *fmt, va_list ap) {
+    fflush(stdout);  // what was printed before the message stays before it
     char msg[4096];
     vsnprintf(msg, sizeof msg, fmt, ap);
     if (lmp_world_size() > 1)
@@ -59,6 +60,7 @@ void lmp_die_all(const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        fflush(stdout);
         fprintf(stderr, "lorampi: error: %s\n", msg);
         fflush(stderr);
     }

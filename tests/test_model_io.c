@@ -147,7 +147,7 @@ static void write_llmc(const char *path, int magic, int cut) {
 
 static void load_into_whole(const char *path) { lmp_registry r; registry_whole(&r); lmp_model_load(path, &r); }
 static void read_cfg(const char *path) { lmp_model_config c; lmp_model_read_config(path, &c); }
-static void read_tok(const char *path) { size_t n; free(lmp_tokens_read(path, &n)); }
+static void read_tok(const char *path) { size_t n; uint8_t *m; free(lmp_tokens_read(path, &n, &m)); }
 
 int main(void) {
     make_specs();
@@ -210,11 +210,34 @@ int main(void) {
     // token shards
     uint16_t tok[5] = {1, 2, 65535, 0, 7};
     snprintf(p, sizeof p, "%s/tok.bin", d);
-    lmp_tokens_write(p, tok, 5);
+    lmp_tokens_write(p, tok, NULL, 5);
     size_t n;
-    uint16_t *back = lmp_tokens_read(p, &n);
-    T_CHECK(n == 5 && !memcmp(back, tok, sizeof tok), "token round trip");
+    uint8_t *mk;
+    uint16_t *back = lmp_tokens_read(p, &n, &mk);
+    T_CHECK(n == 5 && !memcmp(back, tok, sizeof tok) && !mk, "token round trip (version 1)");
     free(back);
+    // version 2: the same header with version 2, tokens, then one mask byte per token
+    uint8_t mask[5] = {0, 0, 1, 1, 0};
+    lmp_tokens_write(p, tok, mask, 5);
+    FILE *tf = fopen(p, "rb");
+    unsigned char raw[1024 + 15];
+    size_t got = fread(raw, 1, sizeof raw, tf);
+    fclose(tf);
+    int hdr3[3];
+    memcpy(hdr3, raw, sizeof hdr3);
+    T_CHECK(got == 1024 + 15 && hdr3[0] == 20240520 && hdr3[1] == 2 && hdr3[2] == 5 &&
+            !memcmp(raw + 1024, tok, 10) && !memcmp(raw + 1034, mask, 5), "version 2 layout");
+    back = lmp_tokens_read(p, &n, &mk);
+    T_CHECK(n == 5 && !memcmp(back, tok, sizeof tok) && mk && !memcmp(mk, mask, 5), "token round trip (version 2)");
+    free(back);
+    free(mk);
+    raw[1024 + 12] = 2;
+    snprintf(p, sizeof p, "%s/badmask.bin", d);
+    t_write_file(p, raw, sizeof raw);
+    t_expect_death("mask value 2", read_tok, p, "badmask.bin", "loss mask value 2");
+    snprintf(p, sizeof p, "%s/shortmask.bin", d);
+    t_write_file(p, raw, sizeof raw - 1);
+    t_expect_death("truncated mask", read_tok, p, "shortmask.bin", "truncated");
 
     // malformed files
     char bad[700];

@@ -74,10 +74,14 @@ typedef struct {
 void lmp_st_write(const char *path, const lmp_st_out *t, int n, const char *metadata_json);
 
 // ---- llm.c token shards ----
-// Reads an llm.c token file (256 int32 header: magic 20240520, version 1, count; uint16
-// tokens). Returns malloc'd tokens and their count; dies naming the file on error.
-uint16_t *lmp_tokens_read(const char *path, size_t *count);
-// Writes an llm.c token file.
-void lmp_tokens_write(const char *path, const uint16_t *tok, size_t count);
+// Token files: a 256 int32 header (magic 20240520, version, token count), then uint16
+// tokens. Version 1 is llm.c's format. Version 2 (lorampi) adds one uint8 loss mask per
+// token after the tokens: mask[i] = 1 when token i is a training target (the prediction of
+// token i counts in the loss); version 1 files mean every token counts.
+// Reads a token file of either version; *mask gets a malloc'd mask (NULL for version 1;
+// mask may be NULL to ignore it). Dies naming the file on error.
+uint16_t *lmp_tokens_read(const char *path, size_t *count, uint8_t **mask);
+// Writes version 1 (mask NULL) or version 2 (with mask).
+void lmp_tokens_write(const char *path, const uint16_t *tok, const uint8_t *mask, size_t count);
 
 #endif
