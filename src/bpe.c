@@ -44,6 +44,7 @@ struct lmp_bpe {
     lmp_ids cache_ids;
     pcre2_code *re;
     pcre2_match_data *md;
+    int no_cache;
 };
 
 void lmp_ids_push(lmp_ids *a, int id) {
@@ -322,6 +323,7 @@ void lmp_bpe_free(lmp_bpe *b) {
     free(b);
 }
 
+void lmp_bpe_set_cache(lmp_bpe *b, int on) { b->no_cache = !on; }
 int lmp_bpe_vocab_size(const lmp_bpe *b) { return b->n_ids; }
 int lmp_bpe_eot(const lmp_bpe *b) { return b->eot; }
 
@@ -371,7 +373,7 @@ static void cache_grow(lmp_bpe *b) {
 // Appends the ids of one piece, from the cache or computed and cached.
 static void encode_piece(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
     size_t h = hash_bytes(s, n) & (b->cache_cap - 1);
-    for (int e; (e = b->cache_slot[h]); h = (h + 1) & (b->cache_cap - 1)) {
+    for (int e; !b->no_cache && (e = b->cache_slot[h]); h = (h + 1) & (b->cache_cap - 1)) {
         cache_entry *c = &b->ent[e - 1];
         if (c->key_len == n && !memcmp(b->keys + c->key_off, s, n)) {
             for (uint32_t k = 0; k < c->ids_len; k++) lmp_ids_push(out, b->cache_ids.v[c->ids_off + k]);
@@ -382,7 +384,7 @@ static void encode_piece(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
     int m = bpe_piece(b, (const unsigned char *)s, (int)n, w);
     for (int k = 0; k < m; k++) lmp_ids_push(out, w[k]);
     // Cache pieces of up to 64 bytes (long whitespace runs would only fill it), at most 1M.
-    if (n <= 64 && b->n_cache < (1u << 20)) {
+    if (!b->no_cache && n <= 64 && b->n_cache < (1u << 20)) {
         if (2 * (b->n_cache + 1) > b->cache_cap) {
             cache_grow(b);
             h = hash_bytes(s, n) & (b->cache_cap - 1);

@@ -15,3 +15,7 @@ alpha_data() {
       print substr(a a, k + 1, 26) } }' > alpha.txt
   "$bin" tokenize --bytes --out alpha --val-fraction 0.1 alpha.txt > tok.log || fail "tokenize"
 }
+# The [model] section of the CLI tests' tiny byte-level model.
+tiny_model_ini() {
+  printf '[model]\nn_layer = 2\nn_head = 4\nn_embd = 32\nvocab_size = 256\nn_ctx = 64\n'
+}

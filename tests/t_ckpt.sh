@@ -17,13 +17,7 @@ check="$py $src/tests/ckpt_check.py"
 
 alpha_data
 
-cat > run.ini <<'INI'
-[model]
-n_layer = 2
-n_head = 4
-n_embd = 32
-vocab_size = 256
-n_ctx = 64
+{ tiny_model_ini; cat <<'INI'
 [adapter]
 method = lora
 r = 4
@@ -50,6 +44,7 @@ dir = ck
 every = 5
 keep = 2
 INI
+} > run.ini
 
 # Losses, learning rates and gradient norms of a metrics file, one step per line, exact.
 series() { $py -c 'import json,sys

@@ -13,13 +13,7 @@ source "$src/tests/shlib.sh"
 alpha_data
 [ -s alpha_train.bin ] && [ -s alpha_val.bin ] && ok || fail "token files missing"
 
-cat > run.ini <<'INI'
-[model]
-n_layer = 2
-n_head = 4
-n_embd = 32
-vocab_size = 256
-n_ctx = 64
+{ tiny_model_ini; cat <<'INI'
 [adapter]
 method = none
 [train]
@@ -39,6 +33,7 @@ val = alpha_val.bin
 metrics = m1.jsonl
 every = 50
 INI
+} > run.ini
 
 # jsonl field extractor without jq: prints "step loss" per line
 losses() { sed -E 's/.*"step": ?([0-9]+).*"loss": ?([-0-9.eE+]+).*/\1 \2/' "$1"; }

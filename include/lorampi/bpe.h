@@ -29,6 +29,9 @@ lmp_bpe *lmp_bpe_load(const char *dir);
 lmp_bpe *lmp_bpe_load_files(const char *vocab_json, const char *merges_txt);
 void lmp_bpe_free(lmp_bpe *b);
 
+// Turns the piece cache on (default) or off (benchmarks compare the two).
+void lmp_bpe_set_cache(lmp_bpe *b, int on);
+
 // Number of ids (the largest id + 1) and the id of "<|endoftext|>" (-1 when absent).
 int lmp_bpe_vocab_size(const lmp_bpe *b);
 int lmp_bpe_eot(const lmp_bpe *b);
