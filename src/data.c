@@ -5,13 +5,14 @@
 #include "lorampi/util.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uint64_t seed,
                      int shuffle) {
     memset(d, 0, sizeof *d);
     snprintf(d->path, sizeof d->path, "%s", path);
-    d->tok = lmp_tokens_read(path, &d->n, &d->mask);
+    d->tok = lmp_tokens_map(path, &d->n, &d->mask, &d->map, &d->map_len);
     d->T = T;
     if (d->n < (size_t)T + 1)
         lmp_die("%s holds %zu tokens, fewer than seq_len + 1 = %d", path, d->n, T + 1);
@@ -33,9 +34,8 @@ void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uin
 }
 
 void lmp_loader_close(lmp_loader *d) {
-    free(d->tok);
+    munmap(d->map, d->map_len);
     free(d->perm);
-    free(d->mask);
     memset(d, 0, sizeof *d);
 }
 

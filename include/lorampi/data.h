@@ -12,14 +12,16 @@
 
 typedef struct {
     char path[1024];
-    uint16_t *tok;
+    const uint16_t *tok;  // mapped from the file (model_io.h)
     size_t n;             // tokens in the file
     int T;
     int64_t n_windows;    // (n-1)/T
     uint64_t seed;
     int shuffle;
     int64_t *perm, perm_epoch;
-    uint8_t *mask;        // loss mask per token; NULL: every target counts
+    const uint8_t *mask;  // loss mask per token; NULL: every target counts
+    void *map;
+    size_t map_len;
 } lmp_loader;
 
 // Opens a token file for sequences of T tokens; dies naming the file when it holds fewer

@@ -81,6 +81,10 @@ void lmp_st_write(const char *path, const lmp_st_out *t, int n, const char *meta
 // Reads a token file of either version; *mask gets a malloc'd mask (NULL for version 1;
 // mask may be NULL to ignore it). Dies naming the file on error.
 uint16_t *lmp_tokens_read(const char *path, size_t *count, uint8_t **mask);
+// The same, mapped read-only instead of read: ranks on one node share the pages, and each
+// touches only the windows it uses. Release with munmap(*map, *map_len).
+const uint16_t *lmp_tokens_map(const char *path, size_t *count, const uint8_t **mask, void **map,
+                               size_t *map_len);
 // Writes version 1 (mask NULL) or version 2 (with mask).
 void lmp_tokens_write(const char *path, const uint16_t *tok, const uint8_t *mask, size_t count);
 
