@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config
       libscalapack-openmpi-dev
       libopenblas-openmp-dev liblapacke-dev
       libjansson-dev libinih-dev libpcre2-dev
-      python3-h5py
+      python3-h5py python3-matplotlib
       fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do
