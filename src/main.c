@@ -1,4 +1,5 @@
 // main.c: the lorampi command line. One binary, one cmd_* per subcommand.
+#include "lorampi/analysis.h"
 #include "lorampi/bpe.h"
 #include "lorampi/config.h"
 #include "lorampi/dataset.h"
@@ -30,6 +31,12 @@ static const char *USAGE =
     "        Alpaca-style instruction data (.json array / .jsonl) into token files\n"
     "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
     "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
+    "  analyze spectrum (CKPT | --run DIR) --out OUT.h5 [--full-svd]\n"
+    "  analyze similarity CKPT1 CKPT2 --out OUT.h5 [--vectors A|dw-left|dw-right] [--module M]\n"
+    "  analyze vs-base CKPT --model HF_DIR --out OUT.h5 [--full-svd]\n"
+    "        what the adapters learned (LoRA paper, Section 7): singular values and effective\n"
+    "        rank of dW = scale*B*A, subspace similarity between adapters, dW against W;\n"
+    "        writes OUT.h5, OUT.csv and PNG plots; run under mpirun (ScaLAPACK for W)\n"
     "\n"
     "options:\n"
     "  --help       this text\n"
@@ -190,6 +197,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) rc = cmd_train(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "plan")) rc = cmd_plan(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
     else rc = usage_error("unknown command '%s'", argv[1]);
     MPI_Finalize();
     return rc;
