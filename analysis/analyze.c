@@ -604,6 +604,9 @@ int lmp_analyze_main(int argc, char **argv) {
         else return usage("too many checkpoints");
     }
     if (!out) return usage("give --out OUT.h5");
+    int up = 1;
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &up, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
+    if (rank_ == 0) printf("analyze: %d ranks up\n", up);
     if (!strcmp(cmd, "spectrum")) {
         if (!!run == !!pos[0] || npos > 1) return usage("spectrum: give one CKPT or --run DIR");
         return spectrum(pos[0], run, out, full, no_plot);
