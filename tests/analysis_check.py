@@ -12,12 +12,16 @@ dense SVD, and compares.
   analysis_check.py strip MODEL_DIR OUT_DIR   the model without its attn.c_attn weights
 """
 import json
+import os
 import shutil
 import struct
 import sys
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ckpt_check import read_safetensors  # noqa: E402
 
 
 def adapters(path):
@@ -88,21 +92,12 @@ def check_similarity(c1, c2, out, kind):
 
 
 def safetensors(path):
-    with open(path, "rb") as fh:
-        n = struct.unpack("<Q", fh.read(8))[0]
-        header = json.loads(fh.read(n))
-        data = fh.read()
-    out = {}
-    for k, t in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        out[k] = np.frombuffer(data[a:b], dtype="<f4").reshape(t["shape"]).astype(np.float64)
-    return out, header
+    """{name: float64 array} of an F32 safetensors file (ckpt_check's reader)."""
+    return {k: v.astype(np.float64) for k, v in read_safetensors(path).items()}
 
 
 def check_vs_base(ckpt, model, out):
-    W_all, _ = safetensors(model + "/model.safetensors")
+    W_all = safetensors(model + "/model.safetensors")
     bad = 0
     with h5py.File(out, "r") as f:
         for name, (A, B, sc) in adapters(ckpt).items():
@@ -175,7 +170,7 @@ def main():
         bad = 0
     elif cmd == "strip":
         shutil.copytree(args[0], args[1], dirs_exist_ok=True)
-        tensors, header = safetensors(args[0] + "/model.safetensors")
+        tensors = safetensors(args[0] + "/model.safetensors")
         keep = {k: v for k, v in tensors.items() if "attn.c_attn.weight" not in k}
         meta, blob, off = {}, b"", 0
         for k, v in keep.items():
