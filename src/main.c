@@ -124,7 +124,7 @@ static int cmd_train(int argc, char **argv) {
             res.steps - res.start_step, res.start_step + 1, res.steps, res.first_loss, res.last_loss);
     if (!isnan(res.first_val)) lmp_log(", val loss %.4f -> %.4f", res.first_val, res.last_val);
     lmp_log(", %.0f tokens/s\n", res.tokens_per_s);
-    return 0;
+    return res.stopped == 2 ? LMP_EXIT_REQUEUE : 0;
 }
 
 static int cmd_tokenize(int argc, char **argv) {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,6 +127,22 @@ void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc_out, lmp_gpt2
     *mc_out = mc;
 }
 
+// Slurm's warning signal (sbatch --signal=B:USR1@T, forwarded to the ranks) or SIGTERM
+// (scancel, preemption) only sets this flag; the ranks agree on it at the next step
+// boundary and stop there with a checkpoint. A second signal changes nothing.
+static volatile sig_atomic_t stop_signal = 0;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    LMP_CHECK(sigaction(SIGUSR1, &sa, NULL) == 0 && sigaction(SIGTERM, &sa, NULL) == 0,
+              "cannot install the SIGUSR1/SIGTERM handlers");
+}
+
 // Every rank checks; one message when any cannot read the file (no per-rank abort storm).
 static void check_readable(lmp_comm *c, const char *key, const char *path) {
     char err[LMP_PATH_MAX + 128] = "";
@@ -137,6 +154,7 @@ static void check_readable(lmp_comm *c, const char *key, const char *path) {
 int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *res) {
     if (o->stop_at > 0 && !cfg->checkpoint.dir[0])
         lmp_die_all("--stop-at needs [checkpoint] dir: the run would stop without saving its state");
+    install_stop_handlers();
     lmp_comm comm;
     lmp_comm_init(&comm, MPI_COMM_WORLD, cfg->parallel.tp);
     lmp_comm_report(&comm);
@@ -272,13 +290,21 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
             json_decref(o);
         }
         int stop = o->stop_at > 0 && step + 1 >= o->stop_at && !last;
+        int sig = stop_signal;  // one small all-reduce per step: every rank stops at the same step
+        LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, comm.world));
+        if (sig && !last) stop = 2;
         int every = cfg->checkpoint.every;
         if (ckpt_on && (last || stop || (every > 0 && (step + 1) % every == 0))) {
             meta.step = step + 1;
             meta.lr = lr;
             lmp_ckpt_save(cfg->checkpoint.dir, cfg->checkpoint.keep, &m.reg, &comm, cfg, &meta);
         }
-        if (stop) {
+        if (stop == 2) {
+            res->stopped = 2;
+            if (!ckpt_on) lmp_warn("no [checkpoint] dir: stopping on the signal without a checkpoint");
+            lmp_log("received %s: stopped after step %d with a checkpoint; exit code %d, the same "
+                    "command resumes\n", sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM", step + 1, LMP_EXIT_REQUEUE);
+        } else if (stop) {
             res->stopped = 1;
             lmp_log("stopped after step %d (--stop-at); the same command resumes from there\n",
                     step + 1);

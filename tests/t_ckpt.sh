@@ -6,6 +6,7 @@
 #    losses within 1e-5 relative of the uninterrupted run (the parallelism tests' tolerance);
 #  - kill -9 of one rank while checkpoint 10 is being written: ckpt-10 does not appear, ckpt-5
 #    is intact, and the same command resumes from 5 to the bitwise-identical result;
+#  - SIGUSR1 mid-run: checkpoint, exit code 3, and the same command completes bit for bit;
 #  - h5py reads the adapters, equal to the PEFT export of the same run;
 #  - a flipped data byte, a flipped metadata byte, a truncated file, another base model,
 #    other r or targets: one clear error, every rank exits non-zero, nothing on disk changes.
@@ -114,6 +115,25 @@ if [ -f ck/ckpt-00000010.h5.tmp ] && [ -n "$victim" ]; then
 else
   kill -9 $job 2>/dev/null; fail "never saw checkpoint 10 being written"
 fi
+cd ..
+
+# SIGUSR1 (Slurm's warning signal, forwarded by mpirun) in the middle of a run: the ranks agree
+# at the next step, checkpoint, exit with code 3; the same command finishes bit for bit like an
+# uninterrupted run.
+mkdir sig && cd sig
+long="--set train.steps=400 --set checkpoint.every=0 --set log.every=100 --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin"
+mpi 4 "$bin" train ../run.ini $long --set checkpoint.dir=ref --set log.metrics=ref.jsonl > ref.log 2>&1 || fail "signal: reference run"
+"${MPIEXEC:-mpiexec}" --oversubscribe -n 4 "$bin" train ../run.ini $long > log1 2>&1 &
+job=$!
+for i in $(seq 600); do [ -f m.jsonl ] && [ "$(wc -l < m.jsonl)" -ge 30 ] && break; sleep 0.05; done
+kill -USR1 $job
+wait $job; rc=$?
+[ $rc -eq 3 ] && grep -q "received SIGUSR1: stopped after step" log1 && ok || { fail "signal: exit $rc"; tail -5 log1; }
+stopped=$(ls ck | sed -n 's/ckpt-0*\([0-9]*\)\.h5$/\1/p')
+[ -n "$stopped" ] && [ "$stopped" -lt 400 ] && ok || fail "signal: checkpoint $(ls ck)"
+mpi 4 "$bin" train ../run.ini $long > log2 2>&1 && grep -q "resumed from ck/ckpt-0*$stopped.h5" log2 && ok || fail "signal: resume"
+[ "$(series ref.jsonl)" = "$(series m.jsonl)" ] && ok || fail "signal: stop + resume metrics differ"
+$check same ref/ckpt-00000400.h5 ck/ckpt-00000400.h5 > same.log 2>&1 && ok || { fail "signal: final checkpoint differs"; cat same.log; }
 cd ..
 
 # Errors: each one message, non-zero exit, the checkpoint dir untouched.

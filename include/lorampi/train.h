@@ -14,7 +14,8 @@ typedef struct {
     int64_t trainable, total;            // parameter counts
     double peak_rss_max;                 // bytes, the largest rank's
     int start_step;                      // steps done before this run (resumed checkpoint)
-    int stopped;                         // 1: stopped early by stop_at (checkpoint written)
+    int stopped;                         // 1: stopped early by stop_at, 2: by a signal
+                                         // (SIGUSR1/SIGTERM); a checkpoint was written
 } lmp_train_result;
 
 // How a run starts and stops, beyond the configuration (command-line options).

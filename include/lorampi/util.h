@@ -9,7 +9,9 @@
 #define LMP_VERSION "0.1.0"
 
 // Exit codes, documented in README ("Exit codes").
-enum { LMP_EXIT_OK = 0, LMP_EXIT_ERROR = 1, LMP_EXIT_USAGE = 2 };
+// LMP_EXIT_REQUEUE: training stopped on SIGUSR1/SIGTERM after writing a checkpoint; the same
+// command resumes it (jobs/train.sbatch requeues the job on this code).
+enum { LMP_EXIT_OK = 0, LMP_EXIT_ERROR = 1, LMP_EXIT_USAGE = 2, LMP_EXIT_REQUEUE = 3 };
 
 // Fatal error on the calling rank only (a file this rank could not read, a failed library
 // call): prints "lorampi: error: <msg>" and aborts every rank (MPI_Abort when more than one
