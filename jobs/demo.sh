@@ -2,9 +2,14 @@
 # The Quick start's main job: builds lorampi (installing its Debian dependencies), makes
 # token files from text Debian ships, pretrains a small GPT-2 on one corpus, LoRA
 # fine-tunes it on another, and reports what came out. Outputs go to out/demo/.
-# Ranks: NP (default 2). Runs under Slurm's srun when started inside an allocation.
+# Ranks: NP (default 2). With Slurm: `sbatch jobs/demo.sh` from the repository root runs it
+# as a batch job on 2 tasks and launches the ranks with srun; without, mpirun.
+#SBATCH --job-name=lorampi-demo
+#SBATCH --ntasks=2
+#SBATCH --time=00:30:00
+#SBATCH --output=lorampi-demo-%j.out
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+if [ -n "${SLURM_JOB_ID:-}" ]; then root=$SLURM_SUBMIT_DIR; else root=$(cd "$(dirname "$0")/.." && pwd); fi
 cd "$root"
 np=${NP:-2}
 "$root/scripts/build.sh" build > out.build.log 2>&1 || { cat out.build.log; exit 1; }
@@ -14,7 +19,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo; then
   grep -qw avx512f /proc/cpuinfo && export OPENBLAS_CORETYPE=SkylakeX || export OPENBLAS_CORETYPE=Haswell
 fi
-if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun > /dev/null; then launch=(srun --mpi=pmix -n "$np")
+if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun > /dev/null; then launch=(srun --mpi=pmix -n "${SLURM_NTASKS:-$np}")
 else launch=(mpirun --oversubscribe -n "$np"); fi
 
 mkdir -p out/demo

@@ -11,6 +11,7 @@ pkgs=(build-essential cmake pkg-config
       libopenblas-openmp-dev liblapacke-dev
       libjansson-dev libinih-dev libpcre2-dev
       python3-h5py python3-matplotlib
+      slurmctld slurmd slurm-client munge
       fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -122,7 +122,10 @@ static int cmd_train(int argc, char **argv) {
     }
     lmp_log("%s: %d steps (%d to %d), train loss %.4f -> %.4f", res.stopped ? "stopped" : "done",
             res.steps - res.start_step, res.start_step + 1, res.steps, res.first_loss, res.last_loss);
-    if (!isnan(res.first_val)) lmp_log(", val loss %.4f -> %.4f", res.first_val, res.last_val);
+    if (!isnan(res.first_val) && !isnan(res.last_val))
+        lmp_log(", val loss %.4f -> %.4f", res.first_val, res.last_val);
+    else if (!isnan(res.last_val))
+        lmp_log(", val loss %.4f", res.last_val);
     lmp_log(", %.0f tokens/s\n", res.tokens_per_s);
     return res.stopped == 2 ? LMP_EXIT_REQUEUE : 0;
 }

@@ -206,15 +206,20 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     pick_resume(cfg, o, &comm, resume, sizeof resume);
     int ckpt_on = cfg->checkpoint.dir[0] != 0, start = 0;
     uint64_t base_sum = (ckpt_on || resume[0]) ? lmp_base_checksum(&m.reg, &comm) : 0;
+    const char *restarts = getenv("SLURM_RESTART_COUNT");
+    if (restarts && atoi(restarts) > 0)
+        lmp_log("Slurm restart %s of job %s\n", restarts, getenv("SLURM_JOB_ID") ? getenv("SLURM_JOB_ID") : "?");
     if (resume[0]) {
         int ctp, cdp;
         start = (int)lmp_ckpt_load(resume, &m.reg, &comm, cfg, base_sum, &ctp, &cdp);
         lmp_log("resumed from %s: step %d of %d (written by tp %d x dp %d)\n", resume, start,
                 cfg->train.steps, ctp, cdp);
     } else if (ckpt_on) {
-        lmp_log("checkpoints: %s/ckpt-<step>.h5 every %d steps and at the end, keeping %d; "
-                "none to resume from, starting at step 0\n", cfg->checkpoint.dir,
-                cfg->checkpoint.every, cfg->checkpoint.keep);
+        char every[64] = "at the end";
+        if (cfg->checkpoint.every > 0)
+            snprintf(every, sizeof every, "every %d steps and at the end", cfg->checkpoint.every);
+        lmp_log("checkpoints: %s/ckpt-<step>.h5 %s, keeping %d; none to resume from, starting "
+                "at step 0\n", cfg->checkpoint.dir, every, cfg->checkpoint.keep);
     }
     res->start_step = start;
     res->stopped = 0;
