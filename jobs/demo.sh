@@ -47,6 +47,9 @@ c8=$(ls out/demo/ckpt-lora/ckpt-*.h5 | tail -1); c64=$(ls out/demo/ckpt-lora-r64
 "${launch[@]}" "$bin" analyze similarity "$c8" "$c64" --out out/demo/analysis/similarity_r8_r64.h5
 "${launch[@]}" "$bin" analyze vs-base "$c8" --model out/demo/base --out out/demo/analysis/vs_base_r8.h5
 
+"$bin" generate jobs/demo_lora.ini --vocab "$vocab" --prompt "The secret of life is" --tokens 40 \
+  --temperature 0.8 --top-k 40 --seed 7 2> /dev/null | tail -n +3 > out/demo/sample.txt || true
+
 before=$(grep -m1 "val loss before training" out/demo/lora.log | awk '{print $NF}')
 after=$(grep "^done:" out/demo/lora.log | sed -E 's/.*val loss [0-9.]+ -> ([0-9.]+).*/\1/')
 after64=$(grep "^done:" out/demo/lora_r64.log | sed -E 's/.*val loss [0-9.]+ -> ([0-9.]+).*/\1/')
@@ -68,4 +71,6 @@ cat <<MSG
   fortunes validation loss (nats/token): base model $before -> with LoRA r = 8 $after, r = 64 $after64
   median entropy effective rank of dW, r = 8: $(median out/demo/analysis/spectrum_r8.csv 9); r = 64: $(median out/demo/analysis/spectrum_r64.csv 9 last)
   median amplification ||dW||_F / ||U^T W V||_F (r = 8): $(median out/demo/analysis/vs_base_r8.csv 8)
+  a sample from the r = 8 adapter (lorampi generate jobs/demo_lora.ini --vocab ...):
 MSG
+sed 's/^/    /' out/demo/sample.txt

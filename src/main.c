@@ -3,6 +3,7 @@
 #include "lorampi/bpe.h"
 #include "lorampi/config.h"
 #include "lorampi/dataset.h"
+#include "lorampi/generate.h"
 #include "lorampi/model_io.h"
 #include "lorampi/plan.h"
 #include "lorampi/train.h"
@@ -31,6 +32,10 @@ static const char *USAGE =
     "        Alpaca-style instruction data (.json array / .jsonl) into token files\n"
     "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
     "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
+    "  generate CONFIG.ini (--vocab DIR | --bytes) [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "           [--top-k K] [--seed S] [--resume CKPT | --no-resume] [--set section.key=value ...]\n"
+    "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
+    "        --temperature 0 is greedy\n"
     "  analyze spectrum (CKPT | --run DIR) --out OUT.h5 [--full-svd]\n"
     "  analyze similarity CKPT1 CKPT2 --out OUT.h5 [--vectors A|dw-left|dw-right] [--module M]\n"
     "  analyze vs-base CKPT --model HF_DIR --out OUT.h5 [--full-svd]\n"
@@ -186,6 +191,41 @@ static int cmd_tokenize(int argc, char **argv) {
     return 0;
 }
 
+static int parse_float(const char *opt, const char *v, float *out) {
+    char *end;
+    *out = strtof(v, &end);
+    if (*end || end == v || !isfinite(*out)) return usage_error("%s: expected a number", opt);
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    lmp_gen_opts g = {NULL, 0, "", 100, 0.8f, 40, 1};
+    char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (!strcmp(argv[i], "--vocab") && more) g.vocab = argv[++i];
+        else if (!strcmp(argv[i], "--bytes")) g.bytes = 1;
+        else if (!strcmp(argv[i], "--prompt") && more) g.prompt = argv[++i];
+        else if (!strcmp(argv[i], "--tokens") && more) { if (parse_count("--tokens", argv[++i], &g.tokens)) return LMP_EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--temperature") && more) { if (parse_float("--temperature", argv[++i], &g.temperature)) return LMP_EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--top-k") && more) {
+            char *end;
+            long k = strtol(argv[++i], &end, 10);
+            if (*end || k < 0) return usage_error("--top-k %s: expected a non-negative integer", argv[i]);
+            g.top_k = (int)k;
+        } else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
+        else rest[nrest++] = argv[i];
+    }
+    if (!g.bytes == !g.vocab) return usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    lmp_config cfg;
+    lmp_train_opts topts = {NULL, 0, 0};
+    int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
+    free(rest);
+    if (rc) return rc;
+    return lmp_generate(&cfg, &topts, &g);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
@@ -201,6 +241,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "plan")) rc = cmd_plan(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else rc = usage_error("unknown command '%s'", argv[1]);
     MPI_Finalize();
     return rc;

@@ -79,9 +79,8 @@ static FILE *open_metrics(const char *path, int start) {
     return f;
 }
 
-// The checkpoint to resume from (empty: none), by the rules of lmp_train_opts.
-static void pick_resume(const lmp_config *cfg, const lmp_train_opts *o, lmp_comm *c, char *path,
-                        size_t n) {
+void lmp_pick_resume(const lmp_config *cfg, const lmp_train_opts *o, lmp_comm *c, char *path,
+                     size_t n) {
     path[0] = 0;
     if (o->resume) snprintf(path, n, "%s", o->resume);
     else if (cfg->checkpoint.dir[0] && !o->no_resume)
@@ -91,6 +90,12 @@ static void pick_resume(const lmp_config *cfg, const lmp_train_opts *o, lmp_comm
 static void fmt_eta(char *buf, size_t n, double s) {
     int t = (int)(s + 0.5);
     snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+}
+
+void lmp_init_weights(const lmp_config *cfg, lmp_gpt2 *m) {
+    if (cfg->model.path[0]) lmp_model_load(cfg->model.path, &m->reg);
+    else lmp_gpt2_init_base(m, cfg->train.seed);
+    lmp_gpt2_init_adapters(m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
 }
 
 void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc_out, lmp_gpt2_opts *opts,
@@ -175,9 +180,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
 
     lmp_gpt2 m;
     lmp_gpt2_build(&m, &mc, &opts, &comm);
-    if (cfg->model.path[0]) lmp_model_load(cfg->model.path, &m.reg);
-    else lmp_gpt2_init_base(&m, cfg->train.seed);
-    lmp_gpt2_init_adapters(&m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
+    lmp_init_weights(cfg, &m);
     batch_buf bb = {Bg / comm.dp_size, T, Bg, NULL, NULL, NULL};
     lmp_gpt2_set_batch(&m, bb.B, T);
     bb.tok = lmp_malloc((size_t)bb.B * T * sizeof(int));
@@ -203,7 +206,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
 
     // Resume: the base weights must be those the checkpoint was trained from (checksum).
     char resume[LMP_PATH_MAX + 300];
-    pick_resume(cfg, o, &comm, resume, sizeof resume);
+    lmp_pick_resume(cfg, o, &comm, resume, sizeof resume);
     int ckpt_on = cfg->checkpoint.dir[0] != 0, start = 0;
     uint64_t base_sum = (ckpt_on || resume[0]) ? lmp_base_checksum(&m.reg, &comm) : 0;
     const char *restarts = getenv("SLURM_RESTART_COUNT");

@@ -3,6 +3,7 @@
 #ifndef LORAMPI_TRAIN_H
 #define LORAMPI_TRAIN_H
 #include "lorampi/config.h"
+#include "lorampi/comm.h"
 #include "lorampi/gpt2.h"
 
 // Summary of a finished run (rank 0's view, identical on all ranks).
@@ -30,6 +31,13 @@ typedef struct {
 // Dies on every rank naming the key on a mismatch.
 void lmp_resolve_model(const lmp_config *cfg, lmp_model_config *mc, lmp_gpt2_opts *opts,
                        unsigned char *layer_on);
+
+// Base weights from [model] path (or GPT-2's init from [train] seed) and fresh adapters.
+void lmp_init_weights(const lmp_config *cfg, lmp_gpt2 *m);
+// The checkpoint a run resumes from into path (empty: none): o->resume, else the newest
+// complete one in [checkpoint] dir unless o->no_resume. Collective.
+void lmp_pick_resume(const lmp_config *cfg, const lmp_train_opts *o, lmp_comm *c, char *path,
+                     size_t n);
 
 // Runs a training job as configured, resuming from a checkpoint when there is one (see
 // lmp_train_opts); every rank calls it. Returns 0.
