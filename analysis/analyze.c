@@ -4,12 +4,13 @@
 // and summed back exactly (one contributor per value), so results do not depend on the rank
 // count; distributed SVDs (W, --full-svd) use every rank in one ScaLAPACK grid.
 #include "lorampi/analysis.h"
+#include "lorampi/ckpt_hdf5.h"
 #include "lorampi/config.h"
+#include "lorampi/h5attr.h"
 #include "lorampi/model_io.h"
 #include "lorampi/rng.h"
 #include "lorampi/util.h"
 
-#include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -74,10 +75,8 @@ static herr_t add_module(hid_t g, const char *name, const H5L_info_t *info, void
     m->r = ra;
     if (m->r == 0) lmp_die_all("%s: %s has r = 0 (no adapter to analyse)", x->path, name);
     hid_t mg = H5Gopen2(g, name, H5P_DEFAULT);
-    hid_t a = mg >= 0 && H5Aexists(mg, "scaling") > 0 ? H5Aopen(mg, "scaling", H5P_DEFAULT) : -1;
-    if (a < 0 || H5Aread(a, H5T_NATIVE_DOUBLE, &m->scale) < 0)
+    if (mg < 0 || lmp_h5_get(mg, "scaling", H5T_NATIVE_DOUBLE, &m->scale))
         lmp_die_all("%s: /adapter/%s has no \"scaling\" attribute", x->path, name);
-    H5Aclose(a);
     H5Gclose(mg);
     return 0;
 }
@@ -88,13 +87,9 @@ static void read_adapters(const char *path, adapter_set *s) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) lmp_die_all("cannot open checkpoint %s (missing, not HDF5, truncated or corrupt)", path);
-    hid_t a = H5Aexists(f, "step") > 0 ? H5Aopen(f, "step", H5P_DEFAULT) : -1;
-    hid_t b = H5Aexists(f, "base_checksum") > 0 ? H5Aopen(f, "base_checksum", H5P_DEFAULT) : -1;
-    if (a < 0 || b < 0 || H5Aread(a, H5T_NATIVE_LLONG, &s->step) < 0 ||
-        H5Aread(b, H5T_NATIVE_ULLONG, &s->base_checksum) < 0)
+    if (lmp_h5_get(f, "step", H5T_NATIVE_LLONG, &s->step) ||
+        lmp_h5_get(f, "base_checksum", H5T_NATIVE_ULLONG, &s->base_checksum))
         lmp_die_all("%s is not a lorampi checkpoint (no step/base_checksum attributes)", path);
-    H5Aclose(a);
-    H5Aclose(b);
     if (H5Lexists(f, "adapter", H5P_DEFAULT) <= 0)
         lmp_die_all("%s holds no /adapter group (a full fine-tuning checkpoint has no ΔW = BA)", path);
     hid_t g = H5Gopen2(f, "adapter", H5P_DEFAULT);
@@ -119,22 +114,6 @@ static hid_t out_create(const char *path) {
     if (f < 0) lmp_die("cannot create %s", path);
     return f;
 }
-static void put_attr_d(hid_t o, const char *name, double v) {
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(o, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    LMP_CHECK_H5(H5Awrite(a, H5T_NATIVE_DOUBLE, &v));
-    H5Aclose(a);
-    H5Sclose(sp);
-}
-static void put_attr_s(hid_t o, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR), a = H5Acreate2(o, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    LMP_CHECK_H5(H5Awrite(a, t, &v));
-    H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-}
 static void put_data(hid_t o, const char *name, const double *x, int rows, int cols) {
     hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
     hid_t sp = H5Screate_simple(cols > 0 ? 2 : 1, dims, NULL);
@@ -145,12 +124,12 @@ static void put_data(hid_t o, const char *name, const double *x, int rows, int c
     H5Sclose(sp);
 }
 static void put_stats(hid_t g, const lmp_rank_stats *st) {
-    put_attr_d(g, "fro", st->fro);
-    put_attr_d(g, "sigma1", st->sigma1);
-    put_attr_d(g, "n90", st->n90);
-    put_attr_d(g, "n99", st->n99);
-    put_attr_d(g, "stable_rank", st->stable_rank);
-    put_attr_d(g, "entropy_rank", st->entropy_rank);
+    lmp_h5_put_f64(g, "fro", st->fro);
+    lmp_h5_put_f64(g, "sigma1", st->sigma1);
+    lmp_h5_put_f64(g, "n90", st->n90);
+    lmp_h5_put_f64(g, "n99", st->n99);
+    lmp_h5_put_f64(g, "stable_rank", st->stable_rank);
+    lmp_h5_put_f64(g, "entropy_rank", st->entropy_rank);
 }
 static FILE *csv_open(const char *out_h5, char *path, size_t n) {
     snprintf(path, n, "%s", out_h5);
@@ -162,9 +141,9 @@ static FILE *csv_open(const char *out_h5, char *path, size_t n) {
     return f;
 }
 static void root_attrs(hid_t f, const char *command, const char *method) {
-    put_attr_s(f, "lorampi_version", LMP_VERSION);
-    put_attr_s(f, "analysis", command);
-    put_attr_s(f, "svd", method);
+    lmp_h5_put_str(f, "lorampi_version", LMP_VERSION);
+    lmp_h5_put_str(f, "analysis", command);
+    lmp_h5_put_str(f, "svd", method);
 }
 
 // Plots through analysis/plot.py (python3-matplotlib); a missing Python only warns.
@@ -212,32 +191,18 @@ static void dw_svd(const adapter_mod *m, int full, const lmp_grid *g, double *S,
 // ---------------------------------------------------------------------------------------
 // spectrum
 
-static int cmp_step(const void *a, const void *b) {
-    long long x = *(const long long *)a, y = *(const long long *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int spectrum(const char *ckpt, const char *run, const char *out, int full, int no_plot) {
     char **paths = NULL;
     int np = 0;
     if (run) {
-        DIR *d = opendir(run);
-        if (!d) lmp_die_all("--run %s: not a directory", run);
-        long long steps[4096];
-        struct dirent *e;
-        while ((e = readdir(d)) && np < 4096) {
-            long long s;
-            int end = 0;
-            if (sscanf(e->d_name, "ckpt-%lld.h5%n", &s, &end) == 1 && !e->d_name[end]) steps[np++] = s;
-        }
-        closedir(d);
-        if (!np) lmp_die_all("--run %s holds no ckpt-<step>.h5", run);
-        qsort(steps, (size_t)np, sizeof steps[0], cmp_step);
+        lmp_ckpt_entry *list = lmp_ckpt_list(run, &np);
+        if (!np) lmp_die_all("--run %s holds no ckpt-<step>.h5 (or is not a directory)", run);
         paths = lmp_malloc((size_t)np * sizeof *paths);
         for (int i = 0; i < np; i++) {
-            paths[i] = lmp_malloc(LMP_PATH_MAX + 32);
-            snprintf(paths[i], LMP_PATH_MAX + 32, "%s/ckpt-%08lld.h5", run, steps[i]);
+            paths[i] = lmp_malloc(LMP_PATH_MAX + 300);
+            snprintf(paths[i], LMP_PATH_MAX + 300, "%s/%s", run, list[i].name);
         }
+        free(list);
     } else {
         paths = lmp_malloc(sizeof *paths);
         paths[0] = strdup(ckpt);
@@ -278,7 +243,7 @@ static int spectrum(const char *ckpt, const char *run, const char *out, int full
     if (rank_ == 0) {
         hid_t f = out_create(out);
         root_attrs(f, "spectrum", full ? "scalapack pdgesvd of the dense ΔW" : "thin QR of B and A^T + r x r SVD");
-        put_attr_s(f, "checkpoints", run ? run : ckpt);
+        lmp_h5_put_str(f, "checkpoints", run ? run : ckpt);
         char csvp[LMP_PATH_MAX + 8];
         FILE *csv = csv_open(out, csvp, sizeof csvp);
         fprintf(csv, "step,module,r,fro,sigma1,n90,n99,stable_rank,entropy_rank\n");
@@ -303,12 +268,12 @@ static int spectrum(const char *ckpt, const char *run, const char *out, int full
                 for (int c = 0; c < np; c++) stp[c] = (double)steps[c];
                 put_data(grp, "steps", stp, np, 0);
                 put_data(grp, "figures", fig, np, 6);
-                put_attr_s(grp, "figures_columns", "fro, sigma1, n90, n99, stable_rank, entropy_rank");
+                lmp_h5_put_str(grp, "figures_columns", "fro, sigma1, n90, n99, stable_rank, entropy_rank");
                 free(stp);
             }
             put_stats(grp, &st);  // the last checkpoint's
-            put_attr_d(grp, "r", m->r);
-            put_attr_d(grp, "scaling", m->scale);
+            lmp_h5_put_f64(grp, "r", m->r);
+            lmp_h5_put_f64(grp, "scaling", m->scale);
             H5Gclose(grp);
             free(sv);
             free(fig);
@@ -412,9 +377,9 @@ static int similarity(const char *c1, const char *c2, const char *out, vec_kind 
     if (rank_ == 0) {
         hid_t f = out_create(out);
         root_attrs(f, "similarity", "right singular vectors of A via dgesdd; ΔW via thin QRs");
-        put_attr_s(f, "checkpoint1", c1);
-        put_attr_s(f, "checkpoint2", c2);
-        put_attr_s(f, "vectors", VEC_NAMES[vk]);
+        lmp_h5_put_str(f, "checkpoint1", c1);
+        lmp_h5_put_str(f, "checkpoint2", c2);
+        lmp_h5_put_str(f, "vectors", VEC_NAMES[vk]);
         char csvp[LMP_PATH_MAX + 8];
         FILE *csv = csv_open(out, csvp, sizeof csvp);
         fprintf(csv, "module,i,j,phi\n");
@@ -423,8 +388,8 @@ static int similarity(const char *c1, const char *c2, const char *out, vec_kind 
             adapter_mod *m1 = &a.mod[pair[p]], *m2 = &b.mod[bj[p]];
             hid_t grp = H5Gcreate2(f, m1->name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
             put_data(grp, "phi", phi + off, m1->r, m2->r);
-            put_attr_d(grp, "r1", m1->r);
-            put_attr_d(grp, "r2", m2->r);
+            lmp_h5_put_f64(grp, "r1", m1->r);
+            lmp_h5_put_f64(grp, "r2", m2->r);
             for (int i = 0; i < m1->r; i++)
                 for (int j = 0; j < m2->r; j++)
                     fprintf(csv, "%s,%d,%d,%.17g\n", m1->name, i + 1, j + 1, phi[off + (size_t)i * m2->r + j]);
@@ -540,8 +505,8 @@ static int vs_base(const char *ckpt, const char *model, const char *out, int ful
     if (rank_ == 0) {
         hid_t f = out_create(out);
         root_attrs(f, "vs-base", full ? "scalapack pdgesvd (ΔW and W)" : "thin QR (ΔW), scalapack pdgesvd (W)");
-        put_attr_s(f, "checkpoint", ckpt);
-        put_attr_s(f, "model", model);
+        lmp_h5_put_str(f, "checkpoint", ckpt);
+        lmp_h5_put_str(f, "model", model);
         char csvp[LMP_PATH_MAX + 8];
         FILE *csv = csv_open(out, csvp, sizeof csvp);
         fprintf(csv, "module,r,w_fro,dw_fro,proj_dw,proj_w,proj_random,amplification\n");
@@ -549,8 +514,8 @@ static int vs_base(const char *ckpt, const char *model, const char *out, int ful
             double *row = res + (size_t)i * NCOL;
             hid_t grp = H5Gcreate2(f, s.mod[i].name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
             static const char *names[NCOL] = {"w_fro", "dw_fro", "proj_dw", "proj_w", "proj_random", "amplification"};
-            for (int k = 0; k < NCOL; k++) put_attr_d(grp, names[k], row[k]);
-            put_attr_d(grp, "r", s.mod[i].r);
+            for (int k = 0; k < NCOL; k++) lmp_h5_put_f64(grp, names[k], row[k]);
+            lmp_h5_put_f64(grp, "r", s.mod[i].r);
             put_data(grp, "w_singular_values", wsv + (size_t)i * maxr, s.mod[i].r, 0);
             put_data(grp, "projections", row + P_DW, 3, 0);
             fprintf(csv, "%s,%d,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", s.mod[i].name, s.mod[i].r, row[W_FRO],

@@ -1,5 +1,6 @@
 // ckpt_hdf5.c: parallel HDF5 checkpoints (layout in ckpt_hdf5.h and README).
 #include "lorampi/ckpt_hdf5.h"
+#include "lorampi/h5attr.h"
 #include "lorampi/rng.h"
 #include "lorampi/util.h"
 
@@ -57,65 +58,6 @@ static void select_local(hid_t fs, const lmp_param *p) {
     count[d] = (hsize_t)p->groups;
     block[d] = (hsize_t)p->len;
     LMP_CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, stride, count, block));
-}
-
-// ---------------------------------------------------------------------------------------
-// Attributes
-
-static void attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    LMP_CHECK_H5(sp);
-    hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
-    LMP_CHECK_H5(a);
-    LMP_CHECK_H5(H5Awrite(a, mtype, v));
-    LMP_CHECK_H5(H5Aclose(a));
-    LMP_CHECK_H5(H5Sclose(sp));
-}
-static void attr_i64(hid_t obj, const char *name, int64_t v) {
-    attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
-}
-static void attr_u64(hid_t obj, const char *name, uint64_t v) {
-    attr_write(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
-}
-static void attr_f64(hid_t obj, const char *name, double v) {
-    attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
-}
-// Variable-length UTF-8 strings: h5py reads them as str, h5dump prints them plainly.
-static hid_t vlen_str_type(void) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    LMP_CHECK_H5(t);
-    LMP_CHECK_H5(H5Tset_size(t, H5T_VARIABLE));
-    LMP_CHECK_H5(H5Tset_cset(t, H5T_CSET_UTF8));
-    return t;
-}
-static void attr_str(hid_t obj, const char *name, const char *s) {
-    hid_t t = vlen_str_type();
-    attr_write(obj, name, t, t, &s);
-    LMP_CHECK_H5(H5Tclose(t));
-}
-
-// Readers return 0, or -1 when the attribute is missing or unreadable.
-static int attr_read(hid_t obj, const char *name, hid_t mtype, void *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    herr_t rc = H5Aread(a, mtype, v);
-    H5Aclose(a);
-    return rc < 0 ? -1 : 0;
-}
-static int attr_get_i64(hid_t obj, const char *name, int64_t *v) {
-    return attr_read(obj, name, H5T_NATIVE_INT64, v);
-}
-// Returns a malloc'd copy, or NULL.
-static char *attr_get_str(hid_t obj, const char *name) {
-    hid_t t = vlen_str_type();
-    char *s = NULL, *copy = NULL;
-    if (attr_read(obj, name, t, &s) == 0 && s) {
-        copy = strdup(s);
-        H5free_memory(s);
-    }
-    H5Tclose(t);
-    return copy;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -244,46 +186,46 @@ static void write_attrs(hid_t file, const lmp_comm *c, const lmp_config *cfg,
     char when[64];
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    attr_str(file, "format", LMP_CKPT_FORMAT);
-    attr_i64(file, "format_version", LMP_CKPT_FORMAT_VERSION);
-    attr_str(file, "lorampi_version", LMP_VERSION);
-    attr_str(file, "created", when);
-    attr_i64(file, "step", meta->step);
-    attr_i64(file, "tp", c->tp_size);
-    attr_i64(file, "dp", c->dp_size);
-    attr_str(file, "config", text);
+    lmp_h5_put_str(file, "format", LMP_CKPT_FORMAT);
+    lmp_h5_put_i64(file, "format_version", LMP_CKPT_FORMAT_VERSION);
+    lmp_h5_put_str(file, "lorampi_version", LMP_VERSION);
+    lmp_h5_put_str(file, "created", when);
+    lmp_h5_put_i64(file, "step", meta->step);
+    lmp_h5_put_i64(file, "tp", c->tp_size);
+    lmp_h5_put_i64(file, "dp", c->dp_size);
+    lmp_h5_put_str(file, "config", text);
     char base[LMP_PATH_MAX + 64];
-    attr_str(file, "base_model", base_desc(cfg, base, sizeof base));
-    attr_u64(file, "base_checksum", meta->base_checksum);
+    lmp_h5_put_str(file, "base_model", base_desc(cfg, base, sizeof base));
+    lmp_h5_put_u64(file, "base_checksum", meta->base_checksum);
     free(text);
 
     hid_t g = H5Gopen2(file, "optim", H5P_DEFAULT);
     LMP_CHECK_H5(g);
-    attr_i64(g, "t", meta->step);
-    attr_f64(g, "lr", meta->lr);
-    attr_f64(g, "lr_peak", cfg->train.lr);
-    attr_str(g, "schedule", SCHED_NAMES[cfg->train.schedule]);
-    attr_i64(g, "warmup_steps", cfg->train.warmup_steps);
-    attr_i64(g, "total_steps", cfg->train.steps);
-    attr_f64(g, "min_lr_ratio", cfg->train.min_lr_ratio);
-    attr_f64(g, "beta1", cfg->train.beta1);
-    attr_f64(g, "beta2", cfg->train.beta2);
-    attr_f64(g, "eps", cfg->train.eps);
-    attr_f64(g, "weight_decay", cfg->train.weight_decay);
+    lmp_h5_put_i64(g, "t", meta->step);
+    lmp_h5_put_f64(g, "lr", meta->lr);
+    lmp_h5_put_f64(g, "lr_peak", cfg->train.lr);
+    lmp_h5_put_str(g, "schedule", SCHED_NAMES[cfg->train.schedule]);
+    lmp_h5_put_i64(g, "warmup_steps", cfg->train.warmup_steps);
+    lmp_h5_put_i64(g, "total_steps", cfg->train.steps);
+    lmp_h5_put_f64(g, "min_lr_ratio", cfg->train.min_lr_ratio);
+    lmp_h5_put_f64(g, "beta1", cfg->train.beta1);
+    lmp_h5_put_f64(g, "beta2", cfg->train.beta2);
+    lmp_h5_put_f64(g, "eps", cfg->train.eps);
+    lmp_h5_put_f64(g, "weight_decay", cfg->train.weight_decay);
     LMP_CHECK_H5(H5Gclose(g));
 
     // Every random draw is a pure function of (seed, stream, counter), so seeds and the
     // counters below are the whole RNG and data-loader state.
     g = H5Gcreate2(file, "state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     LMP_CHECK_H5(g);
-    attr_str(g, "rng", "counter-based SplitMix64: draw = f(seed, stream, index)");
-    attr_u64(g, "train_seed", cfg->train.seed);
-    attr_u64(g, "adapter_seed", cfg->adapter.seed);
-    attr_i64(g, "next_micro_step", meta->step * cfg->train.grad_accum);
+    lmp_h5_put_str(g, "rng", "counter-based SplitMix64: draw = f(seed, stream, index)");
+    lmp_h5_put_u64(g, "train_seed", cfg->train.seed);
+    lmp_h5_put_u64(g, "adapter_seed", cfg->adapter.seed);
+    lmp_h5_put_i64(g, "next_micro_step", meta->step * cfg->train.grad_accum);
     int64_t next = meta->step * meta->seq_per_step;
-    attr_i64(g, "next_sequence", next);
-    attr_i64(g, "sequences_per_epoch", meta->n_windows);
-    attr_i64(g, "epoch", meta->n_windows ? next / meta->n_windows : 0);
+    lmp_h5_put_i64(g, "next_sequence", next);
+    lmp_h5_put_i64(g, "sequences_per_epoch", meta->n_windows);
+    lmp_h5_put_i64(g, "epoch", meta->n_windows ? next / meta->n_windows : 0);
     LMP_CHECK_H5(H5Gclose(g));
 }
 
@@ -292,13 +234,13 @@ static void write_adapter_attrs(hid_t file, const lmp_registry *r, const lmp_con
     if (H5Lexists(file, "adapter", H5P_DEFAULT) <= 0) return;
     hid_t g = H5Gopen2(file, "adapter", H5P_DEFAULT);
     LMP_CHECK_H5(g);
-    attr_str(g, "peft_type", "LORA");
-    attr_i64(g, "r", cfg->adapter.r);
-    attr_f64(g, "lora_alpha", cfg->adapter.alpha);
-    attr_f64(g, "lora_dropout", cfg->adapter.dropout);
-    attr_i64(g, "use_rslora", cfg->adapter.rslora);
-    attr_str(g, "target_modules", cfg->adapter.targets_str);
-    attr_str(g, "layers", cfg->adapter.layers_str);
+    lmp_h5_put_str(g, "peft_type", "LORA");
+    lmp_h5_put_i64(g, "r", cfg->adapter.r);
+    lmp_h5_put_f64(g, "lora_alpha", cfg->adapter.alpha);
+    lmp_h5_put_f64(g, "lora_dropout", cfg->adapter.dropout);
+    lmp_h5_put_i64(g, "use_rslora", cfg->adapter.rslora);
+    lmp_h5_put_str(g, "target_modules", cfg->adapter.targets_str);
+    lmp_h5_put_str(g, "layers", cfg->adapter.layers_str);
     LMP_CHECK_H5(H5Gclose(g));
     for (int k = 0; k < r->n; k++) {
         const lmp_param *p = &r->p[k];
@@ -309,9 +251,9 @@ static void write_adapter_attrs(hid_t file, const lmp_registry *r, const lmp_con
         hid_t mg = H5Gopen2(file, path, H5P_DEFAULT);
         LMP_CHECK_H5(mg);
         double rr = (double)p->shape[0];
-        attr_i64(mg, "r", p->shape[0]);
-        attr_f64(mg, "lora_alpha", cfg->adapter.alpha);
-        attr_f64(mg, "scaling", cfg->adapter.rslora ? cfg->adapter.alpha / sqrt(rr)
+        lmp_h5_put_i64(mg, "r", p->shape[0]);
+        lmp_h5_put_f64(mg, "lora_alpha", cfg->adapter.alpha);
+        lmp_h5_put_f64(mg, "scaling", cfg->adapter.rslora ? cfg->adapter.alpha / sqrt(rr)
                                                     : cfg->adapter.alpha / rr);
         LMP_CHECK_H5(H5Gclose(mg));
     }
@@ -333,42 +275,55 @@ static long long ckpt_step_of(const char *name, int tmp) {
     return strcmp(name + end, tmp ? ".tmp" : "") ? -1 : step;
 }
 
-static int cmp_desc(const void *a, const void *b) {
-    long long x = *(const long long *)a, y = *(const long long *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
+static int cmp_entry(const void *a, const void *b) {
+    long long x = ((const lmp_ckpt_entry *)a)->step, y = ((const lmp_ckpt_entry *)b)->step;
+    return x < y ? -1 : x > y;
+}
+
+lmp_ckpt_entry *lmp_ckpt_list(const char *dir, int *n) {
+    lmp_ckpt_entry *list = NULL;
+    int cap = 0;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s = ckpt_step_of(e->d_name, 0);
+        if (s < 0) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            list = realloc(list, (size_t)cap * sizeof *list);
+            LMP_CHECK(list, "out of memory");
+        }
+        list[*n].step = s;
+        snprintf(list[*n].name, sizeof list[*n].name, "%s", e->d_name);
+        (*n)++;
+    }
+    closedir(d);
+    qsort(list, (size_t)*n, sizeof *list, cmp_entry);
+    return list;
 }
 
 // Rank 0, after a new checkpoint is in place: delete all but the newest `keep` and any
 // temporary left by a crash.
 static void apply_retention(const char *dir, int keep) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    long long *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
     char path[LMP_PATH_MAX + 300];
-    while ((e = readdir(d))) {
-        long long s = ckpt_step_of(e->d_name, 0);
-        if (s >= 0) {
-            if (n == cap) {
-                cap = cap ? 2 * cap : 16;
-                steps = realloc(steps, cap * sizeof *steps);
-                LMP_CHECK(steps, "out of memory");
-            }
-            steps[n++] = s;
-        } else if (ckpt_step_of(e->d_name, 1) >= 0) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (ckpt_step_of(e->d_name, 1) >= 0) {
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             if (unlink(path) == 0) lmp_log("checkpoint: removed %s (left by an interrupted write)\n", path);
         }
-    }
-    closedir(d);
-    qsort(steps, n, sizeof *steps, cmp_desc);
-    for (size_t i = keep > 0 ? (size_t)keep : n; i < n; i++) {
-        snprintf(path, sizeof path, "%s/ckpt-%08lld.h5", dir, steps[i]);
+    if (d) closedir(d);
+    int n;
+    lmp_ckpt_entry *list = lmp_ckpt_list(dir, &n);
+    for (int i = 0; keep > 0 && i < n - keep; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, list[i].name);
         if (unlink(path) != 0)
             lmp_warn("checkpoint: cannot remove old %s: %s", path, strerror(errno));
     }
-    free(steps);
+    free(list);
 }
 
 static hid_t mpio_fapl(lmp_comm *c) {
@@ -453,19 +408,12 @@ int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm
 // Finding and reading
 
 int lmp_ckpt_find_latest(const char *dir, char *path, size_t n, lmp_comm *c) {
-    char best_name[512] = "";
+    char best_name[256] = "";
     if (c->rank == 0) {
-        long long best = -1;
-        DIR *d = opendir(dir);
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            long long s = ckpt_step_of(e->d_name, 0);
-            if (s > best) {
-                best = s;
-                snprintf(best_name, sizeof best_name, "%s", e->d_name);
-            }
-        }
-        if (d) closedir(d);
+        int k;
+        lmp_ckpt_entry *list = lmp_ckpt_list(dir, &k);
+        if (k) snprintf(best_name, sizeof best_name, "%s", list[k - 1].name);
+        free(list);
     }
     LMP_CHECK_MPI(MPI_Bcast(best_name, sizeof best_name, MPI_CHAR, 0, c->world));
     if (!best_name[0]) return 0;
@@ -600,13 +548,13 @@ int64_t lmp_ckpt_load(const char *path, lmp_registry *r, lmp_comm *c, const lmp_
                  "PATH or start fresh with --no-resume", path);
     lmp_die_if_any(c, err);
 
-    char *format = attr_get_str(file, "format"), *config = attr_get_str(file, "config");
-    char *base_model = attr_get_str(file, "base_model");
+    char *format = lmp_h5_get_str(file, "format"), *config = lmp_h5_get_str(file, "config");
+    char *base_model = lmp_h5_get_str(file, "base_model");
     int64_t step = -1, t = 0, d = 0;
     uint64_t sum = 0;
     if (!format || strcmp(format, LMP_CKPT_FORMAT) || !config || !base_model ||
-        attr_get_i64(file, "step", &step) || attr_get_i64(file, "tp", &t) ||
-        attr_get_i64(file, "dp", &d) || attr_read(file, "base_checksum", H5T_NATIVE_UINT64, &sum))
+        lmp_h5_get_i64(file, "step", &step) || lmp_h5_get_i64(file, "tp", &t) ||
+        lmp_h5_get_i64(file, "dp", &d) || lmp_h5_get(file, "base_checksum", H5T_NATIVE_UINT64, &sum))
         snprintf(err, sizeof err, "%s is not a lorampi checkpoint, or its attributes are "
                  "corrupt (expected the root attributes format = \"%s\", step, tp, dp, config, "
                  "base_model, base_checksum)", path, LMP_CKPT_FORMAT);

@@ -43,6 +43,16 @@ uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c);
 int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm *c,
                       const lmp_config *cfg, const lmp_ckpt_meta *meta);
 
+// A complete checkpoint file of a directory.
+typedef struct {
+    long long step;
+    char name[256];   // file name within the directory, e.g. "ckpt-00000500.h5"
+} lmp_ckpt_entry;
+
+// The complete checkpoints (ckpt-<digits>.h5, never .tmp) of dir in ascending step order,
+// malloc'd, *n of them; NULL and 0 when there are none or dir does not exist. Local.
+lmp_ckpt_entry *lmp_ckpt_list(const char *dir, int *n);
+
 // Newest complete checkpoint (highest step) in dir into path (size n); returns 0 when there
 // is none (or dir does not exist). Temporaries are never picked. Rank 0 scans, all agree.
 int lmp_ckpt_find_latest(const char *dir, char *path, size_t n, lmp_comm *c);
