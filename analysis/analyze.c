@@ -3,13 +3,13 @@
 // Per-module work that fits one rank (low-rank SVDs, φ) is dealt round-robin over the ranks
 // and summed back exactly (one contributor per value), so results do not depend on the rank
 // count; distributed SVDs (W, --full-svd) use every rank in one ScaLAPACK grid.
-#include "lorampi/analysis.h"
-#include "lorampi/ckpt_hdf5.h"
-#include "lorampi/config.h"
-#include "lorampi/h5attr.h"
-#include "lorampi/model_io.h"
-#include "lorampi/rng.h"
-#include "lorampi/util.h"
+#include "analysis/analysis.h"
+#include "io/ckpt_hdf5.h"
+#include "core/config.h"
+#include "io/h5attr.h"
+#include "io/model_io.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 #include <hdf5.h>
 #include <math.h>

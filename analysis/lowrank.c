@@ -1,7 +1,7 @@
 // lowrank.c: SVD of low-rank products, effective-rank figures and subspace similarity, on
 // one rank, in double precision (LAPACKE + CBLAS).
-#include "lorampi/analysis.h"
-#include "lorampi/util.h"
+#include "analysis/analysis.h"
+#include "core/util.h"
 
 #include <cblas.h>
 #include <lapacke.h>

@@ -1,8 +1,8 @@
 // pdsvd.c: block-cyclic matrices over a BLACS grid, ScaLAPACK's pdgesvd, and the few
 // reductions the analysis needs. No rank ever holds a whole large matrix: only its blocks and
 // the k leading singular vectors (m x k, n x k).
-#include "lorampi/analysis.h"
-#include "lorampi/util.h"
+#include "analysis/analysis.h"
+#include "core/util.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -12,7 +12,7 @@ set -euo pipefail
 if [ -n "${SLURM_JOB_ID:-}" ]; then root=$SLURM_SUBMIT_DIR; else root=$(cd "$(dirname "$0")/.." && pwd); fi
 cd "$root"
 np=${NP:-2}
-"$root/scripts/build.sh" build > out.build.log 2>&1 || { cat out.build.log; exit 1; }
+{ "$root/scripts/install-deps.sh" demo && "$root/scripts/build.sh" build; } > out.build.log 2>&1 || { cat out.build.log; exit 1; }
 bin=$root/build/lorampi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / np > 0 ? $(nproc) / np : 1 ))}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

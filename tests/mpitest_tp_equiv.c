@@ -5,9 +5,9 @@
 // full fine-tuning. Also: each rank's frozen bytes equal its shard size computed from the
 // shapes, and every rank took part.
 #include "testutil.h"
-#include "lorampi/gpt2.h"
-#include "lorampi/optim.h"
-#include "lorampi/rng.h"
+#include "model/gpt2.h"
+#include "core/optim.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <mpi.h>

@@ -4,7 +4,7 @@
 // pass through the piece cache), decode(encode(x)) must give x back (or its U+FFFD-replaced
 // form for invalid input), both file namings must load, and malformed vocabularies must fail
 // with their file, line and what is wrong.
-#include "lorampi/bpe.h"
+#include "data/bpe.h"
 #include "testutil.h"
 
 #include <jansson.h>

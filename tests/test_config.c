@@ -1,7 +1,7 @@
 // Configuration: defaults, every value type from a file, --set over the file, each kind of
 // bad input with a message naming file:line and key, and dump -> load giving the same struct.
 #include "testutil.h"
-#include "lorampi/config.h"
+#include "core/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,10 +9,10 @@
 //    for dp = 1, 2, 4; one epoch visits every window once; same seed = same batches, another
 //    seed or epoch = another order; mask weights and counts; a file whose mask selects no
 //    token is refused.
-#include "lorampi/bpe.h"
-#include "lorampi/data.h"
-#include "lorampi/dataset.h"
-#include "lorampi/model_io.h"
+#include "data/bpe.h"
+#include "data/data.h"
+#include "data/dataset.h"
+#include "io/model_io.h"
 #include "testutil.h"
 
 #include <stdio.h>

@@ -11,7 +11,7 @@
 // embedding ignores tokens outside its vocab slice; cross-entropy statistics split over two
 // vocab slices and combined as a tensor-parallel run does give the unsplit loss and gradient.
 #include "testutil.h"
-#include "lorampi/kernels.h"
+#include "model/kernels.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
 // Loss L = sum(y * R) with fixed random R; central differences in double around an fp32
 // forward, h = 1e-3; tolerance max |fd - grad| <= 1e-2 * max |grad| (+1e-6) per tensor.
 #include "testutil.h"
-#include "lorampi/lora.h"
+#include "adapters/lora.h"
 
 #include <math.h>
 #include <stdio.h>

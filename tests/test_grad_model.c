@@ -4,8 +4,8 @@
 //  - with B = 0 the adapted model's logits equal the base model's bit for bit;
 //  - the loss equals a direct softmax cross-entropy of the full logits.
 #include "testutil.h"
-#include "lorampi/gpt2.h"
-#include "lorampi/rng.h"
+#include "model/gpt2.h"
+#include "core/rng.h"
 
 #include <math.h>
 #include <mpi.h>

@@ -3,7 +3,7 @@
 // sliced loading, token shards, and one clear error per malformed file. Files are written
 // here by hand, independently of the writer under test.
 #include "testutil.h"
-#include "lorampi/model_io.h"
+#include "io/model_io.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 // bench_bpe: GPT-2 BPE encoding speed in MB/s on the given text files, with the piece cache
 // (default) and without it, in one process; the ids of both runs must be equal.
 // Usage: bench_bpe VOCAB_DIR FILE...   (run by tests/bench/bench_bpe.sh)
-#include "lorampi/bpe.h"
-#include "lorampi/util.h"
+#include "data/bpe.h"
+#include "core/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,9 +3,9 @@
 // next to a plain write+fsync of the same number of bytes by one process (the disk's bound)
 // and the base-weight checksum a resume computes.
 // Usage: mpirun -n P bench_ckpt DIR [reps]   (run by tests/bench/bench_ckpt.sh)
-#include "lorampi/ckpt_hdf5.h"
-#include "lorampi/gpt2.h"
-#include "lorampi/util.h"
+#include "io/ckpt_hdf5.h"
+#include "model/gpt2.h"
+#include "core/util.h"
 
 #include <fcntl.h>
 #include <mpi.h>

@@ -1,9 +1,9 @@
 // bench_pdsvd: full SVD (singular values and vectors) of a random m x n matrix with
 // ScaLAPACK's pdgesvd on all ranks, and with LAPACK's dgesdd on rank 0 alone, same matrix.
 // Usage: mpirun -n P bench_pdsvd M N DGESDD(0|1) VECTORS(0|1)   (run by tests/bench/bench_analysis.sh)
-#include "lorampi/analysis.h"
-#include "lorampi/rng.h"
-#include "lorampi/util.h"
+#include "analysis/analysis.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 #include <lapacke.h>
 #include <math.h>

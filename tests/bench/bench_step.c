@@ -3,10 +3,10 @@
 // count given by OMP_NUM_THREADS; plus OpenBLAS sgemm GFLOP/s on the model's shapes in the
 // same process, and the memory each mode holds for parameters/gradients/optimizer state.
 // Usage: bench_step [steps] [B] [T]   (run by tests/bench/run.sh)
-#include "lorampi/gpt2.h"
-#include "lorampi/optim.h"
-#include "lorampi/rng.h"
-#include "lorampi/util.h"
+#include "model/gpt2.h"
+#include "core/optim.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 #include <cblas.h>
 #include <mpi.h>

@@ -1,0 +1,62 @@
+// lora.h: LoRA on a (tensor-parallel) linear layer: y += scale * dropout(x) . A^T . B^T,
+// A (r, in) and B (out, r) as in PEFT. A and B are replicated on every rank; a rank uses
+// the part that meets its shard of the layer:
+//  - column-parallel layer (x whole, y split by columns): all of A, the rows of B that
+//    produce this rank's output columns, as up to 3 segments (c_attn's q|k|v blocks);
+//  - row-parallel layer (x split by features, partial y summed by the layer's all-reduce):
+//    the columns [a0, a0+in_l) of A, all rows of B.
+// Dropout masks come from the counter RNG keyed by (global row, global feature), so they do
+// not depend on the layout.
+#ifndef LORAMPI_LORA_H
+#define LORAMPI_LORA_H
+#include <stdint.h>
+#include "core/registry.h"
+
+// LoRA targets, as a bit set.
+enum {
+    LMP_T_C_ATTN = 1 << 0,   // the fused qkv projection as a whole
+    LMP_T_Q = 1 << 1,        // the q columns of c_attn (loralib MergedLinear style)
+    LMP_T_K = 1 << 2,
+    LMP_T_V = 1 << 3,
+    LMP_T_ATTN_PROJ = 1 << 4,  // attn.c_proj
+    LMP_T_MLP_FC = 1 << 5,     // mlp.c_fc
+    LMP_T_MLP_PROJ = 1 << 6,   // mlp.c_proj
+};
+
+#define LMP_LORA_MAX_SEG 3
+
+typedef struct {
+    lmp_param *A, *B;     // registry entries, whole on every rank
+    int in, out, r;       // global shape of the adapted matrix (slice) and rank
+    float scale;          // alpha/r, or alpha/sqrt(r) with rsLoRA
+    float dropout;
+    int a0, in_l;         // columns of A this rank uses (the local input features)
+    int nseg;             // B rows [brow, brow+cnt) -> local output columns [ycol, ycol+cnt)
+    int brow[LMP_LORA_MAX_SEG], ycol[LMP_LORA_MAX_SEG], cnt[LMP_LORA_MAX_SEG];
+    uint64_t stream;      // RNG stream of this module (from its name)
+} lmp_lora;
+
+// Randomness of one forward/backward: dropout masks are drawn from (seed, step, stream,
+// global row * in + global feature). row0 is the global index of this rank's first row.
+typedef struct {
+    uint64_t seed, step;
+    int64_t row0;
+    int training;         // dropout only when training
+} lmp_rng_ctx;
+
+// A (r,in): Kaiming-uniform with a = sqrt(5) (PEFT's default: bound 1/sqrt(in)) or Gaussian
+// N(0, 1/r) (PEFT's "gaussian"); B = 0. Values depend only on (seed, name, global index).
+void lmp_lora_init_params(lmp_lora *l, int gaussian, uint64_t seed);
+
+// y (N, ldy) += scale * xd . A_l^T . B_seg^T on this rank's columns; u (N, r) is saved for
+// backward; xd_scratch (N, in_l) holds the dropped-out input when dropout > 0.
+// x is (N, in_l).
+void lmp_lora_forward(const lmp_lora *l, float *y, int ldy, const float *x, float *u,
+                      float *xd_scratch, int N, const lmp_rng_ctx *rc);
+// Accumulates dA, dB (partial sums over the tp group, see comm.c) and dx (N, in_l) += ...
+// dy is (N, ldy); du_scratch (N, r), xd_scratch (N, in_l).
+void lmp_lora_backward(const lmp_lora *l, float *dx, const float *dy, int ldy, const float *x,
+                       const float *u, float *du_scratch, float *xd_scratch, int N,
+                       const lmp_rng_ctx *rc);
+
+#endif

@@ -1,0 +1,248 @@
+// main.c: the lorampi command line. One binary, one cmd_* per subcommand.
+#include "analysis/analysis.h"
+#include "data/bpe.h"
+#include "core/config.h"
+#include "data/dataset.h"
+#include "run/generate.h"
+#include "io/model_io.h"
+#include "run/plan.h"
+#include "run/train.h"
+#include "core/util.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *USAGE =
+    "usage: lorampi <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG.ini [--set section.key=value ...] [--resume CKPT | --no-resume] [--stop-at N]\n"
+    "        fine-tune (LoRA) or train (method = none) a GPT-2 model; run under mpirun/srun.\n"
+    "        With [checkpoint] dir set it resumes from the newest checkpoint there; --stop-at N\n"
+    "        writes a checkpoint and stops after step N\n"
+    "  plan CONFIG.ini --ranks N [--set section.key=value ...]\n"
+    "        memory per rank and communication per step of a layout, without training\n"
+    "  tokenize (--vocab DIR | --bytes) --out PREFIX [--val-fraction F] [--format text|alpaca]\n"
+    "           [--doc-delimiter LINE] [--template FILE] [--train-on-inputs]\n"
+    "           [--max-tokens N] [--overlong truncate|drop] FILE...\n"
+    "        turn text files (one document per file, or split at lines equal to LINE) or\n"
+    "        Alpaca-style instruction data (.json array / .jsonl) into token files\n"
+    "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
+    "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
+    "  generate CONFIG.ini (--vocab DIR | --bytes) [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "           [--top-k K] [--seed S] [--resume CKPT | --no-resume] [--set section.key=value ...]\n"
+    "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
+    "        --temperature 0 is greedy\n"
+    "  analyze spectrum (CKPT | --run DIR) --out OUT.h5 [--full-svd]\n"
+    "  analyze similarity CKPT1 CKPT2 --out OUT.h5 [--vectors A|dw-left|dw-right] [--module M]\n"
+    "  analyze vs-base CKPT --model HF_DIR --out OUT.h5 [--full-svd]\n"
+    "        what the adapters learned (LoRA paper, Section 7): singular values and effective\n"
+    "        rank of dW = scale*B*A, subspace similarity between adapters, dW against W;\n"
+    "        writes OUT.h5, OUT.csv and PNG plots; run under mpirun (ScaLAPACK for W)\n"
+    "\n"
+    "options:\n"
+    "  --help       this text\n"
+    "  --version    the version\n"
+    "\n"
+    "Every configuration key, its default and the file formats: README.md.\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+    if (lmp_world_rank() == 0) {
+        fprintf(stderr, "lorampi: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, "\n(lorampi --help lists the commands)\n");
+    }
+    return LMP_EXIT_USAGE;
+}
+
+static int parse_count(const char *opt, const char *v, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v || x < 1 || x > 2000000000) return usage_error("%s: expected a positive integer", opt);
+    *out = (int)x;
+    return 0;
+}
+
+// Parses "CONFIG [--set s.k=v ...]" plus plan's --ranks N (ranks != NULL) or train's
+// --resume PATH, --no-resume, --stop-at N (topts != NULL).
+static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
+                             lmp_train_opts *topts) {
+    const char *path = NULL;
+    const char **sets = lmp_malloc((size_t)argc * sizeof(char *));
+    int n_set = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--set")) {
+            if (i + 1 >= argc) return usage_error("%s needs section.key=value", "--set");
+            sets[n_set++] = argv[++i];
+        } else if (!strncmp(argv[i], "--set=", 6)) {
+            sets[n_set++] = argv[i] + 6;
+        } else if (ranks && !strcmp(argv[i], "--ranks") && i + 1 < argc) {
+            if (parse_count("--ranks", argv[++i], ranks)) return LMP_EXIT_USAGE;
+        } else if (topts && !strcmp(argv[i], "--resume") && i + 1 < argc) {
+            topts->resume = argv[++i];
+        } else if (topts && !strcmp(argv[i], "--no-resume")) {
+            topts->no_resume = 1;
+        } else if (topts && !strcmp(argv[i], "--stop-at") && i + 1 < argc) {
+            if (parse_count("--stop-at", argv[++i], &topts->stop_at)) return LMP_EXIT_USAGE;
+        } else if (argv[i][0] == '-') {
+            return usage_error("unknown option %s", argv[i]);
+        } else if (!path) {
+            path = argv[i];
+        } else {
+            return usage_error("more than one config file (%s)", argv[i]);
+        }
+    }
+    if (!path) return usage_error("%s", "give a config file, e.g. lorampi train run.ini");
+    if (topts && topts->resume && topts->no_resume) return usage_error("%s", "--resume and --no-resume exclude each other");
+    if (ranks && !*ranks) return usage_error("%s", "plan: give --ranks N");
+    lmp_config_load(cfg, path, sets, n_set);
+    free(sets);
+    return 0;
+}
+
+static int cmd_plan(int argc, char **argv) {
+    lmp_config cfg;
+    int ranks = 0;
+    int rc = parse_config_args(argc, argv, &cfg, &ranks, NULL);
+    if (rc) return rc;
+    lmp_plan_t p;
+    lmp_plan_compute(&cfg, ranks, &p);
+    lmp_plan_print(&cfg, &p);
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+    lmp_config cfg;
+    lmp_train_opts topts = {NULL, 0, 0};
+    int rc = parse_config_args(argc, argv, &cfg, NULL, &topts);
+    if (rc) return rc;
+    lmp_train_result res;
+    lmp_train(&cfg, &topts, &res);
+    if (res.steps == res.start_step) {
+        lmp_log("done: nothing to train (at step %d of %d)\n", res.steps, cfg.train.steps);
+        return 0;
+    }
+    lmp_log("%s: %d steps (%d to %d), train loss %.4f -> %.4f", res.stopped ? "stopped" : "done",
+            res.steps - res.start_step, res.start_step + 1, res.steps, res.first_loss, res.last_loss);
+    if (!isnan(res.first_val) && !isnan(res.last_val))
+        lmp_log(", val loss %.4f -> %.4f", res.first_val, res.last_val);
+    else if (!isnan(res.last_val))
+        lmp_log(", val loss %.4f", res.last_val);
+    lmp_log(", %.0f tokens/s\n", res.tokens_per_s);
+    return res.stopped == 2 ? LMP_EXIT_REQUEUE : 0;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *out = NULL, *vocab = NULL;
+    double val_frac = 0.1;
+    int bytes = 0, nfiles = 0;
+    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0};
+    char **files = lmp_malloc((size_t)argc * sizeof(char *));
+    for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (!strcmp(argv[i], "--bytes")) bytes = 1;
+        else if (!strcmp(argv[i], "--vocab") && more) vocab = argv[++i];
+        else if (!strcmp(argv[i], "--out") && more) out = argv[++i];
+        else if (!strcmp(argv[i], "--val-fraction") && more) {
+            char *end;
+            val_frac = strtod(argv[++i], &end);
+            if (*end || !(val_frac >= 0 && val_frac < 1))
+                return usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
+        } else if (!strcmp(argv[i], "--format") && more) {
+            i++;
+            if (!strcmp(argv[i], "text")) o.format = LMP_FMT_TEXT;
+            else if (!strcmp(argv[i], "alpaca")) o.format = LMP_FMT_ALPACA;
+            else return usage_error("--format %s: expected text or alpaca", argv[i]);
+        } else if (!strcmp(argv[i], "--doc-delimiter") && more) o.delimiter = argv[++i];
+        else if (!strcmp(argv[i], "--template") && more) o.template_path = argv[++i];
+        else if (!strcmp(argv[i], "--train-on-inputs")) o.train_on_inputs = 1;
+        else if (!strcmp(argv[i], "--max-tokens") && more) {
+            if (parse_count("--max-tokens", argv[++i], &o.max_tokens)) return LMP_EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--overlong") && more) {
+            i++;
+            if (!strcmp(argv[i], "drop")) o.drop_long = 1;
+            else if (strcmp(argv[i], "truncate")) return usage_error("--overlong %s: expected truncate or drop", argv[i]);
+        } else if (argv[i][0] == '-') return usage_error("tokenize: unknown option or missing value: %s", argv[i]);
+        else files[nfiles++] = argv[i];
+    }
+    if (bytes == (vocab != NULL)) return usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (!out || !nfiles) return usage_error("%s", "tokenize: give --out PREFIX and input files");
+    if (lmp_world_rank() != 0) return 0;
+    double t0 = lmp_now();
+    lmp_bpe *b = vocab ? lmp_bpe_load(vocab) : NULL;
+    double t1 = lmp_now();
+    lmp_token_stream st = {0};
+    for (int f = 0; f < nfiles; f++) lmp_stream_add_file(&st, b, files[f], &o);
+    double dt = lmp_now() - t1;
+    printf("tokenized %d file%s, %.2f MB, in %.2f s (%.1f MB/s; vocabulary loaded in %.2f s): "
+           "%zu documents or examples, %zu tokens\n", nfiles, nfiles > 1 ? "s" : "",
+           st.bytes_in / 1e6, dt, st.bytes_in / 1e6 / (dt > 0 ? dt : 1e-9), t1 - t0, st.n_docs, st.tok.n);
+    if (st.n_truncated || st.n_dropped)
+        printf("examples longer than --max-tokens %d: %zu truncated, %zu dropped\n", o.max_tokens,
+               st.n_truncated, st.n_dropped);
+    if (st.n_bad_utf8) printf("invalid UTF-8 sequences replaced by U+FFFD: %zu\n", st.n_bad_utf8);
+    lmp_stream_write(&st, out, val_frac);
+    lmp_stream_free(&st);
+    lmp_bpe_free(b);
+    free(files);
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *v, float *out) {
+    char *end;
+    *out = strtof(v, &end);
+    if (*end || end == v || !isfinite(*out)) return usage_error("%s: expected a number", opt);
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    lmp_gen_opts g = {NULL, 0, "", 100, 0.8f, 40, 1};
+    char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (!strcmp(argv[i], "--vocab") && more) g.vocab = argv[++i];
+        else if (!strcmp(argv[i], "--bytes")) g.bytes = 1;
+        else if (!strcmp(argv[i], "--prompt") && more) g.prompt = argv[++i];
+        else if (!strcmp(argv[i], "--tokens") && more) { if (parse_count("--tokens", argv[++i], &g.tokens)) return LMP_EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--temperature") && more) { if (parse_float("--temperature", argv[++i], &g.temperature)) return LMP_EXIT_USAGE; }
+        else if (!strcmp(argv[i], "--top-k") && more) {
+            char *end;
+            long k = strtol(argv[++i], &end, 10);
+            if (*end || k < 0) return usage_error("--top-k %s: expected a non-negative integer", argv[i]);
+            g.top_k = (int)k;
+        } else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
+        else rest[nrest++] = argv[i];
+    }
+    if (!g.bytes == !g.vocab) return usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    lmp_config cfg;
+    lmp_train_opts topts = {NULL, 0, 0};
+    int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
+    free(rest);
+    if (rc) return rc;
+    return lmp_generate(&cfg, &topts, &g);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? LMP_EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("lorampi %s\n", LMP_VERSION);
+        return 0;
+    }
+    MPI_Init(&argc, &argv);
+    int rc;
+    if (!strcmp(argv[1], "train")) rc = cmd_train(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "plan")) rc = cmd_plan(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
+    else rc = usage_error("unknown command '%s'", argv[1]);
+    MPI_Finalize();
+    return rc;
+}

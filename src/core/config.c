@@ -1,0 +1,334 @@
+// config.c: INI configuration through inih, one table of keys for parsing, --set, dump and
+// error messages.
+#include "core/config.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS } ktype;
+
+typedef struct {
+    const char *section, *key;
+    ktype type;
+    size_t off;        // offset in lmp_config
+    size_t size;       // string buffer size
+    double lo, hi;     // inclusive range for numbers (lo_open: lo excluded)
+    int lo_open, hi_open;
+    const char *def;   // default as text
+    const char *expect;
+} key_t_;
+
+#define O(f) offsetof(lmp_config, f)
+#define S(f) sizeof(((lmp_config *)0)->f)
+static const key_t_ KEYS[] = {
+    {"model", "path", K_STR, O(model.path), S(model.path), 0, 0, 0, 0, "", "a path"},
+    {"model", "n_layer", K_INT, O(model.n_layer), 0, 1, LMP_MAX_LAYERS, 0, 0, "4", "an integer in [1, 128]"},
+    {"model", "n_head", K_INT, O(model.n_head), 0, 1, 1e6, 0, 0, "4", "a positive integer"},
+    {"model", "n_embd", K_INT, O(model.n_embd), 0, 1, 1e6, 0, 0, "128", "a positive integer"},
+    {"model", "vocab_size", K_INT, O(model.vocab_size), 0, 1, 65536, 0, 0, "256", "an integer in [1, 65536]"},
+    {"model", "n_ctx", K_INT, O(model.n_ctx), 0, 1, 1e6, 0, 0, "256", "a positive integer"},
+    {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora", "lora or none"},
+    {"adapter", "r", K_INT, O(adapter.r), 0, 1, 65536, 0, 0, "8", "a positive integer"},
+    {"adapter", "alpha", K_FLOAT, O(adapter.alpha), 0, 0, 1e9, 1, 0, "16", "a positive number"},
+    {"adapter", "dropout", K_FLOAT, O(adapter.dropout), 0, 0, 1, 0, 1, "0", "a number in [0, 1)"},
+    {"adapter", "targets", K_TARGETS, O(adapter.targets), 0, 0, 0, 0, 0, "c_attn",
+     "a comma list of c_attn, q, k, v, attn.c_proj, mlp.c_fc, mlp.c_proj, or all"},
+    {"adapter", "layers", K_LAYERS, O(adapter.n_layers), 0, 0, 0, 0, 0, "all",
+     "all, or a comma list of layer numbers and ranges like 0-3,6"},
+    {"adapter", "rslora", K_BOOL, O(adapter.rslora), 0, 0, 0, 0, 0, "false", "true or false"},
+    {"adapter", "init", K_INIT, O(adapter.init), 0, 0, 0, 0, 0, "kaiming", "kaiming or gaussian"},
+    {"adapter", "seed", K_U64, O(adapter.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer"},
+    {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer"},
+    {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer"},
+    {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer"},
+    {"train", "lr", K_FLOAT, O(train.lr), 0, 0, 1e30, 1, 0, "2e-4", "a positive number"},
+    {"train", "warmup_steps", K_INT, O(train.warmup_steps), 0, 0, 2e9, 0, 0, "0", "a non-negative integer"},
+    {"train", "schedule", K_SCHED, O(train.schedule), 0, 0, 0, 0, 0, "cosine", "cosine, linear or constant"},
+    {"train", "min_lr_ratio", K_FLOAT, O(train.min_lr_ratio), 0, 0, 1, 0, 0, "0", "a number in [0, 1]"},
+    {"train", "weight_decay", K_FLOAT, O(train.weight_decay), 0, 0, 1e9, 0, 0, "0.01", "a non-negative number"},
+    {"train", "beta1", K_FLOAT, O(train.beta1), 0, 0, 1, 0, 1, "0.9", "a number in [0, 1)"},
+    {"train", "beta2", K_FLOAT, O(train.beta2), 0, 0, 1, 0, 1, "0.999", "a number in [0, 1)"},
+    {"train", "eps", K_FLOAT, O(train.eps), 0, 0, 1, 1, 0, "1e-8", "a positive number"},
+    {"train", "grad_clip", K_FLOAT, O(train.grad_clip), 0, 0, 1e30, 0, 0, "1.0", "a non-negative number (0: off)"},
+    {"train", "grad_accum", K_INT, O(train.grad_accum), 0, 1, 1e6, 0, 0, "1", "a positive integer"},
+    {"train", "seed", K_U64, O(train.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer"},
+    {"train", "eval_every", K_INT, O(train.eval_every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only before and after)"},
+    {"train", "eval_batches", K_INT, O(train.eval_batches), 0, 1, 1e6, 0, 0, "8", "a positive integer"},
+    {"train", "save_model", K_STR, O(train.save_model), S(train.save_model), 0, 0, 0, 0, "", "a path"},
+    {"train", "save_adapter", K_STR, O(train.save_adapter), S(train.save_adapter), 0, 0, 0, 0, "", "a path"},
+    {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path"},
+    {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path"},
+    {"log", "metrics", K_STR, O(log.metrics), S(log.metrics), 0, 0, 0, 0, "", "a path"},
+    {"log", "every", K_INT, O(log.every), 0, 1, 2e9, 0, 0, "1", "a positive integer"},
+    {"parallel", "tp", K_INT, O(parallel.tp), 0, 1, 1e6, 0, 0, "1", "a positive integer"},
+    {"checkpoint", "dir", K_STR, O(checkpoint.dir), S(checkpoint.dir), 0, 0, 0, 0, "", "a directory"},
+    {"checkpoint", "every", K_INT, O(checkpoint.every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only at the end)"},
+    {"checkpoint", "keep", K_INT, O(checkpoint.keep), 0, 0, 1e6, 0, 0, "3", "a non-negative integer (0: keep all)"},
+};
+#define NKEYS (sizeof KEYS / sizeof KEYS[0])
+
+static const char *TARGET_NAMES[] = {"c_attn", "q", "k", "v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) *--e = 0;
+    return s;
+}
+
+static int parse_targets(lmp_config *c, const char *v, char *err, int errlen) {
+    char buf[256];
+    if (strlen(v) >= sizeof buf) { snprintf(err, errlen, "too long"); return -1; }
+    strcpy(buf, v);
+    int bits = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *t = trim(tok);
+        int found = 0;
+        if (!strcmp(t, "all")) { bits |= LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ; found = 1; }
+        for (int i = 0; i < 7 && !found; i++)
+            if (!strcmp(t, TARGET_NAMES[i])) { bits |= 1 << i; found = 1; }
+        if (!found) { snprintf(err, errlen, "unknown target '%s'", t); return -1; }
+    }
+    if (!bits) { snprintf(err, errlen, "empty list"); return -1; }
+    if ((bits & LMP_T_C_ATTN) && (bits & (LMP_T_Q | LMP_T_K | LMP_T_V))) {
+        snprintf(err, errlen, "c_attn overlaps q/k/v (c_attn is the whole fused q|k|v projection)");
+        return -1;
+    }
+    c->adapter.targets = bits;
+    c->adapter.targets_str[0] = 0;
+    for (int i = 0; i < 7; i++)
+        if (bits & (1 << i)) {
+            if (c->adapter.targets_str[0]) strcat(c->adapter.targets_str, ",");
+            strcat(c->adapter.targets_str, TARGET_NAMES[i]);
+        }
+    return 0;
+}
+
+static int parse_layers(lmp_config *c, const char *v, char *err, int errlen) {
+    char buf[512];
+    if (strlen(v) >= sizeof buf) { snprintf(err, errlen, "too long"); return -1; }
+    strcpy(buf, v);
+    char *t0 = trim(buf);
+    unsigned char seen[LMP_MAX_LAYERS] = {0};
+    int n = 0;
+    if (!strcmp(t0, "all")) {
+        c->adapter.n_layers = 0;
+        strcpy(c->adapter.layers_str, "all");
+        return 0;
+    }
+    for (char *save, *tok = strtok_r(t0, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *t = trim(tok), *end;
+        long a = strtol(t, &end, 10), b = a;
+        if (end == t) { snprintf(err, errlen, "'%s' is not a layer number", t); return -1; }
+        if (*end == '-') {
+            char *s2 = end + 1;
+            b = strtol(s2, &end, 10);
+            if (end == s2) { snprintf(err, errlen, "'%s' is not a range", t); return -1; }
+        }
+        if (*end) { snprintf(err, errlen, "'%s' is not a layer number or range", t); return -1; }
+        if (a < 0 || b < a || b >= LMP_MAX_LAYERS) { snprintf(err, errlen, "bad layer range '%s'", t); return -1; }
+        for (long i = a; i <= b; i++) {
+            if (seen[i]) { snprintf(err, errlen, "layer %ld listed twice", i); return -1; }
+            seen[i] = 1;
+            c->adapter.layers[n++] = (int)i;
+        }
+    }
+    if (!n) { snprintf(err, errlen, "empty list"); return -1; }
+    c->adapter.n_layers = n;
+    c->adapter.layers_str[0] = 0;
+    for (int i = 0; i < n; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%s%d", i ? "," : "", c->adapter.layers[i]);
+        strcat(c->adapter.layers_str, num);
+    }
+    return 0;
+}
+
+static int parse_enum(const char *v, const char *const *names, int n) {
+    for (int i = 0; i < n; i++) if (!strcasecmp(v, names[i])) return i;
+    return -1;
+}
+
+static const char *METHODS[] = {"none", "lora"};
+static const char *INITS[] = {"kaiming", "gaussian"};
+static const char *SCHEDS[] = {"cosine", "linear", "constant"};
+
+int lmp_config_set(lmp_config *c, const char *section, const char *key, const char *value,
+                   char *err, int errlen) {
+    const key_t_ *k = NULL;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) k = &KEYS[i];
+    if (!k) {
+        int known_section = 0;
+        char list[1024] = "";
+        for (size_t i = 0; i < NKEYS; i++)
+            if (!strcmp(KEYS[i].section, section)) {
+                known_section = 1;
+                if (list[0]) strcat(list, ", ");
+                strcat(list, KEYS[i].key);
+            }
+        if (known_section) snprintf(err, errlen, "unknown key [%s] %s (known keys: %s)", section, key, list);
+        else snprintf(err, errlen, "unknown section [%s] (key %s; sections: model, adapter, train, data, log, parallel, checkpoint)", section, key);
+        return -1;
+    }
+    char *p = (char *)c + k->off;
+    char vbuf[LMP_PATH_MAX];
+    snprintf(vbuf, sizeof vbuf, "%s", value);
+    char *v = trim(vbuf), *end;
+    int bad = 0;
+    switch (k->type) {
+    case K_INT: case K_FLOAT: {
+        errno = 0;
+        double d = strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(d)) bad = 1;
+        else if (k->type == K_INT && d != floor(d)) bad = 1;
+        else if (d < k->lo || d > k->hi || (k->lo_open && d == k->lo) || (k->hi_open && d == k->hi)) bad = 1;
+        if (!bad) { if (k->type == K_INT) *(int *)p = (int)d; else *(float *)p = (float)d; }
+        break;
+    }
+    case K_U64: {
+        errno = 0;
+        unsigned long long u = strtoull(v, &end, 10);
+        if (end == v || *end || errno || v[0] == '-') bad = 1;
+        else *(unsigned long long *)p = u;
+        break;
+    }
+    case K_BOOL: {
+        static const char *T[] = {"true", "1", "yes", "on"}, *F[] = {"false", "0", "no", "off"};
+        if (parse_enum(v, T, 4) >= 0) *(int *)p = 1;
+        else if (parse_enum(v, F, 4) >= 0) *(int *)p = 0;
+        else bad = 1;
+        break;
+    }
+    case K_STR:
+        if (strlen(v) >= k->size) { snprintf(err, errlen, "[%s] %s: value longer than %zu characters", section, key, k->size - 1); return -1; }
+        strcpy(p, v);
+        break;
+    case K_METHOD: { int e = parse_enum(v, METHODS, 2); if (e < 0) bad = 1; else c->adapter.method = (lmp_method)e; break; }
+    case K_INIT: { int e = parse_enum(v, INITS, 2); if (e < 0) bad = 1; else c->adapter.init = (lmp_lora_init)e; break; }
+    case K_SCHED: { int e = parse_enum(v, SCHEDS, 3); if (e < 0) bad = 1; else c->train.schedule = (lmp_schedule)e; break; }
+    case K_TARGETS: case K_LAYERS: {
+        char why[256];
+        int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why) : parse_layers(c, v, why, sizeof why);
+        if (rc) { snprintf(err, errlen, "[%s] %s = \"%s\": %s; expected %s", section, key, v, why, k->expect); return -1; }
+        break;
+    }
+    }
+    if (bad) { snprintf(err, errlen, "[%s] %s = \"%s\": expected %s", section, key, v, k->expect); return -1; }
+    return 0;
+}
+
+void lmp_config_defaults(lmp_config *c) {
+    memset(c, 0, sizeof *c);
+    char err[512];
+    for (size_t i = 0; i < NKEYS; i++)
+        if (lmp_config_set(c, KEYS[i].section, KEYS[i].key, KEYS[i].def, err, sizeof err))
+            lmp_die("internal: default of [%s] %s: %s", KEYS[i].section, KEYS[i].key, err);
+}
+
+int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
+    if (c->train.warmup_steps > c->train.steps) {
+        snprintf(err, errlen, "[train] warmup_steps = %d exceeds [train] steps = %d", c->train.warmup_steps, c->train.steps);
+        return -1;
+    }
+    if (!c->model.path[0]) {
+        if (c->model.n_embd % c->model.n_head) {
+            snprintf(err, errlen, "[model] n_embd = %d is not a multiple of [model] n_head = %d", c->model.n_embd, c->model.n_head);
+            return -1;
+        }
+        for (int i = 0; i < c->adapter.n_layers; i++)
+            if (c->adapter.layers[i] >= c->model.n_layer) {
+                snprintf(err, errlen, "[adapter] layers names layer %d, but [model] n_layer = %d", c->adapter.layers[i], c->model.n_layer);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+typedef struct { lmp_config *c; const char *path; char err[1024]; } parse_ctx;
+
+// Debian's inih passes no line number to the handler: the handler keeps the first error's
+// text and ini_parse_file's return value (the first failing line) completes it.
+static int handler(void *user, const char *section, const char *name, const char *value) {
+    parse_ctx *x = user;
+    if (x->err[0]) return 0;
+    if (!section[0]) {
+        snprintf(x->err, sizeof x->err, "key %s is outside any [section]", name);
+        return 0;
+    }
+    if (lmp_config_set(x->c, section, name, value, x->err, sizeof x->err)) return 0;
+    return 1;
+}
+
+void lmp_config_load(lmp_config *c, const char *path, const char *const *sets, int n_set) {
+    lmp_config_defaults(c);
+    if (path) {
+        FILE *f = fopen(path, "r");
+        if (!f) lmp_die_all("cannot open config %s: %s", path, strerror(errno));
+        parse_ctx x = {c, path, ""};
+        int rc = ini_parse_file(f, handler, &x);
+        fclose(f);
+        if (rc != 0) {
+            if (x.err[0]) lmp_die_all("%s:%d: %s", path, rc, x.err);
+            lmp_die_all("%s:%d: not an INI line (expected [section] or key = value)", path, rc);
+        }
+    }
+    for (int i = 0; i < n_set; i++) {
+        char buf[LMP_PATH_MAX + 128], e[900];
+        snprintf(buf, sizeof buf, "%s", sets[i]);
+        char *eq = strchr(buf, '='), *dot = strchr(buf, '.');
+        if (!eq || !dot || dot > eq)
+            lmp_die_all("--set %s: expected section.key=value", sets[i]);
+        *eq = 0;
+        *dot = 0;
+        if (lmp_config_set(c, trim(buf), trim(dot + 1), eq + 1, e, sizeof e))
+            lmp_die_all("--set %s: %s", sets[i], e);
+    }
+    char e[1024];
+    if (lmp_config_validate(c, e, sizeof e)) lmp_die_all("%s%s%s", path ? path : "", path ? ": " : "", e);
+}
+
+char *lmp_config_dump(const lmp_config *c) {
+    size_t cap = 8192, n = 0;
+    char *out = lmp_malloc(cap);
+    const char *cur = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const key_t_ *k = &KEYS[i];
+        const char *p = (const char *)c + k->off;
+        char val[LMP_PATH_MAX + 32];
+        switch (k->type) {
+        case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
+        case K_FLOAT:  // shortest text that reads back as the same float
+            for (int prec = 6; prec <= 9; prec++) {
+                snprintf(val, sizeof val, "%.*g", prec, *(const float *)p);
+                if (strtof(val, NULL) == *(const float *)p) break;
+            }
+            break;
+        case K_U64: snprintf(val, sizeof val, "%llu", *(const unsigned long long *)p); break;
+        case K_BOOL: snprintf(val, sizeof val, "%s", *(const int *)p ? "true" : "false"); break;
+        case K_STR: snprintf(val, sizeof val, "%s", p); break;
+        case K_METHOD: snprintf(val, sizeof val, "%s", METHODS[c->adapter.method]); break;
+        case K_INIT: snprintf(val, sizeof val, "%s", INITS[c->adapter.init]); break;
+        case K_SCHED: snprintf(val, sizeof val, "%s", SCHEDS[c->train.schedule]); break;
+        case K_TARGETS: snprintf(val, sizeof val, "%s", c->adapter.targets_str); break;
+        case K_LAYERS: snprintf(val, sizeof val, "%s", c->adapter.layers_str); break;
+        }
+        char line[LMP_PATH_MAX + 128];
+        int len = 0;
+        if (strcmp(cur, k->section)) len = snprintf(line, sizeof line, "%s[%s]\n", n ? "\n" : "", k->section);
+        len += snprintf(line + len, sizeof line - len, "%s = %s\n", k->key, val);
+        cur = k->section;
+        if (n + len + 1 > cap) { cap = 2 * (n + len + 1); out = realloc(out, cap); LMP_CHECK(out, "out of memory"); }
+        memcpy(out + n, line, len);
+        n += len;
+        out[n] = 0;
+    }
+    return out;
+}

@@ -1,0 +1,80 @@
+// config.h: the run configuration. An INI file (sections [model] [adapter] [train] [data]
+// [log] [parallel] [checkpoint]) parsed with inih into a typed struct, then `--set section.key=value`
+// overrides. Every key has a default, documented in README ("Configuration"). An unknown
+// section or key, or a value of the wrong type or out of range, is an error naming the file,
+// line and key.
+#ifndef LORAMPI_CONFIG_H
+#define LORAMPI_CONFIG_H
+
+#define LMP_PATH_MAX 1024
+#define LMP_MAX_LAYERS 128
+
+#include "adapters/lora.h"  // LMP_T_* target bits
+
+typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1 } lmp_method;
+typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
+typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
+
+typedef struct {
+    struct {
+        char path[LMP_PATH_MAX];  // HF directory or llm.c .bin; empty: random init (pretraining)
+        int n_layer, n_head, n_embd, vocab_size, n_ctx;  // used when path is empty
+    } model;
+    struct {
+        lmp_method method;        // lora | none (full fine-tuning)
+        int r;
+        float alpha, dropout;
+        int targets;              // LMP_T_* bits
+        char targets_str[256];
+        int n_layers;             // 0: all layers
+        int layers[LMP_MAX_LAYERS];
+        char layers_str[512];
+        int rslora;               // scaling alpha/sqrt(r) instead of alpha/r
+        lmp_lora_init init;
+        unsigned long long seed;
+    } adapter;
+    struct {
+        int steps, batch_size, seq_len;
+        float lr;
+        int warmup_steps;
+        lmp_schedule schedule;
+        float min_lr_ratio;       // final lr of cosine/linear decay, as a fraction of lr
+        float weight_decay, beta1, beta2, eps, grad_clip;
+        int grad_accum;
+        unsigned long long seed;
+        int eval_every, eval_batches;
+        char save_model[LMP_PATH_MAX];    // write the trained model as an HF directory (method none)
+        char save_adapter[LMP_PATH_MAX];  // write the adapter as a PEFT directory (method lora)
+    } train;
+    struct {
+        char train[LMP_PATH_MAX], val[LMP_PATH_MAX];
+    } data;
+    struct {
+        char metrics[LMP_PATH_MAX];  // JSON Lines, one object per step; empty: none
+        int every;                   // print a line every N steps
+    } log;
+    struct {
+        int tp;                      // tensor-parallel size; dp = world size / tp
+    } parallel;
+    struct {
+        char dir[LMP_PATH_MAX];      // DIR/ckpt-<step>.h5; empty: no checkpoints, no resume
+        int every;                   // write every N steps (0: only at the end) and at the end
+        int keep;                    // keep the newest N checkpoints (0: all)
+    } checkpoint;
+} lmp_config;
+
+// Fills every key with its default.
+void lmp_config_defaults(lmp_config *c);
+// Parses `path` (may be NULL: defaults only), then applies `n_set` overrides of the form
+// "section.key=value". On any error every rank dies (lmp_die_all) with one message naming
+// the file, line and key, or the override.
+void lmp_config_load(lmp_config *c, const char *path, const char *const *sets, int n_set);
+// Sets one key from its text value; returns 0, or -1 with a message in err (size errlen).
+int lmp_config_set(lmp_config *c, const char *section, const char *key, const char *value,
+                   char *err, int errlen);
+// Cross-key checks (e.g. warmup <= steps, a method lora needs r > 0). Returns 0 or -1 + err.
+int lmp_config_validate(const lmp_config *c, char *err, int errlen);
+// The fully resolved configuration as INI text (malloc'd), every key with its value.
+char *lmp_config_dump(const lmp_config *c);
+
+#endif

@@ -1,0 +1,164 @@
+// util.c: errors, logging, timing, allocation, BLAS core check.
+#include "core/util.h"
+
+#include <cblas.h>
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <time.h>
+
+char *openblas_get_corename(void);  // OpenBLAS extension, not in Debian's cblas.h
+
+static int mpi_up(void) {
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}
+
+int lmp_world_rank(void) {
+    int r = 0;
+    if (mpi_up()) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+}
+
+int lmp_world_size(void) {
+    int s = 1;
+    if (mpi_up()) MPI_Comm_size(MPI_COMM_WORLD, &s);
+    return s;
+}
+
+static void vreport(const char *kind, const char *fmt, va_list ap) {
+    fflush(stdout);  // what was printed before the message stays before it
+    char msg[4096];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (lmp_world_size() > 1)
+        fprintf(stderr, "lorampi: %s (rank %d): %s\n", kind, lmp_world_rank(), msg);
+    else
+        fprintf(stderr, "lorampi: %s: %s\n", kind, msg);
+    fflush(stderr);
+}
+
+void lmp_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("error", fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    if (lmp_world_size() > 1) MPI_Abort(MPI_COMM_WORLD, LMP_EXIT_ERROR);
+    exit(LMP_EXIT_ERROR);
+}
+
+void lmp_die_all(const char *fmt, ...) {
+    if (lmp_world_rank() == 0) {
+        char msg[4096];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fflush(stdout);
+        fprintf(stderr, "lorampi: error: %s\n", msg);
+        fflush(stderr);
+    }
+    fflush(stdout);
+    if (mpi_up()) MPI_Finalize();
+    exit(LMP_EXIT_ERROR);
+}
+
+void *lmp_malloc_at(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p) lmp_die("%s:%d: out of memory allocating %zu bytes", file, line, n);
+    return p;
+}
+
+void *lmp_calloc_at(size_t n, const char *file, int line) {
+    void *p = NULL;
+    size_t sz = (n + 63) / 64 * 64;
+    if (posix_memalign(&p, 64, sz ? sz : 64) != 0)
+        lmp_die("%s:%d: out of memory allocating %zu bytes", file, line, n);
+    memset(p, 0, sz);
+    return p;
+}
+
+void lmp_log(const char *fmt, ...) {
+    if (lmp_world_rank() != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+void lmp_warn(const char *fmt, ...) {
+    if (lmp_world_rank() != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("warning", fmt, ap);
+    va_end(ap);
+}
+
+double lmp_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+size_t lmp_peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) { kb = strtoull(line + 6, NULL, 10); break; }
+    fclose(f);
+    return kb * 1024;
+}
+
+void lmp_check_blas_core(void) {
+    const char *core = openblas_get_corename();
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    lmp_log("openblas: core %s%s%s%s\n", core ? core : "?", env ? " (OPENBLAS_CORETYPE=" : "",
+            env ? env : "", env ? ")" : "");
+    if (!core) return;
+    // Debian's 0.3.21 falls back to generic x86-64 kernels (about 5x slower) on CPUs it was
+    // not built to recognise. Suggest the newest kernel set this CPU can run.
+    int generic = !strcasecmp(core, "prescott") || !strcasecmp(core, "core2") ||
+                  !strcasecmp(core, "nehalem") || !strcasecmp(core, "katmai") ||
+                  !strcasecmp(core, "generic") || !strcasecmp(core, "barcelona");
+    const char *fix = NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) fix = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2")) fix = "Haswell";
+    if (generic && fix)
+        lmp_warn("OpenBLAS runs its generic '%s' kernels on a CPU with %s: matrix products are "
+                 "several times slower than they can be. Set OPENBLAS_CORETYPE=%s before "
+                 "starting lorampi (e.g. export it in your job script).",
+                 core, strcmp(fix, "SkylakeX") ? "AVX2" : "AVX-512", fix);
+}
+
+char *lmp_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) lmp_die("cannot open %s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) lmp_die("cannot seek in %s", path);
+    long n = ftell(f);
+    if (n < 0) lmp_die("cannot size %s", path);
+    rewind(f);
+    char *buf = lmp_malloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) lmp_die("cannot read %s", path);
+    buf[n] = 0;
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+void lmp_mkdir_p(const char *dir) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) lmp_die("path too long: %s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) lmp_die("cannot create directory %s: %s", dir, strerror(errno));
+}

@@ -1,0 +1,24 @@
+// generate.h: text from a model and its adapter (or fully trained weights) in a checkpoint:
+// temperature and top-k sampling, or greedy decoding, reproducible from a seed on any layout.
+#ifndef LORAMPI_GENERATE_H
+#define LORAMPI_GENERATE_H
+#include <stdint.h>
+#include "core/config.h"
+#include "run/train.h"
+
+typedef struct {
+    const char *vocab;    // GPT-2 vocabulary directory (bpe.h), or NULL with bytes = 1
+    int bytes;            // bytes as tokens (a byte-level model)
+    const char *prompt;
+    int tokens;           // tokens to generate
+    float temperature;    // <= 0: greedy (argmax)
+    int top_k;            // 0: the whole vocabulary
+    uint64_t seed;
+} lmp_gen_opts;
+
+// Builds the model of cfg (base weights, adapters, then the checkpoint chosen as for
+// training: o->resume or the newest in [checkpoint] dir), continues the prompt and prints
+// prompt + continuation on rank 0. Every rank calls it. Returns 0.
+int lmp_generate(const lmp_config *cfg, const lmp_train_opts *o, const lmp_gen_opts *g);
+
+#endif

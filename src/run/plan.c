@@ -1,0 +1,86 @@
+// plan.c: memory and communication of a layout, from the model's registration alone
+// (nothing is allocated, so it runs for models far larger than the machine).
+#include "run/plan.h"
+#include "model/gpt2.h"
+#include "run/train.h"
+#include "core/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
+    int tp = cfg->parallel.tp;
+    if (ranks < 1 || tp < 1 || ranks % tp)
+        lmp_die_all("[parallel] tp = %d does not divide the number of ranks (%d)", tp, ranks);
+    memset(p, 0, sizeof *p);
+    p->tp = tp;
+    p->dp = ranks / tp;
+    if (cfg->train.batch_size % p->dp)
+        lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
+                    "data-parallel replicas", cfg->train.batch_size, p->dp);
+    p->B = cfg->train.batch_size / p->dp;
+    int T = cfg->train.seq_len;
+    lmp_model_config m_cfg;
+    lmp_gpt2_opts opts;
+    unsigned char layer_on[LMP_MAX_LAYERS];
+    lmp_resolve_model(cfg, &m_cfg, &opts, layer_on);
+    // Every tp rank's shard (the vocab split can be uneven): report the largest.
+    for (int r = 0; r < tp; r++) {
+        lmp_comm c = {.tp_size = tp, .tp_rank = r, .size = ranks};
+        lmp_gpt2 m;
+        lmp_gpt2_register(&m, &m_cfg, &opts, &c);
+        size_t nf = 0, nt = 0, sum_kind[3] = {0, 0, 0};
+        for (int i = 0; i < m.reg.n; i++) {
+            if (m.reg.p[i].trainable) { nt += m.reg.p[i].numel; sum_kind[m.reg.p[i].grad_kind] += m.reg.p[i].numel; }
+            else nf += m.reg.p[i].numel;
+        }
+        double acts = 4.0 * lmp_gpt2_act_floats(&m, p->B, T);
+        double total = 4.0 * nf + 4.0 * nt + 12.0 * nt + acts + LMP_RUNTIME_BYTES;
+        if (total > p->total) {
+            p->frozen = 4.0 * nf;
+            p->trainable = 4.0 * nt;
+            p->optim = 12.0 * nt;  // grad, m, v
+            p->acts = acts;
+            p->runtime = LMP_RUNTIME_BYTES;
+            p->total = total;
+            p->grad_world = ranks > 1 ? 4.0 * (sum_kind[0] + sum_kind[1]) : 0;
+            p->grad_dp = p->dp > 1 ? 4.0 * sum_kind[2] : 0;
+        }
+        int64_t n_train;
+        lmp_registry_counts(&m.reg, &n_train, NULL);
+        p->ckpt = 12.0 * (double)n_train;
+        lmp_gpt2_free(&m);
+    }
+    if (tp > 1) {
+        // Per micro-step: embedding + 2 row-parallel outputs per layer + loss statistics
+        // (3 doubles a row) forward; 2 column-parallel input grads per layer + ln_f backward.
+        double N = (double)p->B * T, C = m_cfg.n_embd, L = m_cfg.n_layer;
+        int accum = cfg->train.grad_accum;
+        p->tp_fwd = accum * (4.0 * N * C * (1 + 2 * L) + 24.0 * N);
+        p->tp_bwd = accum * 4.0 * N * C * (2 * L + 1);
+    }
+}
+
+static void row(const char *what, double bytes) {
+    lmp_log("  %-42s %12.1f MB\n", what, bytes / 1e6);
+}
+
+void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
+    lmp_log("plan: %d ranks = tp %d x dp %d, %d sequences x %d tokens per replica per micro-step\n",
+            p->tp * p->dp, p->tp, p->dp, p->B, cfg->train.seq_len);
+    lmp_log("memory per rank (largest shard):\n");
+    row("frozen weights (1/tp of the base model)", p->frozen);
+    row("trainable parameters", p->trainable);
+    row("gradients + AdamW m and v", p->optim);
+    row("activations and scratch", p->acts);
+    row("runtime (MPI, OpenBLAS, code; measured)", p->runtime);
+    row("total", p->total);
+    lmp_log("all-reduce payload per optimizer step:\n");
+    row("tp group, forward (activations)", p->tp_fwd);
+    row("tp group, backward (input gradients)", p->tp_bwd);
+    row("all ranks, adapter/replicated gradients", p->grad_world);
+    row("dp group, sharded gradients", p->grad_dp);
+    lmp_log("(a ring all-reduce sends and receives about 2(n-1)/n times its payload per rank)\n");
+    lmp_log("checkpoint file (trainable tensors + AdamW m, v):\n");
+    row("size of one ckpt-<step>.h5", p->ckpt);
+}

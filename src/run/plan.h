@@ -1,0 +1,25 @@
+// plan.h: what a layout costs before it runs: memory per rank and bytes per collective.
+#ifndef LORAMPI_PLAN_H
+#define LORAMPI_PLAN_H
+#include <stddef.h>
+#include "core/config.h"
+
+typedef struct {
+    int tp, dp, B;                 // layout and this replica's rows
+    double frozen, trainable, optim, acts, runtime, total;  // bytes per rank (worst rank)
+    double tp_fwd, tp_bwd;         // all-reduce payload per step within a tp group
+    double grad_world, grad_dp;    // gradient all-reduce payloads per step
+    double ckpt;                   // checkpoint file: trainable tensors + AdamW m, v (float32)
+} lmp_plan_t;
+
+// Memory of the rank with the largest shard and collective payloads for `ranks` ranks
+// laid out as cfg->parallel.tp x (ranks / tp). Dies naming the problem when the layout is
+// impossible (the same checks as training).
+void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p);
+// Prints the plan as a table (rank 0).
+void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p);
+
+// Measured fixed cost of a lorampi process (MPI, OpenBLAS buffers, code), in bytes.
+#define LMP_RUNTIME_BYTES (16.0 * 1024 * 1024)
+
+#endif
