@@ -17,12 +17,36 @@ void lmp_registry_free(lmp_registry *r) {
     free(r->grad_mem);
     free(r->m_mem);
     free(r->v_mem);
+    free(r->rec);
     memset(r, 0, sizeof *r);
 }
 
-lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
-                     int split_dim, int groups, int64_t offset, int64_t len,
-                     lmp_role role, int trainable, lmp_grad_kind kind, int decay) {
+void lmp_part(int64_t n, int parts, int p, int64_t *off, int64_t *len) {
+    *off = n * p / parts;
+    *len = n * (p + 1) / parts - *off;
+}
+
+lmp_split lmp_split_even(int dim, int groups, const int64_t *size, int parts, int p) {
+    lmp_split s = {dim, groups, {0}, {0}, {0}};
+    for (int g = 0; g < groups; g++) {
+        s.size[g] = size[g];
+        lmp_part(size[g], parts, p, &s.off[g], &s.len[g]);
+    }
+    return s;
+}
+
+lmp_split lmp_split_none(void) { return (lmp_split){-1, 1, {0}, {0}, {0}}; }
+
+// A split that covers every block whole (tp = 1) is no split: the entry is whole.
+static int covers_all(const lmp_split *s) {
+    for (int g = 0; g < s->groups; g++)
+        if (s->off[g] != 0 || s->len[g] != s->size[g]) return 0;
+    return 1;
+}
+
+lmp_param *lmp_registry_add_split(lmp_registry *r, const char *name, int ndim,
+                                  const int64_t *shape, const lmp_split *split, lmp_role role,
+                                  int trainable, lmp_grad_kind kind, int decay) {
     LMP_CHECK(!r->frozen_mem && !r->train_mem, "registry: %s added after allocation", name);
     LMP_CHECK(ndim >= 1 && ndim <= LMP_MAX_DIMS, "registry: %s has %d dims", name, ndim);
     LMP_CHECK(strlen(name) < LMP_NAME_MAX, "registry: name too long: %s", name);
@@ -33,22 +57,27 @@ lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const i
     strcpy(p->name, name);
     p->ndim = ndim;
     p->numel = 1;
-    for (int d = 0; d < ndim; d++) {
-        p->shape[d] = shape[d];
-        p->local_shape[d] = shape[d];
-    }
-    // A split that covers the whole dim (tp = 1) is no split: the entry is whole.
-    if (split_dim >= 0 && offset == 0 && len * (groups < 1 ? 1 : groups) == shape[split_dim])
-        split_dim = -1;
-    p->split_dim = split_dim;
-    p->groups = groups < 1 ? 1 : groups;
-    if (split_dim >= 0) {
-        LMP_CHECK(split_dim < ndim && shape[split_dim] % p->groups == 0 &&
-                  offset >= 0 && len > 0 && offset + len <= shape[split_dim] / p->groups,
-                  "registry: bad split of %s", name);
-        p->offset = offset;
-        p->len = len;
-        p->local_shape[split_dim] = len * p->groups;
+    p->rec = -1;
+    p->groups = 1;
+    p->split_dim = -1;
+    for (int d = 0; d < ndim; d++) p->shape[d] = p->local_shape[d] = shape[d];
+    if (split->dim >= 0 && !covers_all(split)) {
+        int sd = split->dim, G = split->groups;
+        int64_t sum = 0, local = 0;
+        LMP_CHECK(sd < ndim && G >= 1 && G <= LMP_MAX_GROUPS, "registry: bad split of %s", name);
+        for (int g = 0; g < G; g++) {
+            LMP_CHECK(split->off[g] >= 0 && split->len[g] >= 0 &&
+                      split->off[g] + split->len[g] <= split->size[g], "registry: bad split of %s", name);
+            p->gsize[g] = split->size[g];
+            p->goff[g] = split->off[g];
+            p->glen[g] = split->len[g];
+            sum += split->size[g];
+            local += split->len[g];
+        }
+        LMP_CHECK(sum == shape[sd], "registry: blocks of %s do not add up to its dim %d", name, sd);
+        p->split_dim = sd;
+        p->groups = G;
+        p->local_shape[sd] = local;
     }
     for (int d = 0; d < ndim; d++) p->numel *= (size_t)p->local_shape[d];
     p->role = role;
@@ -57,6 +86,49 @@ lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const i
     p->decay = decay;
     r->n++;
     return p;
+}
+
+lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
+                     int split_dim, int groups, int64_t offset, int64_t len,
+                     lmp_role role, int trainable, lmp_grad_kind kind, int decay) {
+    lmp_split s = lmp_split_none();
+    if (split_dim >= 0) {
+        s.dim = split_dim;
+        s.groups = groups < 1 ? 1 : groups;
+        LMP_CHECK(s.groups <= LMP_MAX_GROUPS && shape[split_dim] % s.groups == 0,
+                  "registry: bad split of %s", name);
+        for (int g = 0; g < s.groups; g++) {
+            s.size[g] = shape[split_dim] / s.groups;
+            s.off[g] = offset;
+            s.len[g] = len;
+        }
+    }
+    return lmp_registry_add_split(r, name, ndim, shape, &s, role, trainable, kind, decay);
+}
+
+lmp_adapter_rec *lmp_registry_add_rec(lmp_registry *r, const lmp_adapter_rec *rec) {
+    if (r->n_rec == r->cap_rec) {
+        // Records are few (one per adapted module); pointers to them are not kept across adds.
+        r->cap_rec = r->cap_rec ? 2 * r->cap_rec : 16;
+        lmp_adapter_rec *grown = lmp_calloc((size_t)r->cap_rec * sizeof *grown);
+        if (r->n_rec) memcpy(grown, r->rec, (size_t)r->n_rec * sizeof *grown);
+        free(r->rec);
+        r->rec = grown;
+    }
+    lmp_adapter_rec *x = &r->rec[r->n_rec++];
+    *x = *rec;
+    x->n_tensor = 0;
+    return x;
+}
+
+void lmp_registry_attach(lmp_registry *r, lmp_adapter_rec *rec, lmp_param *p) {
+    LMP_CHECK(rec->n_tensor < 4, "registry: record %s has more than 4 tensors", rec->name);
+    rec->tensor[rec->n_tensor++] = (int)(p - r->p);
+    p->rec = (int)(rec - r->rec);
+}
+
+lmp_param *lmp_rec_tensor(const lmp_registry *r, const lmp_adapter_rec *rec, int k) {
+    return &r->p[rec->tensor[k]];
 }
 
 void lmp_registry_alloc(lmp_registry *r) {
@@ -109,14 +181,27 @@ int64_t lmp_param_global_numel(const lmp_param *p) {
     return n;
 }
 
+int64_t lmp_param_group_start(const lmp_param *p, int g) {
+    int64_t s = 0;
+    for (int k = 0; k < g; k++) s += p->gsize[k];
+    return s;
+}
+
+int64_t lmp_param_split_pos(const lmp_param *p, int64_t w) {
+    int64_t start = 0;
+    for (int g = 0; g < p->groups; g++) {
+        if (w < p->glen[g]) return start + p->goff[g] + w;
+        w -= p->glen[g];
+        start += p->gsize[g];
+    }
+    return -1;  // w outside the local extent
+}
+
 int64_t lmp_param_global_index(const lmp_param *p, size_t i) {
     if (p->split_dim < 0) return (int64_t)i;
-    int64_t idx[LMP_MAX_DIMS], rem = (int64_t)i;
+    int64_t idx[LMP_MAX_DIMS] = {0}, rem = (int64_t)i;
     for (int d = p->ndim - 1; d >= 0; d--) { idx[d] = rem % p->local_shape[d]; rem /= p->local_shape[d]; }
-    int sd = p->split_dim;
-    int64_t G = p->shape[sd] / p->groups;
-    int64_t g = idx[sd] / p->len, w = idx[sd] % p->len;
-    idx[sd] = g * G + p->offset + w;
+    idx[p->split_dim] = lmp_param_split_pos(p, idx[p->split_dim]);
     int64_t gi = 0;
     for (int d = 0; d < p->ndim; d++) gi = gi * p->shape[d] + idx[d];
     return gi;

@@ -10,6 +10,7 @@
 
 #define LMP_NAME_MAX 128
 #define LMP_MAX_DIMS 2
+#define LMP_MAX_GROUPS 4
 
 // What the gradient of a trainable tensor looks like across the tensor-parallel group,
 // which decides how it is reduced (see comm.c for the derivation).
@@ -28,10 +29,12 @@ typedef struct {
     int ndim;
     int64_t shape[LMP_MAX_DIMS]; // global shape; linear weights are (in, out) as in HF Conv1D
     // Sharding: split_dim < 0 means this rank holds the whole tensor. Otherwise the split dim
-    // is viewed as `groups` equal blocks (3 for the fused q|k|v columns, 1 otherwise) and this
-    // rank holds elements [g*G + offset, g*G + offset + len) of every block g, G = shape/groups.
+    // is a concatenation of `groups` blocks of global widths gsize[g] (the q|k|v columns of a
+    // fused projection: 3 blocks, of unequal widths under grouped-query attention; 1 block
+    // otherwise), and this rank holds elements [goff[g], goff[g] + glen[g]) of every block g,
+    // stored block after block.
     int split_dim, groups;
-    int64_t offset, len;
+    int64_t gsize[LMP_MAX_GROUPS], goff[LMP_MAX_GROUPS], glen[LMP_MAX_GROUPS];
     int64_t local_shape[LMP_MAX_DIMS];
     size_t numel;                // local element count
     lmp_role role;
@@ -39,7 +42,40 @@ typedef struct {
     lmp_grad_kind grad_kind;
     float *data, *grad, *m, *v;  // local buffers; grad/m/v NULL when frozen
     int decay;                   // 1: AdamW weight decay applies (matrices), 0: biases, norms
+    int rec;                     // index of its adapter record (lmp_adapter_rec), -1: base tensor
 } lmp_param;
+
+// How a tensor is split along one dim over the ranks of a tensor-parallel group: the dim is
+// `groups` blocks of widths size[g]; a rank holds [off[g], off[g] + len[g]) of each.
+typedef struct {
+    int dim;                     // -1: not split (every rank holds the whole tensor)
+    int groups;
+    int64_t size[LMP_MAX_GROUPS], off[LMP_MAX_GROUPS], len[LMP_MAX_GROUPS];
+} lmp_split;
+
+// Part p of `parts` of n items, as even as possible: [p*n/parts, (p+1)*n/parts). The one
+// rule lorampi shards by (heads, MLP columns and an odd vocabulary alike).
+void lmp_part(int64_t n, int parts, int p, int64_t *off, int64_t *len);
+// Each of the `groups` blocks of widths size[] split evenly (lmp_part) over `parts` ranks.
+lmp_split lmp_split_even(int dim, int groups, const int64_t *size, int parts, int p);
+// No split: the whole tensor on every rank.
+lmp_split lmp_split_none(void);
+
+// One adapted module: where an adapter sits and what it is. PEFT export, checkpoints and the
+// analysis read these records instead of parsing tensor names.
+typedef struct {
+    char name[LMP_NAME_MAX];     // prefix of its tensors: "h.3.attn.c_attn" or "h.3.attn.c_attn.q"
+    char base[LMP_NAME_MAX];     // the adapted base weight: "h.3.attn.c_attn.weight"
+    const char *method;          // "lora"
+    int layer;                   // block index
+    char target[32];             // the target's name in [adapter] targets: "c_attn", "q", ...
+    int slice;                   // -1: the whole linear; g: output block g of a fused linear (q/k/v)
+    int64_t in, out;             // the adapted matrix: ΔW is (out, in)
+    int64_t out_offset;          // its first output feature within the base linear
+    int r;                       // rank (LoRA-style methods)
+    float alpha, scale;          // lora_alpha and the scaling of ΔW = scale·B·A
+    int tensor[4], n_tensor;     // its registry entries, in the method's order
+} lmp_adapter_rec;
 
 typedef struct {
     lmp_param *p;
@@ -49,17 +85,31 @@ typedef struct {
     float *frozen_mem, *train_mem, *grad_mem, *m_mem, *v_mem;
     size_t n_frozen, n_train;              // local element counts
     size_t kind_off[3], kind_len[3];       // span of each grad_kind inside grad_mem
+    lmp_adapter_rec *rec;                  // adapted modules, in registration order
+    int n_rec, cap_rec;
 } lmp_registry;
 
 // Entries live in one array of fixed capacity, so an entry's address is stable from the
 // moment it is added and callers may keep pointers into the table.
 void lmp_registry_init(lmp_registry *r, int capacity);
 void lmp_registry_free(lmp_registry *r);
-// Adds an entry (before lmp_registry_alloc). split_dim = -1 for whole tensors.
-// Returns the entry; its buffers are assigned by lmp_registry_alloc.
+// Adds an entry (before lmp_registry_alloc) held as `split` says. Returns the entry; its
+// buffers are assigned by lmp_registry_alloc.
+lmp_param *lmp_registry_add_split(lmp_registry *r, const char *name, int ndim,
+                                  const int64_t *shape, const lmp_split *split, lmp_role role,
+                                  int trainable, lmp_grad_kind kind, int decay);
+// The same for `groups` equal blocks of which this rank holds [offset, offset + len) each;
+// split_dim = -1 for whole tensors.
 lmp_param *lmp_registry_add(lmp_registry *r, const char *name, int ndim, const int64_t *shape,
                      int split_dim, int groups, int64_t offset, int64_t len,
                      lmp_role role, int trainable, lmp_grad_kind kind, int decay);
+// Adds an adapter record (a copy of *rec, tensors none yet); the entries added next with
+// lmp_registry_add_to_rec belong to it. Capacity as for entries.
+lmp_adapter_rec *lmp_registry_add_rec(lmp_registry *r, const lmp_adapter_rec *rec);
+// Makes entry p one of record rec's tensors.
+void lmp_registry_attach(lmp_registry *r, lmp_adapter_rec *rec, lmp_param *p);
+// Tensor k of a record.
+lmp_param *lmp_rec_tensor(const lmp_registry *r, const lmp_adapter_rec *rec, int k);
 // Carves the buffers (zeroed) and sets data/grad/m/v of every entry.
 void lmp_registry_alloc(lmp_registry *r);
 // Entry by exact name, or NULL.
@@ -70,6 +120,10 @@ void lmp_registry_zero_grad(lmp_registry *r);
 int64_t lmp_param_global_numel(const lmp_param *p);
 // Maps local flat index i of p to its global flat index (for layout-independent init/RNG).
 int64_t lmp_param_global_index(const lmp_param *p, size_t i);
+// Global position along the split dim of local position w (0 <= w < local_shape[split_dim]).
+int64_t lmp_param_split_pos(const lmp_param *p, int64_t w);
+// Global start of block g along the split dim (the widths of the blocks before it).
+int64_t lmp_param_group_start(const lmp_param *p, int g);
 // Counts of global parameters: trainable and total.
 void lmp_registry_counts(const lmp_registry *r, int64_t *trainable, int64_t *total);
 

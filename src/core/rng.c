@@ -2,17 +2,12 @@
 // counter-mode generator and costs a few multiplies per draw).
 #include "core/rng.h"
 #include <math.h>
-
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
+#include <string.h>
 
 uint64_t lmp_rng_bits(uint64_t seed, uint64_t stream, uint64_t index) {
-    uint64_t k = mix64(seed + 0x9e3779b97f4a7c15ULL);
-    k = mix64(k ^ (stream + 0x632be59bd9b4e019ULL));
-    return mix64(k ^ (index * 0x9e3779b97f4a7c15ULL + 0xd1b54a32d192ed03ULL));
+    uint64_t k = lmp_mix64(seed + 0x9e3779b97f4a7c15ULL);
+    k = lmp_mix64(k ^ (stream + 0x632be59bd9b4e019ULL));
+    return lmp_mix64(k ^ (index * 0x9e3779b97f4a7c15ULL + 0xd1b54a32d192ed03ULL));
 }
 
 float lmp_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
@@ -26,8 +21,11 @@ float lmp_rng_normal(uint64_t seed, uint64_t stream, uint64_t index) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
 }
 
-uint64_t lmp_hash_str(const char *s) {
+uint64_t lmp_hash_bytes(const void *s, size_t n) {
+    const unsigned char *b = s;
     uint64_t h = 1469598103934665603ULL;  // FNV-1a
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return mix64(h);
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
+    return lmp_mix64(h);
 }
+
+uint64_t lmp_hash_str(const char *s) { return lmp_hash_bytes(s, strlen(s)); }

@@ -5,6 +5,7 @@
 // redraws exactly what it would have drawn.
 #ifndef LORAMPI_RNG_H
 #define LORAMPI_RNG_H
+#include <stddef.h>
 #include <stdint.h>
 
 // 64 random bits for (seed, stream, index).
@@ -13,6 +14,15 @@ uint64_t lmp_rng_bits(uint64_t seed, uint64_t stream, uint64_t index);
 float lmp_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index);
 // Standard normal (Box-Muller on two draws of the same index).
 float lmp_rng_normal(uint64_t seed, uint64_t stream, uint64_t index);
+// SplitMix64's finaliser: a bijection of 64-bit words that spreads every input bit. The one
+// mixing function of lorampi (RNG, hashes, the base-weight checksum).
+static inline uint64_t lmp_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+// Hash of n bytes (FNV-1a, then lmp_mix64): hash tables and stream ids.
+uint64_t lmp_hash_bytes(const void *s, size_t n);
 // Hash of a string, to derive a stream id from a parameter name.
 uint64_t lmp_hash_str(const char *s);
 

@@ -2,6 +2,7 @@
 // 256 single-byte tokens seed each piece, and a merge is a lookup of the id pair (a, b) in
 // a hash table giving (rank, id of a+b), so no strings are built while encoding.
 #include "data/bpe.h"
+#include "core/rng.h"
 #include "core/util.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -59,18 +60,6 @@ void lmp_ids_push(lmp_ids *a, int id) {
 void lmp_ids_free(lmp_ids *a) {
     free(a->v);
     memset(a, 0, sizeof *a);
-}
-
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;  // FNV-1a
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
-
-static uint64_t hash_u64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
 }
 
 static size_t pow2_at_least(size_t n) {
@@ -140,7 +129,7 @@ char *lmp_utf8_sanitize(const char *s, size_t len, size_t *out_len, size_t *n_ba
 // Tables
 
 static int str_find(const lmp_bpe *b, const char *s, size_t n) {
-    for (size_t h = hash_bytes(s, n) & (b->str_cap - 1);; h = (h + 1) & (b->str_cap - 1)) {
+    for (size_t h = lmp_hash_bytes(s, n) & (b->str_cap - 1);; h = (h + 1) & (b->str_cap - 1)) {
         int v = b->str_slot[h];
         if (!v) return -1;
         if ((size_t)b->tok_len[v - 1] == n && !memcmp(b->tok[v - 1], s, n)) return v - 1;
@@ -148,14 +137,14 @@ static int str_find(const lmp_bpe *b, const char *s, size_t n) {
 }
 
 static void str_insert(lmp_bpe *b, int id) {
-    size_t h = hash_bytes(b->tok[id], (size_t)b->tok_len[id]) & (b->str_cap - 1);
+    size_t h = lmp_hash_bytes(b->tok[id], (size_t)b->tok_len[id]) & (b->str_cap - 1);
     while (b->str_slot[h]) h = (h + 1) & (b->str_cap - 1);
     b->str_slot[h] = id + 1;
 }
 
 static size_t pair_slot(const lmp_bpe *b, int a, int c) {
     uint64_t key = ((uint64_t)(a + 1) << 32) | (uint64_t)(c + 1);
-    size_t h = hash_u64(key) & (b->pair_cap - 1);
+    size_t h = lmp_mix64(key) & (b->pair_cap - 1);
     while (b->pair_key[h] && b->pair_key[h] != key) h = (h + 1) & (b->pair_cap - 1);
     return h;
 }
@@ -361,7 +350,7 @@ static void cache_grow(lmp_bpe *b) {
     size_t cap = b->cache_cap * 2;
     int *slot = lmp_calloc(cap * sizeof *slot);
     for (size_t e = 0; e < b->n_cache; e++) {
-        size_t h = hash_bytes(b->keys + b->ent[e].key_off, b->ent[e].key_len) & (cap - 1);
+        size_t h = lmp_hash_bytes(b->keys + b->ent[e].key_off, b->ent[e].key_len) & (cap - 1);
         while (slot[h]) h = (h + 1) & (cap - 1);
         slot[h] = (int)e + 1;
     }
@@ -372,7 +361,7 @@ static void cache_grow(lmp_bpe *b) {
 
 // Appends the ids of one piece, from the cache or computed and cached.
 static void encode_piece(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
-    size_t h = hash_bytes(s, n) & (b->cache_cap - 1);
+    size_t h = lmp_hash_bytes(s, n) & (b->cache_cap - 1);
     for (int e; !b->no_cache && (e = b->cache_slot[h]); h = (h + 1) & (b->cache_cap - 1)) {
         cache_entry *c = &b->ent[e - 1];
         if (c->key_len == n && !memcmp(b->keys + c->key_off, s, n)) {
@@ -387,7 +376,7 @@ static void encode_piece(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
     if (!b->no_cache && n <= 64 && b->n_cache < (1u << 20)) {
         if (2 * (b->n_cache + 1) > b->cache_cap) {
             cache_grow(b);
-            h = hash_bytes(s, n) & (b->cache_cap - 1);
+            h = lmp_hash_bytes(s, n) & (b->cache_cap - 1);
             while (b->cache_slot[h]) h = (h + 1) & (b->cache_cap - 1);
         }
         if (b->n_cache == b->ent_cap) {

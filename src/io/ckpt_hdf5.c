@@ -33,42 +33,28 @@ static void tensor_path(const lmp_param *p, char *out, size_t n) {
     }
 }
 
-// Selects this rank's part of p in the file dataspace: the whole tensor, or its slice as one
-// strided hyperslab (`groups` blocks of `len` elements, one every shape/groups, along
-// split_dim) whose row-major order is exactly the local buffer's.
+// Selects this rank's part of p in the file dataspace: the whole tensor, or its slice as the
+// union of one block per group along split_dim, whose row-major order is exactly the local
+// buffer's (blocks in group order).
 static void select_local(hid_t fs, const lmp_param *p) {
     if (p->split_dim < 0) {
         LMP_CHECK_H5(H5Sselect_all(fs));
         return;
     }
-    if (p->len == 0) {
-        LMP_CHECK_H5(H5Sselect_none(fs));
-        return;
+    LMP_CHECK_H5(H5Sselect_none(fs));
+    for (int g = 0; g < p->groups; g++) {
+        if (p->glen[g] == 0) continue;
+        hsize_t start[2] = {0, 0}, count[2] = {1, 1};
+        for (int d = 0; d < p->ndim; d++) count[d] = (hsize_t)p->shape[d];
+        int d = p->split_dim;
+        start[d] = (hsize_t)(lmp_param_group_start(p, g) + p->goff[g]);
+        count[d] = (hsize_t)p->glen[g];
+        LMP_CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_OR, start, NULL, count, NULL));
     }
-    hsize_t start[2], stride[2], count[2], block[2];
-    for (int d = 0; d < p->ndim; d++) {
-        start[d] = 0;
-        stride[d] = 1;
-        count[d] = 1;
-        block[d] = (hsize_t)p->shape[d];
-    }
-    int d = p->split_dim;
-    start[d] = (hsize_t)p->offset;
-    stride[d] = (hsize_t)(p->shape[d] / p->groups);
-    count[d] = (hsize_t)p->groups;
-    block[d] = (hsize_t)p->len;
-    LMP_CHECK_H5(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, stride, count, block));
 }
 
 // ---------------------------------------------------------------------------------------
 // Base-weight checksum
-
-// SplitMix64's finaliser: a bijection of 64-bit words that spreads every input bit.
-static inline uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 // Wrapping sum of hash(name, global index, bits) over p's local elements. The global index
 // comes from per-row and per-column maps (the split dim's map jumps between q|k|v blocks).
@@ -81,8 +67,7 @@ static uint64_t sum_elements(const lmp_param *p) {
     for (int64_t j = 0; j < cols; j++) cmap[j] = j;
     if (p->split_dim >= 0) {
         int64_t *map = p->split_dim == nd - 1 ? cmap : rmap, n = p->split_dim == nd - 1 ? cols : rows;
-        int64_t G = p->shape[p->split_dim] / p->groups;
-        for (int64_t w = 0; w < n; w++) map[w] = w / p->len * G + p->offset + w % p->len;
+        for (int64_t w = 0; w < n; w++) map[w] = lmp_param_split_pos(p, w);
     }
     uint64_t h = lmp_hash_str(p->name), s = 0;
     const float *x = p->data;
@@ -93,7 +78,7 @@ static uint64_t sum_elements(const lmp_param *p) {
             uint32_t bits;
             memcpy(&bits, &x[i * cols + j], sizeof bits);
             uint64_t gi = (uint64_t)(rmap[i] * gcols + cmap[j]);
-            s += mix64(h ^ (gi * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)bits << 17));
+            s += lmp_mix64(h ^ (gi * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)bits << 17));
         }
     free(rmap);
     free(cmap);
@@ -119,14 +104,18 @@ uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c) {
 // Chunks of about CHUNK_ELEMS, as equal as possible (an edge chunk is stored whole), that
 // tile each rank's shard along the split dim: then every chunk has one writer and parallel
 // HDF5 need not ship chunk data between ranks before filtering. All ranks must pass the
-// same chunk shape, so the shard extent is computed from the layout, not from p->len
-// (which differs by one row between ranks for an uneven vocabulary split).
+// same chunk shape, so the shard extent is computed from the layout, not from glen (which
+// differs by one row between ranks for an uneven vocabulary split): the largest width
+// dividing every block's shard (blocks of unequal widths under grouped-query attention).
+static hsize_t gcd_h(hsize_t a, hsize_t b) { return b ? gcd_h(b, a % b) : a; }
+
 static void chunk_dims(const lmp_param *p, int tp, hsize_t *chunk) {
     int nd = p->ndim;
     hsize_t ext[2] = {1, 1};
     for (int d = 0; d < nd; d++) ext[d] = (hsize_t)p->shape[d];
     if (p->split_dim >= 0) {
-        hsize_t shard = (hsize_t)(p->shape[p->split_dim] / p->groups / tp);
+        hsize_t shard = 0;
+        for (int g = 0; g < p->groups; g++) shard = gcd_h(shard, (hsize_t)(p->gsize[g] / tp));
         ext[p->split_dim] = shard > 0 ? shard : 1;
     }
     hsize_t n = (ext[nd - 1] + CHUNK_ELEMS - 1) / CHUNK_ELEMS;

@@ -24,18 +24,28 @@ static lmp_param *add(lmp_gpt2 *m, const char *name, int ndim, int64_t d0, int64
 
 // Adds LoRA on one linear layer (or one q/k/v slice of c_attn: slice 0..2, -1 = whole).
 static void add_lora(lmp_gpt2 *m, lmp_linear *L, const char *module, int in, int out,
-                     int slice) {
+                     int slice, int layer, const char *target, const char *base) {
     const lmp_gpt2_opts *o = &m->opts;
     lmp_lora *l = &m->loras[m->n_lora++];
     memset(l, 0, sizeof *l);
+    lmp_adapter_rec rec = {.method = "lora", .layer = layer, .slice = slice, .in = in,
+                           .out = out, .out_offset = slice < 0 ? 0 : (int64_t)slice * out,
+                           .r = o->lora_r, .alpha = o->lora_alpha};
+    rec.scale = o->rslora ? o->lora_alpha / sqrtf((float)o->lora_r) : o->lora_alpha / o->lora_r;
+    snprintf(rec.name, sizeof rec.name, "%s", module);
+    snprintf(rec.base, sizeof rec.base, "%s", base);
+    snprintf(rec.target, sizeof rec.target, "%s", target);
+    lmp_adapter_rec *x = lmp_registry_add_rec(&m->reg, &rec);
     char name[LMP_NAME_MAX];
     int64_t sa[2] = {o->lora_r, in}, sb[2] = {out, o->lora_r};
     snprintf(name, sizeof name, "%s.lora_A", module);
     l->A = lmp_registry_add(&m->reg, name, 2, sa, -1, 1, 0, 0, LMP_ROLE_ADAPTER, 1,
                             LMP_GRAD_TP_SUM, 1);
+    lmp_registry_attach(&m->reg, x, l->A);
     snprintf(name, sizeof name, "%s.lora_B", module);
     l->B = lmp_registry_add(&m->reg, name, 2, sb, -1, 1, 0, 0, LMP_ROLE_ADAPTER, 1,
                             LMP_GRAD_TP_SUM, 1);
+    lmp_registry_attach(&m->reg, x, l->B);
     l->in = in;
     l->out = out;
     l->r = o->lora_r;
@@ -130,17 +140,24 @@ void lmp_gpt2_register(lmp_gpt2 *m, const lmp_model_config *cfg, const lmp_gpt2_
 
         int t = opts->lora_targets;
         if (t && (!opts->layer_on || opts->layer_on[l])) {
-            if (t & LMP_T_C_ATTN) add_lora(m, &b->c_attn, NAME("attn.c_attn"), C, 3 * C, -1);
+            char base[LMP_NAME_MAX];
+#define BASE(s) (snprintf(base, sizeof base, "h.%d.%s.weight", l, s), base)
+            if (t & LMP_T_C_ATTN)
+                add_lora(m, &b->c_attn, NAME("attn.c_attn"), C, 3 * C, -1, l, "c_attn", BASE("attn.c_attn"));
             static const char *qkv[3] = {"q", "k", "v"};
             for (int g = 0; g < 3; g++) {
                 if (!(t & (LMP_T_Q << g))) continue;
                 char mod[LMP_NAME_MAX];
                 snprintf(mod, sizeof mod, "h.%d.attn.c_attn.%s", l, qkv[g]);
-                add_lora(m, &b->c_attn, mod, C, C, g);
+                add_lora(m, &b->c_attn, mod, C, C, g, l, qkv[g], BASE("attn.c_attn"));
             }
-            if (t & LMP_T_ATTN_PROJ) add_lora(m, &b->attn_proj, NAME("attn.c_proj"), C, C, -1);
-            if (t & LMP_T_MLP_FC) add_lora(m, &b->c_fc, NAME("mlp.c_fc"), C, 4 * C, -1);
-            if (t & LMP_T_MLP_PROJ) add_lora(m, &b->mlp_proj, NAME("mlp.c_proj"), 4 * C, C, -1);
+            if (t & LMP_T_ATTN_PROJ)
+                add_lora(m, &b->attn_proj, NAME("attn.c_proj"), C, C, -1, l, "attn.c_proj", BASE("attn.c_proj"));
+            if (t & LMP_T_MLP_FC)
+                add_lora(m, &b->c_fc, NAME("mlp.c_fc"), C, 4 * C, -1, l, "mlp.c_fc", BASE("mlp.c_fc"));
+            if (t & LMP_T_MLP_PROJ)
+                add_lora(m, &b->mlp_proj, NAME("mlp.c_proj"), 4 * C, C, -1, l, "mlp.c_proj", BASE("mlp.c_proj"));
+#undef BASE
         }
 #undef NAME
     }
