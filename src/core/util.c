@@ -162,3 +162,19 @@ void lmp_mkdir_p(const char *dir) {
         if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST) lmp_die("cannot create directory %s: %s", dir, strerror(errno));
 }
+
+char *lmp_fmt(char *out, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= n) lmp_die("text too long (%d bytes, room for %zu): %.200s...", k, n, out);
+    return out;
+}
+
+char *lmp_path_join(char *out, size_t n, const char *dir, const char *name) {
+    int k = snprintf(out, n, "%s/%s", dir, name);
+    if (k < 0 || (size_t)k >= n)
+        lmp_die("path too long (%d bytes, room for %zu): %s/%s", k, n, dir, name);
+    return out;
+}

@@ -54,6 +54,12 @@ size_t lmp_peak_rss(void);
 // CPU with AVX2/AVX-512 (Debian's 0.3.21 does not know recent CPUs), naming the fix.
 void lmp_check_blas_core(void);
 
+// dir + "/" + name into out (size n), returned; dies naming both when it does not fit, so a
+// long path is never silently cut into another (existing) one.
+char *lmp_path_join(char *out, size_t n, const char *dir, const char *name);
+// snprintf into out (size n), returned; dies when the text does not fit (names, paths).
+char *lmp_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
 
