@@ -5,7 +5,7 @@
 // full fine-tuning. Also: each rank's frozen bytes equal its shard size computed from the
 // shapes, and every rank took part.
 #include "testutil.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "core/optim.h"
 #include "core/rng.h"
 
@@ -36,7 +36,7 @@ static void make_batch(int *tok, int *tgt) {
 // Every trainable tensor (gradients, or values) in its global shape on rank 0: each tp
 // rank of dp replica 0 scatters its slice into a zeroed global buffer; replicated tensors
 // come from tp rank 0 only; a sum over the tp group completes them.
-static float *gather_global(lmp_gpt2 *m, lmp_comm *c, int grads, size_t *n_out) {
+static float *gather_global(lmp_model *m, lmp_comm *c, int grads, size_t *n_out) {
     size_t ng = 0;
     for (int i = 0; i < m->reg.n; i++)
         if (m->reg.p[i].trainable) ng += (size_t)lmp_param_global_numel(&m->reg.p[i]);
@@ -59,16 +59,17 @@ static float *gather_global(lmp_gpt2 *m, lmp_comm *c, int grads, size_t *n_out) 
 static void run(MPI_Comm world, int tp, int full, int targets, float dropout, result *res) {
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
-    lmp_gpt2_opts o = {.full_finetune = full, .lora_targets = targets, .lora_r = 4,
-                       .lora_alpha = 8, .lora_dropout = dropout};
-    lmp_gpt2 m;
-    lmp_gpt2_build(&m, &CFG, &o, &c);
-    lmp_gpt2_init_base(&m, 5);
-    lmp_gpt2_init_adapters(&m, 0, 6);
+    lmp_model_opts o = {.full_finetune = full, .targets = targets,
+                        .ad = {.r = 4, .alpha = 8, .dropout = dropout}};
+    lmp_model m;
+    lmp_model_build(&m, &CFG, &o, &c);
+    lmp_model_init_base(&m, 5);
+    lmp_model_init_adapters(&m, 0, 6);
     // Non-zero B (by global index, so identical on every layout) so every path carries signal.
-    for (int i = 0; i < m.n_lora; i++)
-        for (size_t k = 0; k < m.loras[i].B->numel; k++)
-            m.loras[i].B->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)i, k);
+    for (int i = 0; i < m.reg.n_rec; i++) {
+        lmp_param *Bp = lmp_rec_tensor(&m.reg, &m.reg.rec[i], 1);  // lora_B
+        for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)i, k);
+    }
 
     // Exact frozen shard size from the shapes alone.
     int64_t C = CFG.n_embd, L = CFG.n_layer, p = c.tp_rank;
@@ -81,7 +82,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, re
             full ? m.reg.n_train : m.reg.n_frozen, (long long)expect);
 
     int B = BG / c.dp_size, N = B * T;
-    lmp_gpt2_set_batch(&m, B, T);
+    lmp_model_set_batch(&m, B, T);
     int tok[BG * T], tgt[BG * T];
     float scale[BG * T];
     make_batch(tok, tgt);
@@ -89,7 +90,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, re
     int off = c.dp_rank * N;
     lmp_rng_ctx rc = {9, 0, off, 1};
     lmp_registry_zero_grad(&m.reg);
-    double loss = lmp_gpt2_step(&m, tok + off, tgt + off, scale + off, &rc, 1);
+    double loss = lmp_model_step(&m, tok + off, tgt + off, scale + off, &rc, 1);
     lmp_allreduce_d(&c, &loss, 1, MPI_SUM, c.dp);
     lmp_reduce_grads(&c, &m.reg);
 
@@ -102,7 +103,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, re
     lmp_optim_cfg oc = {1e-2f, 0.9f, 0.999f, 1e-3f, 0.01f, 0, 1, 2, 0};
     lmp_adamw_step(&m.reg, &oc, 1e-2f, 1, 1.0f);
     float *lg = malloc(sizeof(float) * BG * T * CFG.vocab_size);
-    lmp_gpt2_logits(&m, tok + off, lg + (size_t)off * CFG.vocab_size);
+    lmp_model_logits(&m, tok + off, lg + (size_t)off * CFG.vocab_size);
     // Replica d's rows go to rank 0 from the tp-rank-0 member of replica d.
     if (c.tp_rank == 0 && c.dp_size > 1)
         MPI_Gather(c.dp_rank == 0 ? MPI_IN_PLACE : lg + (size_t)off * CFG.vocab_size,
@@ -112,7 +113,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, re
     res->grads = g;
     res->ngrad = ng;
     res->logits = lg;
-    lmp_gpt2_free(&m);
+    lmp_model_free(&m);
     lmp_comm_free(&c);
 }
 

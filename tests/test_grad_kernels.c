@@ -370,14 +370,14 @@ typedef struct {
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    lmp_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+    lmp_sdpa_forward(c->out, c->att, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, 3 * c->C, c->B, c->T, c->NH, c->NH, c->C / c->NH);
     return dot_rd(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 static void att_bwd(void *p) {
     att_ctx *c = p;
     att_loss(c);  // att of the current qkv
     fill(c->datt, (size_t)c->B * c->NH * c->T * c->T, NAN);  // scratch: must not be read
-    lmp_attention_backward(c->dqkv, c->datt, c->R, c->qkv, c->att, c->B, c->T, c->C, c->NH);
+    lmp_sdpa_backward(c->dqkv, c->dqkv + c->C, c->dqkv + 2 * c->C, c->datt, c->R, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, c->att, 3 * c->C, c->B, c->T, c->NH, c->NH, c->C / c->NH);
 }
 
 static void test_attention(void) {

@@ -4,7 +4,7 @@
 //  - with B = 0 the adapted model's logits equal the base model's bit for bit;
 //  - the loss equals a direct softmax cross-entropy of the full logits.
 #include "testutil.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "core/rng.h"
 
 #include <math.h>
@@ -18,23 +18,23 @@ static const lmp_model_config CFG = {2, 2, 8, 13, 8, 1e-5f};
 static int tokens[N], targets[N];
 static float scale[N];
 
-static void build(lmp_gpt2 *m, lmp_comm *c, int full, int targets_bits, float dropout) {
-    lmp_gpt2_opts o = {.full_finetune = full, .lora_targets = targets_bits, .lora_r = 3,
-                       .lora_alpha = 6.0f, .lora_dropout = dropout, .rslora = 0};
-    lmp_gpt2_build(m, &CFG, &o, c);
-    lmp_gpt2_init_base(m, 7);
-    lmp_gpt2_init_adapters(m, 0, 11);
-    lmp_gpt2_set_batch(m, B, T);
+static void build(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout) {
+    lmp_model_opts o = {.full_finetune = full, .targets = targets_bits,
+                        .ad = {.r = 3, .alpha = 6.0f, .dropout = dropout, .rslora = 0}};
+    lmp_model_build(m, &CFG, &o, c);
+    lmp_model_init_base(m, 7);
+    lmp_model_init_adapters(m, 0, 11);
+    lmp_model_set_batch(m, B, T);
 }
 
 // Loss as a double for central differences.
-static double loss_of(lmp_gpt2 *m, const lmp_rng_ctx *rc) {
-    return lmp_gpt2_step(m, tokens, targets, scale, rc, 0);
+static double loss_of(lmp_model *m, const lmp_rng_ctx *rc) {
+    return lmp_model_step(m, tokens, targets, scale, rc, 0);
 }
 
 // Compares analytic and central-difference gradients for every element of every trainable
 // entry. Tolerance: fp32 forward, h = 1e-3 -> max abs error <= 2e-2 * max|grad| per tensor.
-static void check_grads(lmp_gpt2 *m, const char *what, const lmp_rng_ctx *rc) {
+static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
     // Base weights at GPT-2 init (std 0.02) make the adapter gradients tiny; make B and the
     // weights non-trivial so every path carries signal.
     for (int i = 0; i < m->reg.n; i++) {
@@ -45,7 +45,7 @@ static void check_grads(lmp_gpt2 *m, const char *what, const lmp_rng_ctx *rc) {
                     p->data[k] = 0.3f * lmp_rng_normal(99, (uint64_t)i, k);
     }
     lmp_registry_zero_grad(&m->reg);
-    lmp_gpt2_step(m, tokens, targets, scale, rc, 1);
+    lmp_model_step(m, tokens, targets, scale, rc, 1);
     int checked = 0;
     for (int i = 0; i < m->reg.n; i++) {
         lmp_param *p = &m->reg.p[i];
@@ -84,10 +84,10 @@ int main(int argc, char **argv) {
 
     // Loss against an independent cross-entropy of the full logits.
     {
-        lmp_gpt2 m;
+        lmp_model m;
         build(&m, &c, 0, 0, 0);
         float *lg = malloc(sizeof(float) * N * CFG.vocab_size);
-        lmp_gpt2_logits(&m, tokens, lg);
+        lmp_model_logits(&m, tokens, lg);
         double ref = 0;
         for (int n = 0; n < N; n++) {
             double mx = -1e30, s = 0;
@@ -98,27 +98,27 @@ int main(int argc, char **argv) {
         double got = loss_of(&m, &train_rc);
         T_CHECK(t_close(got, ref, 1e-6, 1e-7), "loss %.9f != reference %.9f", got, ref);
         free(lg);
-        lmp_gpt2_free(&m);
+        lmp_model_free(&m);
     }
     // B = 0: identical logits to the base model, bit for bit.
     {
-        lmp_gpt2 base, ad;
+        lmp_model base, ad;
         build(&base, &c, 0, 0, 0);
         build(&ad, &c, 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0);
         size_t n = (size_t)N * CFG.vocab_size;
         float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
-        lmp_gpt2_logits(&base, tokens, l0);
-        lmp_gpt2_logits(&ad, tokens, l1);
+        lmp_model_logits(&base, tokens, l0);
+        lmp_model_logits(&ad, tokens, l1);
         T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "B = 0 changed the logits");
         // ... and non-zero B does change them (the adapter is really in the path).
-        lmp_param *Bp = ad.loras[0].B;
+        lmp_param *Bp = lmp_rec_tensor(&ad.reg, &ad.reg.rec[0], 1);  // lora_B
         for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.1f;
-        lmp_gpt2_logits(&ad, tokens, l1);
+        lmp_model_logits(&ad, tokens, l1);
         T_CHECK(memcmp(l0, l1, n * sizeof(float)) != 0, "non-zero B left the logits unchanged");
         free(l0);
         free(l1);
-        lmp_gpt2_free(&base);
-        lmp_gpt2_free(&ad);
+        lmp_model_free(&base);
+        lmp_model_free(&ad);
     }
     struct { const char *what; int full, targets; float dropout; } cases[] = {
         {"lora all targets", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0},
@@ -127,10 +127,10 @@ int main(int argc, char **argv) {
         {"full fine-tuning", 1, 0, 0},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        lmp_gpt2 m;
+        lmp_model m;
         build(&m, &c, cases[k].full, cases[k].targets, cases[k].dropout);
         check_grads(&m, cases[k].what, &train_rc);
-        lmp_gpt2_free(&m);
+        lmp_model_free(&m);
     }
     lmp_comm_free(&c);
     MPI_Finalize();

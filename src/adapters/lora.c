@@ -103,3 +103,88 @@ void lmp_lora_backward(const lmp_lora *l, float *dx, const float *dy, int ldy, c
             dx[k] += xd_scratch[k] * mask_at(l, rc, n, j);
         }
 }
+
+// ---------------------------------------------------------------------------------------
+// The method behind the adapter interface (adapter.h): one instance per adapted module.
+
+#include "core/util.h"
+#include <stdlib.h>
+
+typedef struct {
+    lmp_adapter base;
+    lmp_lora l;
+} lora_adapter;
+
+float lmp_lora_scaling(float alpha, int r, int rslora) {
+    return rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
+}
+
+// A (r, in) and B (out, r), replicated on every rank; their gradients are partial sums over
+// the tp group (each rank sees its shard of the layer, comm.c).
+static lmp_adapter *lora_add_linear(lmp_registry *reg, const lmp_adapter_rec *rec,
+                                    const lmp_linear_view *v, const lmp_adapter_opts *o) {
+    lora_adapter *a = lmp_calloc(sizeof *a);
+    lmp_adapter_rec r = *rec;
+    r.r = o->r;
+    r.alpha = o->alpha;
+    r.scale = lmp_lora_scaling(o->alpha, o->r, o->rslora);
+    lmp_adapter_rec *x = lmp_registry_add_rec(reg, &r);
+    a->base.method = &lmp_lora_method;
+    a->base.rec = (int)(x - reg->rec);
+    char name[LMP_NAME_MAX + 8];
+    int64_t sa[2] = {o->r, rec->in}, sb[2] = {rec->out, o->r};
+    lmp_param *A = lmp_registry_add(reg, lmp_fmt(name, sizeof name, "%s.lora_A", rec->name), 2,
+                                    sa, -1, 1, 0, 0, LMP_ROLE_ADAPTER, 1, LMP_GRAD_TP_SUM, 1);
+    lmp_registry_attach(reg, x, A);
+    lmp_param *B = lmp_registry_add(reg, lmp_fmt(name, sizeof name, "%s.lora_B", rec->name), 2,
+                                    sb, -1, 1, 0, 0, LMP_ROLE_ADAPTER, 1, LMP_GRAD_TP_SUM, 1);
+    lmp_registry_attach(reg, x, B);
+    lmp_lora *l = &a->l;
+    *l = (lmp_lora){.A = A, .B = B, .in = (int)rec->in, .out = (int)rec->out, .r = o->r,
+                    .scale = r.scale, .dropout = o->dropout, .a0 = v->a0, .in_l = v->in_l,
+                    .nseg = v->nseg, .stream = lmp_hash_str(rec->name)};
+    for (int s = 0; s < v->nseg; s++) {
+        l->brow[s] = v->brow[s];
+        l->ycol[s] = v->ycol[s];
+        l->cnt[s] = v->cnt[s];
+    }
+    return &a->base;
+}
+
+static void lora_init(lmp_adapter *a, const lmp_registry *reg, uint64_t seed, int gaussian) {
+    lmp_lora_init_params(&((lora_adapter *)a)->l, gaussian, seed);
+}
+
+// u (N, r) is kept for backward.
+static size_t lora_saved(const lmp_adapter *a) { return (size_t)((const lora_adapter *)a)->l.r; }
+// du (N, r) then xd (N, in_l), the dropped-out input.
+static size_t lora_scratch(const lmp_adapter *a) {
+    const lmp_lora *l = &((const lora_adapter *)a)->l;
+    return (size_t)l->r + (size_t)l->in_l;
+}
+
+static void lora_fwd(lmp_adapter *a, float *y, int ldy, const float *x, float *saved,
+                     float *scratch, int N, const lmp_rng_ctx *rc) {
+    const lmp_lora *l = &((lora_adapter *)a)->l;
+    lmp_lora_forward(l, y, ldy, x, saved, scratch + (size_t)N * l->r, N, rc);
+}
+
+static void lora_bwd(lmp_adapter *a, float *dx, const float *dy, int ldy, const float *x,
+                     const float *saved, float *scratch, int N, const lmp_rng_ctx *rc) {
+    const lmp_lora *l = &((lora_adapter *)a)->l;
+    lmp_lora_backward(l, dx, dy, ldy, x, saved, scratch, scratch + (size_t)N * l->r, N, rc);
+}
+
+static void lora_free(lmp_adapter *a) { free(a); }
+
+const lmp_adapter_method lmp_lora_method = {
+    .name = "lora",
+    .hooks = LMP_HOOK_LINEAR,
+    .add_linear = lora_add_linear,
+    .init = lora_init,
+    .saved_per_row = lora_saved,
+    .scratch_per_row = lora_scratch,
+    .linear_forward = lora_fwd,
+    .linear_backward = lora_bwd,
+    .free = lora_free,
+};

@@ -10,20 +10,16 @@
 #ifndef LORAMPI_LORA_H
 #define LORAMPI_LORA_H
 #include <stdint.h>
+#include "adapters/adapter.h"
 #include "core/registry.h"
 
-// LoRA targets, as a bit set.
-enum {
-    LMP_T_C_ATTN = 1 << 0,   // the fused qkv projection as a whole
-    LMP_T_Q = 1 << 1,        // the q columns of c_attn (loralib MergedLinear style)
-    LMP_T_K = 1 << 2,
-    LMP_T_V = 1 << 3,
-    LMP_T_ATTN_PROJ = 1 << 4,  // attn.c_proj
-    LMP_T_MLP_FC = 1 << 5,     // mlp.c_fc
-    LMP_T_MLP_PROJ = 1 << 6,   // mlp.c_proj
-};
+#define LMP_LORA_MAX_SEG LMP_VIEW_MAX_SEG
 
-#define LMP_LORA_MAX_SEG 3
+// The method behind the adapter interface ([adapter] method = lora).
+extern const lmp_adapter_method lmp_lora_method;
+
+// ΔW's scaling: alpha / r, or alpha / sqrt(r) with rsLoRA (Kalajdzievski, 2023), as PEFT.
+float lmp_lora_scaling(float alpha, int r, int rslora);
 
 typedef struct {
     lmp_param *A, *B;     // registry entries, whole on every rank
@@ -35,14 +31,6 @@ typedef struct {
     int brow[LMP_LORA_MAX_SEG], ycol[LMP_LORA_MAX_SEG], cnt[LMP_LORA_MAX_SEG];
     uint64_t stream;      // RNG stream of this module (from its name)
 } lmp_lora;
-
-// Randomness of one forward/backward: dropout masks are drawn from (seed, step, stream,
-// global row * in + global feature). row0 is the global index of this rank's first row.
-typedef struct {
-    uint64_t seed, step;
-    int64_t row0;
-    int training;         // dropout only when training
-} lmp_rng_ctx;
 
 // A (r,in): Kaiming-uniform with a = sqrt(5) (PEFT's default: bound 1/sqrt(in)) or Gaussian
 // N(0, 1/r) (PEFT's "gaussian"); B = 0. Values depend only on (seed, name, global index).

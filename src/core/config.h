@@ -9,7 +9,7 @@
 #define LMP_PATH_MAX 1024
 #define LMP_MAX_LAYERS 128
 
-#include "adapters/lora.h"  // LMP_T_* target bits
+#include "core/targets.h"  // LMP_T_* target bits
 
 typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1 } lmp_method;
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;

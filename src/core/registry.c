@@ -61,7 +61,9 @@ lmp_param *lmp_registry_add_split(lmp_registry *r, const char *name, int ndim,
     p->groups = 1;
     p->split_dim = -1;
     for (int d = 0; d < ndim; d++) p->shape[d] = p->local_shape[d] = shape[d];
-    if (split->dim >= 0 && !covers_all(split)) {
+    if (split->dim >= 0) {
+        // The block structure is kept even when this rank holds everything (tp = 1): adapters
+        // on one q/k/v block find their columns through it.
         int sd = split->dim, G = split->groups;
         int64_t sum = 0, local = 0;
         LMP_CHECK(sd < ndim && G >= 1 && G <= LMP_MAX_GROUPS, "registry: bad split of %s", name);
@@ -75,9 +77,11 @@ lmp_param *lmp_registry_add_split(lmp_registry *r, const char *name, int ndim,
             local += split->len[g];
         }
         LMP_CHECK(sum == shape[sd], "registry: blocks of %s do not add up to its dim %d", name, sd);
-        p->split_dim = sd;
         p->groups = G;
-        p->local_shape[sd] = local;
+        if (!covers_all(split)) {
+            p->split_dim = sd;
+            p->local_shape[sd] = local;
+        }
     }
     for (int d = 0; d < ndim; d++) p->numel *= (size_t)p->local_shape[d];
     p->role = role;

@@ -32,7 +32,8 @@ typedef struct {
     // is a concatenation of `groups` blocks of global widths gsize[g] (the q|k|v columns of a
     // fused projection: 3 blocks, of unequal widths under grouped-query attention; 1 block
     // otherwise), and this rank holds elements [goff[g], goff[g] + glen[g]) of every block g,
-    // stored block after block.
+    // stored block after block. A whole tensor registered with blocks keeps groups and gsize
+    // (goff = 0, glen = gsize) with split_dim = -1.
     int split_dim, groups;
     int64_t gsize[LMP_MAX_GROUPS], goff[LMP_MAX_GROUPS], glen[LMP_MAX_GROUPS];
     int64_t local_shape[LMP_MAX_DIMS];
@@ -65,7 +66,9 @@ lmp_split lmp_split_none(void);
 // analysis read these records instead of parsing tensor names.
 typedef struct {
     char name[LMP_NAME_MAX];     // prefix of its tensors: "h.3.attn.c_attn" or "h.3.attn.c_attn.q"
-    char base[LMP_NAME_MAX];     // the adapted base weight: "h.3.attn.c_attn.weight"
+    char module[LMP_NAME_MAX];   // the adapted layer: "h.3.attn.c_attn"
+    char site[48];               // that layer within a block: "attn.c_attn" (PEFT's target_modules)
+    char base[LMP_NAME_MAX];     // its weight: "h.3.attn.c_attn.weight"
     const char *method;          // "lora"
     int layer;                   // block index
     char target[32];             // the target's name in [adapter] targets: "c_attn", "q", ...

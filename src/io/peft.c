@@ -1,6 +1,7 @@
 // peft.c: PEFT adapter export.
 #include "io/peft.h"
 #include "core/util.h"
+#include "io/model_io.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -8,71 +9,69 @@
 #include <stdlib.h>
 #include <string.h>
 
-// One PEFT module assembled from one or more lorampi LoRA modules of the same layer/linear.
+// One PEFT module: the LoRA records of one base linear layer, merged.
 typedef struct {
-    char module[LMP_NAME_MAX];   // "h.3.attn.c_attn"
+    const lmp_adapter_rec *first;
     int in, out, r;
     float *A, *B;                // (r, in), (out, r)
 } peft_module;
 
-
-void lmp_peft_save(const char *dir, const lmp_gpt2 *m, const lmp_config *cfg) {
-    lmp_mkdir_p(dir);
-    peft_module *pm = lmp_calloc((size_t)m->n_lora * sizeof *pm);
+// Groups the records by the layer they adapt (in order of first appearance) and sizes each.
+static int group_modules(const lmp_registry *reg, peft_module *pm) {
     int np = 0;
-    float base_scale = m->loras[0].scale;
-    // Group q/k/v slices of the same layer into one c_attn module.
-    for (int i = 0; i < m->n_lora; i++) {
-        const lmp_lora *l = &m->loras[i];
-        char mod[LMP_NAME_MAX];
-        snprintf(mod, sizeof mod, "%s", l->A->name);
-        *strrchr(mod, '.') = 0;  // strip ".lora_A"
-        int slice = -1;
-        size_t ml = strlen(mod);
-        if (ml > 2 && mod[ml - 2] == '.' && strchr("qkv", mod[ml - 1])) {
-            slice = (int)(strchr("qkv", mod[ml - 1]) - "qkv");
-            mod[ml - 2] = 0;
-        }
+    for (int i = 0; i < reg->n_rec; i++) {
+        const lmp_adapter_rec *rec = &reg->rec[i];
+        LMP_CHECK(!strcmp(rec->method, "lora"), "PEFT export: method %s has no PEFT LoRA form", rec->method);
         peft_module *p = NULL;
-        for (int k = 0; k < np; k++) if (!strcmp(pm[k].module, mod)) p = &pm[k];
+        for (int k = 0; k < np; k++) if (!strcmp(pm[k].first->module, rec->module)) p = &pm[k];
         if (!p) {
             p = &pm[np++];
-            snprintf(p->module, sizeof p->module, "%s", mod);
-            p->in = l->in;
-            p->out = slice < 0 ? l->out : 3 * l->out;
+            p->first = rec;
+            p->in = (int)rec->in;
+            const lmp_param *w = lmp_registry_find((lmp_registry *)reg, rec->base);
+            LMP_CHECK(w, "PEFT export: no base weight %s", rec->base);
+            p->out = (int)w->shape[1];  // Conv1D (in, out)
         }
-        p->r += l->r;
+        p->r += rec->r;
     }
-    // Fill: A rows stacked in module order; B block columns, rows at the slice's offset.
-    for (int k = 0; k < np; k++) {
-        pm[k].A = lmp_calloc((size_t)pm[k].r * pm[k].in * sizeof(float));
-        pm[k].B = lmp_calloc((size_t)pm[k].out * pm[k].r * sizeof(float));
-        int r0 = 0;
-        for (int i = 0; i < m->n_lora; i++) {
-            const lmp_lora *l = &m->loras[i];
-            size_t ml = strlen(pm[k].module);
-            if (strncmp(l->A->name, pm[k].module, ml) || (l->A->name[ml] != '.')) continue;
-            const char *rest = l->A->name + ml + 1;
-            int slice = (rest[0] && rest[1] == '.' && strchr("qkv", rest[0])) ? (int)(strchr("qkv", rest[0]) - "qkv") : -1;
-            if (slice < 0 && strcmp(rest, "lora_A")) continue;
-            memcpy(pm[k].A + (size_t)r0 * l->in, l->A->data, (size_t)l->r * l->in * sizeof(float));
-            int row0 = slice < 0 ? 0 : slice * l->out;
-            for (int o = 0; o < l->out; o++)
-                memcpy(pm[k].B + (size_t)(row0 + o) * pm[k].r + r0, l->B->data + (size_t)o * l->r,
-                       (size_t)l->r * sizeof(float));
-            r0 += l->r;
-        }
+    return np;
+}
+
+// A rows stacked in record order; B's block of each record at its output rows.
+static void fill_module(const lmp_registry *reg, peft_module *p) {
+    p->A = lmp_calloc((size_t)p->r * p->in * sizeof(float));
+    p->B = lmp_calloc((size_t)p->out * p->r * sizeof(float));
+    int r0 = 0;
+    for (int i = 0; i < reg->n_rec; i++) {
+        const lmp_adapter_rec *rec = &reg->rec[i];
+        if (strcmp(rec->module, p->first->module)) continue;
+        const lmp_param *A = lmp_rec_tensor(reg, rec, 0), *B = lmp_rec_tensor(reg, rec, 1);
+        LMP_CHECK(A->split_dim < 0 && B->split_dim < 0, "PEFT export: %s is not whole", rec->name);
+        memcpy(p->A + (size_t)r0 * p->in, A->data, (size_t)rec->r * p->in * sizeof(float));
+        for (int64_t o = 0; o < rec->out; o++)
+            memcpy(p->B + (size_t)(rec->out_offset + o) * p->r + r0, B->data + (size_t)o * rec->r,
+                   (size_t)rec->r * sizeof(float));
+        r0 += rec->r;
     }
+}
+
+void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg) {
+    lmp_mkdir_p(dir);
+    peft_module *pm = lmp_calloc((size_t)(reg->n_rec + 1) * sizeof *pm);
+    int np = group_modules(reg, pm);
+    LMP_CHECK(np > 0, "PEFT export: the model has no adapters");
+    for (int k = 0; k < np; k++) fill_module(reg, &pm[k]);
+    float base_scale = reg->rec[0].scale;
     lmp_st_out *t = lmp_malloc(2 * (size_t)np * sizeof *t);
     char (*names)[LMP_NAME_MAX + 64] = lmp_malloc(2 * (size_t)np * sizeof *names);
     for (int k = 0; k < np; k++) {
-        snprintf(names[2 * k], sizeof names[0], "base_model.model.transformer.%s.lora_A.weight", pm[k].module);
-        snprintf(names[2 * k + 1], sizeof names[0], "base_model.model.transformer.%s.lora_B.weight", pm[k].module);
+        lmp_fmt(names[2 * k], sizeof names[0], "base_model.model.transformer.%s.lora_A.weight", pm[k].first->module);
+        lmp_fmt(names[2 * k + 1], sizeof names[0], "base_model.model.transformer.%s.lora_B.weight", pm[k].first->module);
         t[2 * k] = (lmp_st_out){names[2 * k], 2, {pm[k].r, pm[k].in}, pm[k].A};
         t[2 * k + 1] = (lmp_st_out){names[2 * k + 1], 2, {pm[k].out, pm[k].r}, pm[k].B};
     }
     char path[LMP_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    lmp_path_join(path, sizeof path, dir, "adapter_model.safetensors");
     lmp_st_write(path, t, 2 * np, "{\"format\": \"pt\"}");
 
     // adapter_config.json. PEFT's scaling is lora_alpha / r (or / sqrt(r) with rsLoRA); a
@@ -80,14 +79,14 @@ void lmp_peft_save(const char *dir, const lmp_gpt2 *m, const lmp_config *cfg) {
     json_t *targets = json_array(), *rank_pat = json_object(), *alpha_pat = json_object();
     int r = cfg->adapter.r;
     for (int k = 0; k < np; k++) {
-        const char *leaf = strchr(strchr(pm[k].module, '.') + 1, '.') + 1;  // "attn.c_attn"
+        const char *leaf = pm[k].first->site;  // "attn.c_attn"
         int seen = 0;
         for (size_t j = 0; j < json_array_size(targets); j++)
             if (!strcmp(json_string_value(json_array_get(targets, j)), leaf)) seen = 1;
         if (!seen) json_array_append_new(targets, json_string(leaf));
         if (pm[k].r != r) {
             char key[LMP_NAME_MAX + 16];
-            snprintf(key, sizeof key, "transformer.%s", pm[k].module);
+            lmp_fmt(key, sizeof key, "transformer.%s", pm[k].first->module);
             double alpha = cfg->adapter.rslora ? base_scale * sqrt(pm[k].r) : base_scale * pm[k].r;
             json_object_set_new(rank_pat, key, json_integer(pm[k].r));
             json_object_set_new(alpha_pat, key, json_real(alpha));
@@ -105,7 +104,7 @@ void lmp_peft_save(const char *dir, const lmp_gpt2 *m, const lmp_config *cfg) {
         "rank_pattern", rank_pat, "alpha_pattern", alpha_pat, "layers_to_transform", layers,
         "inference_mode", 1, "init_lora_weights", 1, "modules_to_save");
     LMP_CHECK(c, "cannot build adapter_config.json");
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    lmp_path_join(path, sizeof path, dir, "adapter_config.json");
     LMP_CHECK(json_dump_file(c, path, JSON_INDENT(2) | JSON_SORT_KEYS) == 0, "cannot write %s", path);
     json_decref(c);
     for (int k = 0; k < np; k++) { free(pm[k].A); free(pm[k].B); }

@@ -71,13 +71,7 @@ void lmp_matmul_forward(float *out, const float *inp, const float *w, const floa
     // out (N,OC) = inp (N,IC) . w (IC,OC): NN, the fastest OpenBLAS layout.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, w, OC,
                 accumulate ? 1.0f : 0.0f, out, OC);
-    if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *o = out + (size_t)n * OC;
-            for (int j = 0; j < OC; j++) o[j] += bias[j];
-        }
-    }
+    if (bias) lmp_add_bias(out, bias, N, OC);
 }
 
 void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
@@ -125,71 +119,92 @@ void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t 
     }
 }
 
-void lmp_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                           int NH) {
-    int hs = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)hs);
-    // One (b,h) pair per iteration; the sgemm calls inside run single-threaded because
-    // OpenMP OpenBLAS does not nest inside our parallel region.
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * C3 + h * hs;
-        const float *k = q + C, *v = q + 2 * C;
-        float *a = att + (size_t)bh * T * T;
-        // scores (T,T) = q (T,hs) . k^T; the upper triangle is computed and then masked.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                    0.0f, a, T);
-        for (int t = 0; t < T; t++) {
-            float *row = a + (size_t)t * T;
-            float mx = -INFINITY;
-            for (int j = 0; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-            double sum = 0.0;
-            for (int j = 0; j <= t; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
-            float inv = (float)(1.0 / sum);
-            for (int j = 0; j <= t; j++) row[j] *= inv;
-            for (int j = t + 1; j < T; j++) row[j] = 0.0f;
-        }
-        // out (T,hs) = att (T,T) . v (T,hs)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, C3, 0.0f,
-                    out + (size_t)b * T * C + h * hs, C);
+// Row-wise causal softmax of scores (T,T), in place: row t over columns 0..t, zeros after.
+static void softmax_causal(float *a, int T) {
+    for (int t = 0; t < T; t++) {
+        float *row = a + (size_t)t * T;
+        float mx = -INFINITY;
+        for (int j = 0; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+        double sum = 0.0;
+        for (int j = 0; j <= t; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j <= t; j++) row[j] *= inv;
+        for (int j = t + 1; j < T; j++) row[j] = 0.0f;
     }
 }
 
-void lmp_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                            const float *att, int B, int T, int C, int NH) {
-    int hs = C / NH, C3 = 3 * C;
+// Query head h of a rank's NH reads key/value head h / (NH / KVH). The loops run over
+// (b, kv head) pairs and the query heads of a group inside, so the backward's dk/dv sums of
+// a group stay in one thread in a fixed order.
+void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
+                           const float *v, int ld, int B, int T, int NH, int KVH, int hs) {
+    int grp = NH / KVH, C = NH * hs;
     float scale = 1.0f / sqrtf((float)hs);
+    // The sgemm calls inside run single-threaded because OpenMP OpenBLAS does not nest
+    // inside our parallel region.
 #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * C3 + h * hs;
-        const float *k = q + C, *v = q + 2 * C;
-        float *dq = dqkv + (size_t)b * T * C3 + h * hs;
-        float *dk = dq + C, *dv = dq + 2 * C;
-        const float *a = att + (size_t)bh * T * T;
-        const float *dy = dout + (size_t)b * T * C + h * hs;
-        float *da = datt + (size_t)bh * T * T;
-        // datt (T,T) = dy (T,hs) . v^T ;  dv (T,hs) += att^T . dy
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
-                    da, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f,
-                    dv, C3);
-        // softmax backward, in place: dscore = att * (datt - sum_j att*datt)
-        for (int t = 0; t < T; t++) {
-            const float *ar = a + (size_t)t * T;
-            float *dr = da + (size_t)t * T;
-            double dot = 0.0;
-            for (int j = 0; j <= t; j++) dot += (double)ar[j] * dr[j];
-            float d = (float)dot;
-            for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - d);
-            for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+    for (int bk = 0; bk < B * KVH; bk++) {
+        int b = bk / KVH, kh = bk % KVH;
+        const float *kb = k + (size_t)b * T * ld + kh * hs, *vb = v + (size_t)b * T * ld + kh * hs;
+        for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+            const float *qb = q + (size_t)b * T * ld + h * hs;
+            float *a = att + ((size_t)b * NH + h) * T * T;
+            // scores (T,T) = q (T,hs) . k^T; the upper triangle is computed and then masked.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qb, ld, kb, ld,
+                        0.0f, a, T);
+            softmax_causal(a, T);
+            // out (T,hs) = att (T,T) . v (T,hs)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, vb, ld,
+                        0.0f, out + (size_t)b * T * C + h * hs, C);
         }
-        // dq += scale * dscore . k ;  dk += scale * dscore^T . q
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, C3,
-                    1.0f, dq, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, C3,
-                    1.0f, dk, C3);
+    }
+}
+
+// One (b, h) pair of the backward: datt, then the softmax backward in place, then dq, dk, dv.
+static void attention_backward_head(float *dq, float *dk, float *dv, int ld, float *da,
+                                    const float *dy, const float *q, const float *k,
+                                    const float *v, const float *a, int T, int hs, int C) {
+    float scale = 1.0f / sqrtf((float)hs);
+    // datt (T,T) = dy (T,hs) . v^T ;  dv (T,hs) += att^T . dy
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, ld, 0.0f, da, T);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, ld);
+    // softmax backward, in place: dscore = att * (datt - sum_j att*datt)
+    for (int t = 0; t < T; t++) {
+        const float *ar = a + (size_t)t * T;
+        float *dr = da + (size_t)t * T;
+        double dot = 0.0;
+        for (int j = 0; j <= t; j++) dot += (double)ar[j] * dr[j];
+        float d = (float)dot;
+        for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - d);
+        for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+    }
+    // dq += scale * dscore . k ;  dk += scale * dscore^T . q
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, ld, 1.0f, dq, ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, ld, 1.0f, dk, ld);
+}
+
+void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                            const float *q, const float *k, const float *v, const float *att,
+                            int ld, int B, int T, int NH, int KVH, int hs) {
+    int grp = NH / KVH, C = NH * hs;
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * KVH; bk++) {
+        int b = bk / KVH, kh = bk % KVH;
+        size_t kv = (size_t)b * T * ld + kh * hs;
+        for (int h = kh * grp; h < (kh + 1) * grp; h++) {
+            size_t qo = (size_t)b * T * ld + h * hs, bh = (size_t)b * NH + h;
+            attention_backward_head(dq + qo, dk + kv, dv + kv, ld, datt + bh * T * T,
+                                    dout + (size_t)b * T * C + h * hs, q + qo, k + kv, v + kv,
+                                    att + bh * T * T, T, hs, C);
+        }
+    }
+}
+
+void lmp_add_bias(float *y, const float *bias, int N, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = y + (size_t)n * OC;
+        for (int j = 0; j < OC; j++) o[j] += bias[j];
     }
 }
 

@@ -27,14 +27,20 @@ void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout
 void lmp_gelu_forward(float *out, const float *inp, size_t n);
 void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 
-// Causal multi-head self-attention on this rank's NH heads of size hs (C = NH*hs).
-// qkv is (B,T,3C) laid out q|k|v, each (NH,hs); out is (B,T,C); att (B,NH,T,T) keeps the
-// softmax probabilities for backward.
-void lmp_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C,
-                           int NH);
-// dqkv (B,T,3C) += ...; datt is scratch of (B,NH,T,T).
-void lmp_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                            const float *att, int B, int T, int C, int NH);
+// y (N,OC) += bias (OC) on every row.
+void lmp_add_bias(float *y, const float *bias, int N, int OC);
+
+// Causal self-attention on NH query heads and KVH key/value heads of size hs (query head h
+// uses kv head h / (NH/KVH): grouped-query attention; NH = KVH is multi-head attention).
+// q, k, v are (B,T,*) with row stride ld, head h at column h*hs (GPT-2's fused q|k|v
+// buffer: k = q + NH*hs, v = k + KVH*hs, ld = (NH + 2 KVH) hs). out is (B,T,NH*hs); att
+// (B,NH,T,T) keeps the softmax probabilities for backward.
+void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
+                           const float *v, int ld, int B, int T, int NH, int KVH, int hs);
+// dq, dk, dv (same layout as q, k, v) += ...; datt is scratch of (B,NH,T,T).
+void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                            const float *q, const float *k, const float *v, const float *att,
+                            int ld, int B, int T, int NH, int KVH, int hs);
 
 // out = a + b, (n).
 void lmp_residual_forward(float *out, const float *a, const float *b, size_t n);

@@ -1,30 +1,47 @@
-// tp_linear.h: Megatron-style linear layers with LoRA hooks.
-// Column-parallel: x whole (N,in), y = this rank's output columns (N,out_l); forward needs
-// no communication, backward all-reduces dx over the tp group.
-// Row-parallel: x is this rank's input features (N,in_l), partial products are
-// all-reduced in the forward, the bias added after; backward needs no communication.
+// tp_linear.h: Megatron-style linear layers with adapter hooks.
+// TP rule. Column-parallel: x whole (N,in), y = this rank's output columns (N,out_l) (its
+// columns of every block of a fused q|k|v weight); forward needs no communication, backward
+// all-reduces dx over the tp group (Megatron's f). Row-parallel: x is this rank's input
+// features (N,in_l), partial products are all-reduced in the forward (Megatron's g), the
+// bias added after; backward needs no communication. Weights are stored (in, out) as in
+// GPT-2's Conv1D; the bias is optional.
 #ifndef LORAMPI_TP_LINEAR_H
 #define LORAMPI_TP_LINEAR_H
+#include "adapters/adapter.h"
 #include "core/comm.h"
-#include "adapters/lora.h"
+
+#define LMP_LINEAR_MAX_ADAPTERS 4
 
 typedef struct {
-    lmp_param *w, *b;       // w local (in_l, out_l); b local (out_l) or whole (row-parallel)
+    lmp_param *w, *b;       // w local (in_l, out_l); b local (out_l) or whole (row-parallel); b may be NULL
     int in_l, out_l;
     int row_parallel;
-    int nlora;
-    lmp_lora *lora[LMP_LORA_MAX_SEG];
-    float *u[LMP_LORA_MAX_SEG];  // saved (N, r) per adapter, in the activation memory
+    int n_ad;
+    lmp_adapter *ad[LMP_LINEAR_MAX_ADAPTERS];  // hooked on this layer, in order
 } lmp_linear;
 
-// y (N,out_l) = x . w (+ b) (+ LoRA), reduced over tp for row-parallel layers.
-// xd_scratch (N, in_l) is used by LoRA dropout.
+// Registers name.weight (in, out) and, with bias, name.bias (out), split by the TP rule:
+// column-parallel, the out dim as `groups` blocks of widths blocks[] (NULL: one block), each
+// split evenly over the tp ranks (lmp_part; the bias likewise); row-parallel, the in dim
+// split evenly and the bias whole (added after the all-reduce: a tp-identical gradient).
+void lmp_linear_register(lmp_linear *L, lmp_registry *reg, const char *name, int64_t in,
+                         int64_t out, int groups, const int64_t *blocks, int row_parallel,
+                         int bias, int train, const lmp_comm *c);
+// Sets the local sizes from the registered weight w (split along dim 1: column-parallel,
+// dim 0: row-parallel, none: whole).
+void lmp_linear_init(lmp_linear *L, lmp_param *w, lmp_param *b, int row_parallel);
+// How an adapter on output block `slice` of L (-1: the whole output) meets this rank's shard.
+lmp_linear_view lmp_linear_view_of(const lmp_linear *L, int slice);
+// Hooks an adapter instance onto L (its forward/backward run with the layer's).
+void lmp_linear_attach(lmp_linear *L, lmp_adapter *a);
+
+// y (N,out_l) = x . w (+ b) (+ adapters), reduced over tp for row-parallel layers.
+// scratch: shared adapter scratch (N x the largest scratch_per_row).
 void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm *c,
-                        const lmp_rng_ctx *rc, float *xd_scratch);
-// dx (N,in_l) = dy . w^T (+ LoRA), OVERWRITTEN (then reduced over tp for column-parallel
-// layers); accumulates dw, db, dA, dB where they exist.
+                        const lmp_rng_ctx *rc, float *scratch);
+// dx (N,in_l) = dy . w^T (+ adapters), OVERWRITTEN (then reduced over tp for column-parallel
+// layers); accumulates dw, db and the adapters' gradients where they exist.
 void lmp_linear_backward(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
-                         lmp_comm *c, const lmp_rng_ctx *rc, float *du_scratch,
-                         float *xd_scratch);
+                         lmp_comm *c, const lmp_rng_ctx *rc, float *scratch);
 
 #endif

@@ -1,8 +1,7 @@
 // plan.c: memory and communication of a layout, from the model's registration alone
 // (nothing is allocated, so it runs for models far larger than the machine).
 #include "run/plan.h"
-#include "model/gpt2.h"
-#include "run/train.h"
+#include "run/session.h"
 #include "core/util.h"
 
 #include <stdio.h>
@@ -21,20 +20,20 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
     p->B = cfg->train.batch_size / p->dp;
     int T = cfg->train.seq_len;
     lmp_model_config m_cfg;
-    lmp_gpt2_opts opts;
+    lmp_model_opts opts;
     unsigned char layer_on[LMP_MAX_LAYERS];
-    lmp_resolve_model(cfg, &m_cfg, &opts, layer_on);
+    lmp_session_resolve(cfg, &m_cfg, &opts, layer_on);
     // Every tp rank's shard (the vocab split can be uneven): report the largest.
     for (int r = 0; r < tp; r++) {
         lmp_comm c = {.tp_size = tp, .tp_rank = r, .size = ranks};
-        lmp_gpt2 m;
-        lmp_gpt2_register(&m, &m_cfg, &opts, &c);
+        lmp_model m;
+        lmp_model_register(&m, &m_cfg, &opts, &c);
         size_t nf = 0, nt = 0, sum_kind[3] = {0, 0, 0};
         for (int i = 0; i < m.reg.n; i++) {
             if (m.reg.p[i].trainable) { nt += m.reg.p[i].numel; sum_kind[m.reg.p[i].grad_kind] += m.reg.p[i].numel; }
             else nf += m.reg.p[i].numel;
         }
-        double acts = 4.0 * lmp_gpt2_act_floats(&m, p->B, T);
+        double acts = 4.0 * lmp_model_act_floats(&m, p->B, T);
         double total = 4.0 * nf + 4.0 * nt + 12.0 * nt + acts + LMP_RUNTIME_BYTES;
         if (total > p->total) {
             p->frozen = 4.0 * nf;
@@ -49,7 +48,7 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
         int64_t n_train;
         lmp_registry_counts(&m.reg, &n_train, NULL);
         p->ckpt = 12.0 * (double)n_train;
-        lmp_gpt2_free(&m);
+        lmp_model_free(&m);
     }
     if (tp > 1) {
         // Per micro-step: embedding + 2 row-parallel outputs per layer + loss statistics

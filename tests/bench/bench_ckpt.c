@@ -4,7 +4,7 @@
 // and the base-weight checksum a resume computes.
 // Usage: mpirun -n P bench_ckpt DIR [reps]   (run by tests/bench/bench_ckpt.sh)
 #include "io/ckpt_hdf5.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "core/util.h"
 
 #include <fcntl.h>
@@ -43,12 +43,12 @@ static void run_mode(lmp_comm *c, const char *dir, int full, int reps) {
     LMP_CHECK(lmp_config_set(&cfg, "adapter", "method", full ? "none" : "lora", err, sizeof err) == 0, "%s", err);
     cfg.parallel.tp = c->tp_size;
     lmp_model_config mc = {12, 12, 768, 50257, 1024, 1e-5f};
-    lmp_gpt2_opts o = {.full_finetune = full, .lora_targets = full ? 0 : cfg.adapter.targets,
-                       .lora_r = 8, .lora_alpha = 16};
-    lmp_gpt2 m;
-    lmp_gpt2_build(&m, &mc, &o, c);
-    lmp_gpt2_init_base(&m, 1);
-    lmp_gpt2_init_adapters(&m, 0, 2);
+    lmp_model_opts o = {.full_finetune = full, .targets = full ? 0 : cfg.adapter.targets,
+                        .ad = {.r = 8, .alpha = 16}};
+    lmp_model m;
+    lmp_model_build(&m, &mc, &o, c);
+    lmp_model_init_base(&m, 1);
+    lmp_model_init_adapters(&m, 0, 2);
     // Moments as after training: not zero (zeros would flatter nothing, but be honest).
     for (size_t i = 0; i < m.reg.n_train; i++) {
         m.reg.m_mem[i] = 1e-3f * (float)(i % 101);
@@ -83,7 +83,7 @@ static void run_mode(lmp_comm *c, const char *dir, int full, int reps) {
         fflush(stdout);
     }
     unlink(path);
-    lmp_gpt2_free(&m);
+    lmp_model_free(&m);
 }
 
 int main(int argc, char **argv) {

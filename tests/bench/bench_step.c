@@ -3,7 +3,7 @@
 // count given by OMP_NUM_THREADS; plus OpenBLAS sgemm GFLOP/s on the model's shapes in the
 // same process, and the memory each mode holds for parameters/gradients/optimizer state.
 // Usage: bench_step [steps] [B] [T]   (run by tests/bench/run.sh)
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "core/optim.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -36,13 +36,13 @@ static double sgemm_gflops(int M, int N, int K, int reps) {
 
 static void run_mode(lmp_comm *c, const char *label, int full, int steps, int B, int T) {
     lmp_model_config cfg = {12, 12, 768, 50257, 1024, 1e-5f};
-    lmp_gpt2_opts o = {.full_finetune = full, .lora_targets = full ? 0 : LMP_T_C_ATTN,
-                       .lora_r = 8, .lora_alpha = 16};
-    lmp_gpt2 m;
-    lmp_gpt2_build(&m, &cfg, &o, c);
-    lmp_gpt2_init_base(&m, 1);
-    lmp_gpt2_init_adapters(&m, 0, 2);
-    lmp_gpt2_set_batch(&m, B, T);
+    lmp_model_opts o = {.full_finetune = full, .targets = full ? 0 : LMP_T_C_ATTN,
+                        .ad = {.r = 8, .alpha = 16}};
+    lmp_model m;
+    lmp_model_build(&m, &cfg, &o, c);
+    lmp_model_init_base(&m, 1);
+    lmp_model_init_adapters(&m, 0, 2);
+    lmp_model_set_batch(&m, B, T);
     int N = B * T;
     int *tok = malloc(N * sizeof(int)), *tgt = malloc(N * sizeof(int));
     float *sc = malloc(N * sizeof(float));
@@ -57,7 +57,7 @@ static void run_mode(lmp_comm *c, const char *label, int full, int steps, int B,
         double t0 = lmp_now();
         lmp_registry_zero_grad(&m.reg);
         lmp_rng_ctx rc = {1, (uint64_t)s, 0, 1};
-        loss = lmp_gpt2_step(&m, tok, tgt, sc, &rc, 1);
+        loss = lmp_model_step(&m, tok, tgt, sc, &rc, 1);
         lmp_reduce_grads(c, &m.reg);
         lmp_adamw_step(&m.reg, &oc, 1e-4f, s + 1, 1.0f);
         double dt = lmp_now() - t0;
@@ -72,7 +72,7 @@ static void run_mode(lmp_comm *c, const char *label, int full, int steps, int B,
     fflush(stdout);
     (void)loss;
     free(tok); free(tgt); free(sc);
-    lmp_gpt2_free(&m);
+    lmp_model_free(&m);
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,99 @@
+// adapter.h: the adapter interface. A parameter-efficient method is one file that fills an
+// lmp_adapter_method and one line in adapters/methods.c. The model attaches one instance
+// (lmp_adapter) per adapted module and calls the method at its hook points:
+//  - LMP_HOOK_LINEAR: a linear layer's output from its input, y += f(x) (LoRA; IA³ and DoRA
+//    scale or re-normalise there). tp_linear.c calls it on this rank's shard of the layer, as
+//    lmp_linear_view describes, before the row-parallel all-reduce (a partial product rides
+//    on the layer's own collective).
+//  - LMP_HOOK_SUBLAYER: a sublayer's output before the residual add, h = g(h) (series
+//    adapters after attention and after the MLP); h is whole on every tp rank.
+//  - LMP_HOOK_BESIDE: a branch beside a sublayer fed by the sublayer's input x, h += g(x)
+//    (parallel adapters); x and h whole on every tp rank.
+//  - LMP_HOOK_KV: extra keys and values prepended in attention (prefix tuning), per local
+//    KV head.
+// Each instance owns an adapter record (core/registry.h: layer, target, slice, method,
+// shape, scaling) and registers its tensors under it, so checkpoints, PEFT export and the
+// analysis read what an adapter is from the registry instead of from its tensor names.
+// Replicated adapter tensors get gradients that are partial over the tp group
+// (LMP_GRAD_TP_SUM: one world all-reduce, comm.c) unless the method says otherwise.
+#ifndef LORAMPI_ADAPTER_H
+#define LORAMPI_ADAPTER_H
+#include <stddef.h>
+#include <stdint.h>
+#include "core/registry.h"
+
+#define LMP_VIEW_MAX_SEG 4
+
+// Randomness of one forward/backward: dropout masks are drawn from (seed, step, stream,
+// global row * in + global feature). row0 is the global index of this rank's first row.
+typedef struct {
+    uint64_t seed, step;
+    int64_t row0;
+    int training;         // dropout only when training
+} lmp_rng_ctx;
+
+typedef enum {
+    LMP_HOOK_LINEAR = 1 << 0,
+    LMP_HOOK_SUBLAYER = 1 << 1,
+    LMP_HOOK_BESIDE = 1 << 2,
+    LMP_HOOK_KV = 1 << 3,
+} lmp_hook;
+
+// How the adapted matrix ΔW (out, in) meets this rank's shard of a linear layer (from the
+// weight's registry split, tp_linear.c): the local input x (N, in_l) holds global input
+// features [a0, a0 + in_l); ΔW rows [brow[s], brow[s] + cnt[s]) produce local output
+// columns [ycol[s], ycol[s] + cnt[s]) (column-parallel: this rank's columns of each q|k|v
+// block; row-parallel: all rows, partial over the input features).
+typedef struct {
+    int in, out;
+    int a0, in_l;
+    int nseg;
+    int brow[LMP_VIEW_MAX_SEG], ycol[LMP_VIEW_MAX_SEG], cnt[LMP_VIEW_MAX_SEG];
+} lmp_linear_view;
+
+// What [adapter] says, for every method (each reads the keys it uses).
+typedef struct {
+    int r;
+    float alpha, dropout;
+    int rslora;
+    int gaussian;         // init choice of LoRA's A
+} lmp_adapter_opts;
+
+typedef struct lmp_adapter lmp_adapter;
+
+typedef struct {
+    const char *name;     // [adapter] method = name
+    unsigned hooks;       // the LMP_HOOK_* it implements
+    // Registers the tensors of one module described by *rec (method, layer, target, slice,
+    // in, out filled by the model) on a linear layer seen as *v; fills r/alpha/scale of the
+    // record it adds. Returns the instance.
+    lmp_adapter *(*add_linear)(lmp_registry *reg, const lmp_adapter_rec *rec,
+                               const lmp_linear_view *v, const lmp_adapter_opts *o);
+    // Initial values from the counter RNG (seed): the same on every rank and layout.
+    void (*init)(lmp_adapter *a, const lmp_registry *reg, uint64_t seed, int gaussian);
+    // Floats per batch row saved from forward for backward (carved into the model's
+    // activation table), and floats per row of scratch shared by all adapters.
+    size_t (*saved_per_row)(const lmp_adapter *a);
+    size_t (*scratch_per_row)(const lmp_adapter *a);
+    // LMP_HOOK_LINEAR: y (N, ldy) += f(x), x (N, in_l); saved as sized above.
+    void (*linear_forward)(lmp_adapter *a, float *y, int ldy, const float *x, float *saved,
+                           float *scratch, int N, const lmp_rng_ctx *rc);
+    // Accumulates the method's gradients and dx (N, in_l) += ... (dx may be NULL).
+    void (*linear_backward)(lmp_adapter *a, float *dx, const float *dy, int ldy, const float *x,
+                            const float *saved, float *scratch, int N, const lmp_rng_ctx *rc);
+    void (*free)(lmp_adapter *a);
+} lmp_adapter_method;
+
+// Every instance starts with this header (methods embed it as their first member).
+struct lmp_adapter {
+    const lmp_adapter_method *method;
+    int rec;              // its record in the registry
+    float *saved;         // its saved activations, set by the model's activation table
+};
+
+// The methods compiled in (methods.c); NULL when `name` is none of them.
+const lmp_adapter_method *lmp_adapter_find(const char *name);
+// Their names, comma-separated (for messages).
+const char *lmp_adapter_names(void);
+
+#endif

@@ -1,0 +1,33 @@
+// attention.h: causal self-attention of a block: the q|k|v projection, attention on this
+// rank's heads, the output projection.
+// TP rule (Megatron): q, k, v column-parallel by heads — each rank holds n_head/tp query
+// heads and n_kv_head/tp key/value heads (never replicated), so attention needs no
+// communication; the output projection is row-parallel (its partial sums all-reduced, the
+// bias added once after). tp must divide n_kv_head (lmp_arch_check).
+#ifndef LORAMPI_ATTENTION_H
+#define LORAMPI_ATTENTION_H
+#include "model/acts.h"
+#include "model/arch.h"
+#include "model/run.h"
+#include "model/tp_linear.h"
+
+typedef struct {
+    int NH_l, KVH_l, hd, qkv_l;   // local query heads, kv heads, head size, q|k|v width
+    lmp_linear qkv, out;
+    float *qkv_buf;               // (N,qkv_l) q|k|v of the local heads
+    float *y;                     // (N,NH_l hd) attention output, input of the projection
+    float *att;                   // (B,NH_l,T,T) softmax probabilities
+} lmp_attention;
+
+// Registers the fused q|k|v weight (C, (NH + 2 KVH) hd) as 3 blocks split by heads, and the
+// output projection (NH hd, C) split by input rows, named after layer `l`.
+void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *reg, int l,
+                            const lmp_comm *c, int train);
+void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T);
+// out (N,C) = attention(x), x (N,C) whole on every tp rank.
+void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_run *r);
+// dx (N,C) = d(loss)/dx from dout (N,C), overwritten (reduced over tp).
+void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, const float *x,
+                            lmp_run *r);
+
+#endif

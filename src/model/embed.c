@@ -1,0 +1,122 @@
+// embed.c: vocab-parallel embedding and tied LM head (embed.h).
+#include "model/embed.h"
+#include "core/util.h"
+#include "model/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void lmp_embed_register(lmp_embed *e, const lmp_arch *a, lmp_registry *reg, const lmp_comm *c,
+                        int train) {
+    int64_t V = a->vocab_size, off, len;
+    lmp_part(V, c->tp_size, c->tp_rank, &off, &len);
+    e->C = a->n_embd;
+    e->v0 = (int)off;
+    e->V_l = (int)len;
+    lmp_split s = lmp_split_even(0, 1, &V, c->tp_size, c->tp_rank);
+    e->wte = lmp_add_base(reg, train, a->wte, 2, V, e->C, &s, LMP_GRAD_SHARD, 1);
+    e->wpe = a->pos == LMP_POS_LEARNED
+                 ? lmp_add_base(reg, train, a->wpe, 2, a->n_ctx, e->C, NULL, LMP_GRAD_TP_SAME, 1)
+                 : NULL;
+}
+
+// Rows of logits formed at once: about 4M floats, never (N, V).
+static int logit_chunk(int V_l, int N) {
+    int chunk = (int)(((size_t)1 << 22) / (size_t)V_l);
+    if (chunk < 1) chunk = 1;
+    return chunk > N ? N : chunk;
+}
+
+void lmp_embed_acts(lmp_embed *e, lmp_acts *t, int B, int T) {
+    size_t N = (size_t)B * T;
+    e->chunk = logit_chunk(e->V_l, (int)N);
+    lmp_acts_add(t, &e->encoded, N * e->C);
+    lmp_acts_add(t, &e->logits, (size_t)e->chunk * e->V_l);
+}
+
+void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
+    lmp_comm *c = r->comm;
+    lmp_embedding_forward(e->encoded, tokens, e->wte->data,
+                          c->tp_rank == 0 && e->wpe ? e->wpe->data : NULL, r->B, r->T, e->C, e->v0,
+                          e->V_l);
+    lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
+}
+
+void lmp_embed_backward(lmp_embed *e, const float *dout, const int *tokens, lmp_run *r) {
+    lmp_embedding_backward(e->wte->grad, e->wpe ? e->wpe->grad : NULL, dout, tokens, r->B, r->T,
+                           e->C, e->v0, e->V_l);
+}
+
+// Loss of one chunk of nc rows from row n0: statistics, global max and log-sum-exp.
+static double chunk_loss(lmp_embed *e, const float *x, int n0, int nc, const int *targets,
+                         const float *scale, lmp_run *r) {
+    lmp_comm *c = r->comm;
+    int C = e->C, Vl = e->V_l;
+    double *mx = e->xstat, *se = mx + nc, *tg = se + nc, *gmx = tg + nc, loss = 0.0;
+    // logits (nc, Vl) = x (nc, C) . wte_l^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, Vl, C, 1.0f, x + (size_t)n0 * C, C,
+                e->wte->data, C, 0.0f, e->logits, Vl);
+    lmp_xent_stats(mx, se, tg, e->logits, Vl, targets + n0, nc, Vl, e->v0);
+    memcpy(gmx, mx, nc * sizeof(double));
+    lmp_allreduce_d(c, gmx, nc, MPI_MAX, c->tp);
+    for (int i = 0; i < nc; i++) se[i] *= exp(mx[i] - gmx[i]);
+    lmp_allreduce_d(c, se, 2 * (size_t)nc, MPI_SUM, c->tp);  // sumexp and target logit
+    for (int i = 0; i < nc; i++) {
+        se[i] = log(se[i]);
+        loss += (double)scale[n0 + i] * (se[i] + gmx[i] - tg[i]);
+    }
+    return loss;
+}
+
+double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets,
+                     const float *scale, int backward, lmp_run *r) {
+    int N = r->B * r->T, C = e->C, Vl = e->V_l;
+    const float *wte = e->wte->data;
+    double loss = 0.0;
+    if (backward) memset(dx, 0, (size_t)N * C * sizeof(float));
+    for (int n0 = 0; n0 < N; n0 += e->chunk) {
+        int nc = N - n0 < e->chunk ? N - n0 : e->chunk;
+        loss += chunk_loss(e, x, n0, nc, targets, scale, r);
+        if (!backward) continue;
+        // The chunk's logits become their gradients right away, so no (N,V) tensor exists.
+        double *gmx = e->xstat + 3 * nc, *lse = e->xstat + nc;
+        lmp_xent_grad(e->logits, Vl, targets + n0, gmx, lse, scale + n0, nc, Vl, e->v0);
+        // dx (nc, C) += dlogits (nc, Vl) . wte_l (Vl, C): partial over vocab shards
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, C, Vl, 1.0f, e->logits, Vl,
+                    wte, C, 1.0f, dx + (size_t)n0 * C, C);
+        if (e->wte->grad)  // dwte_l (Vl, C) += dlogits^T (Vl, nc) . x (nc, C)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Vl, C, nc, 1.0f, e->logits, Vl,
+                        x + (size_t)n0 * C, C, 1.0f, e->wte->grad, C);
+    }
+    if (backward) lmp_allreduce_f(r->comm, dx, (size_t)N * C, r->comm->tp);
+    return loss;
+}
+
+void lmp_head_logits(lmp_embed *e, const float *x, float *logits, int V, lmp_run *r) {
+    int N = r->B * r->T, C = e->C, tp = r->comm->tp_size;
+    // Each rank computes its vocab columns; gather them row by row into (N, V).
+    float *loc = lmp_malloc((size_t)N * e->V_l * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, e->V_l, C, 1.0f, x, C, e->wte->data, C,
+                0.0f, loc, e->V_l);
+    if (tp == 1) {
+        memcpy(logits, loc, (size_t)N * V * sizeof(float));
+        free(loc);
+        return;
+    }
+    int *counts = lmp_malloc(tp * sizeof(int)), *displs = lmp_malloc(tp * sizeof(int));
+    for (int q = 0; q < tp; q++) {
+        int64_t off, len;
+        lmp_part(V, tp, q, &off, &len);
+        displs[q] = (int)off;
+        counts[q] = (int)len;
+    }
+    for (int n = 0; n < N; n++)
+        LMP_CHECK_MPI(MPI_Allgatherv(loc + (size_t)n * e->V_l, e->V_l, MPI_FLOAT,
+                                     logits + (size_t)n * V, counts, displs, MPI_FLOAT,
+                                     r->comm->tp));
+    free(counts);
+    free(displs);
+    free(loc);
+}

@@ -1,0 +1,211 @@
+// model.c: building and running a decoder from its description (model.h).
+#include "model/model.h"
+#include "core/util.h"
+#include "model/gpt2.h"
+#include "model/kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------
+// Registration
+
+// Hooks the configured adapters onto the linear layers of block l.
+static void add_adapters(lmp_model *m, lmp_block *b, int l) {
+    const lmp_model_opts *o = &m->opts;
+    if (!o->targets || (o->layer_on && !o->layer_on[l])) return;
+    const lmp_adapter_method *meth = lmp_adapter_find(o->method ? o->method : "lora");
+    if (!meth) lmp_die_all("[adapter] method = %s: expected one of %s", o->method, lmp_adapter_names());
+    lmp_linear *site[LMP_N_SITES] = {&b->attn.qkv, &b->attn.out, &b->mlp.in, &b->mlp.out};
+    for (int i = 0; i < m->arch.n_targets; i++) {
+        const lmp_target_site *t = &m->arch.targets[i];
+        if (!(o->targets & t->bit)) continue;
+        lmp_linear *L = site[t->site];
+        lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = t->slice};
+        char module[LMP_NAME_MAX];
+        lmp_fmt(module, sizeof module, m->arch.site[t->site], l);
+        if (t->slice < 0) lmp_fmt(rec.name, sizeof rec.name, "%s", module);
+        else lmp_fmt(rec.name, sizeof rec.name, "%s.%s", module, t->name);
+        lmp_fmt(rec.module, sizeof rec.module, "%s", module);
+        const char *in_block = strstr(m->arch.site[t->site], "%d.");
+        lmp_fmt(rec.site, sizeof rec.site, "%s", in_block ? in_block + 3 : module);
+        lmp_fmt(rec.base, sizeof rec.base, "%s.weight", module);
+        lmp_fmt(rec.target, sizeof rec.target, "%s", t->name);
+        lmp_linear_view v = lmp_linear_view_of(L, t->slice);
+        rec.in = v.in;
+        rec.out = v.out;
+        rec.out_offset = t->slice < 0 ? 0 : lmp_param_group_start(L->w, t->slice);
+        lmp_adapter *a = meth->add_linear(&m->reg, &rec, &v, &o->ad);
+        lmp_linear_attach(L, a);
+        m->ad[m->n_ad++] = a;
+    }
+}
+
+void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
+                        lmp_comm *comm) {
+    memset(m, 0, sizeof *m);
+    lmp_gpt2_arch(cfg, &m->arch);
+    m->opts = *opts;
+    m->comm = comm;
+    char err[512], name[LMP_NAME_MAX];
+    if (lmp_arch_check(&m->arch, comm->tp_size, err, sizeof err)) lmp_die_all("%s", err);
+    const lmp_arch *a = &m->arch;
+    int L = a->n_layer, train = opts->full_finetune;
+    // 4 embedding/final-norm tensors, 12 per block, at most 4 per adapter record
+    lmp_registry_init(&m->reg, 8 + L * (12 + 4 * a->n_targets));
+    m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
+    m->ad = lmp_calloc((size_t)(L * a->n_targets + 1) * sizeof(lmp_adapter *));
+    lmp_embed_register(&m->emb, a, &m->reg, comm, train);
+    for (int l = 0; l < L; l++) {
+        lmp_block *b = &m->blocks[l];
+        lmp_norm_register(&b->ln1, a, &m->reg, lmp_fmt(name, sizeof name, a->ln1, l), train);
+        lmp_attention_register(&b->attn, a, &m->reg, l, comm, train);
+        lmp_norm_register(&b->ln2, a, &m->reg, lmp_fmt(name, sizeof name, a->ln2, l), train);
+        lmp_mlp_register(&b->mlp, a, &m->reg, l, comm, train);
+        add_adapters(m, b, l);
+    }
+    lmp_norm_register(&m->lnf, a, &m->reg, a->lnf, train);
+}
+
+void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
+                     lmp_comm *comm) {
+    lmp_model_register(m, cfg, opts, comm);
+    lmp_registry_alloc(&m->reg);
+}
+
+void lmp_model_free(lmp_model *m) {
+    for (int i = 0; i < m->n_ad; i++) m->ad[i]->method->free(m->ad[i]);
+    lmp_registry_free(&m->reg);
+    free(m->ad);
+    free(m->blocks);
+    free(m->act_mem);
+    free(m->emb.xstat);
+    memset(m, 0, sizeof *m);
+}
+
+void lmp_model_init_base(lmp_model *m, uint64_t seed) { lmp_gpt2_init(&m->reg, &m->arch, seed); }
+
+void lmp_model_init_adapters(lmp_model *m, int gaussian, uint64_t seed) {
+    for (int i = 0; i < m->n_ad; i++) m->ad[i]->method->init(m->ad[i], &m->reg, seed, gaussian);
+}
+
+// ---------------------------------------------------------------------------------------
+// Activations: one table sizes and carves them
+
+static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
+    size_t N = (size_t)B * T, C = m->arch.n_embd, scratch = 0;
+    lmp_run *r = &m->run;
+    lmp_embed_acts(&m->emb, t, B, T);
+    for (int l = 0; l < m->arch.n_layer; l++) {
+        lmp_block *b = &m->blocks[l];
+        lmp_norm_acts(&b->ln1, t, N);
+        lmp_attention_acts(&b->attn, t, B, T);
+        lmp_acts_add(t, &b->res2, N * C);
+        lmp_norm_acts(&b->ln2, t, N);
+        lmp_mlp_acts(&b->mlp, t, N);
+        lmp_acts_add(t, &b->res3, N * C);
+    }
+    for (int i = 0; i < m->n_ad; i++) {
+        lmp_adapter *a = m->ad[i];
+        lmp_acts_add(t, &a->saved, N * a->method->saved_per_row(a));
+        size_t s = a->method->scratch_per_row(a);
+        scratch = s > scratch ? s : scratch;
+    }
+    lmp_norm_acts(&m->lnf, t, N);
+    // Backward scratch is shared by the blocks (all alike; block 0 gives the widths).
+    const lmp_attention *at = &m->blocks[0].attn;
+    size_t qkv_l = m->arch.n_layer ? (size_t)at->qkv_l : 0, y_l = m->arch.n_layer ? (size_t)at->NH_l * at->hd : 0;
+    size_t H_l = m->arch.n_layer ? (size_t)m->blocks[0].mlp.H_l : 0;
+    lmp_acts_add(t, &r->tmp, N * C);
+    lmp_acts_add(t, &r->dres, N * C);
+    lmp_acts_add(t, &r->dln, N * C);
+    lmp_acts_add(t, &r->dqkv, N * qkv_l);
+    lmp_acts_add(t, &r->dattn, N * y_l);
+    lmp_acts_add(t, &r->datt, m->arch.n_layer ? (size_t)B * at->NH_l * T * T : 0);
+    lmp_acts_add(t, &r->dh, N * H_l);
+    lmp_acts_add(t, &r->dh_act, N * H_l);
+    lmp_acts_add(t, &r->ad_scratch, N * scratch);
+}
+
+size_t lmp_model_act_floats(lmp_model *m, int B, int T) {
+    lmp_acts t = {0};
+    act_table(m, &t, B, T);
+    size_t n = lmp_acts_floats(&t);
+    lmp_acts_free(&t);
+    return n;
+}
+
+void lmp_model_set_batch(lmp_model *m, int B, int T) {
+    if (m->act_mem && m->B == B && m->T == T) return;
+    LMP_CHECK(T <= m->arch.n_ctx, "sequence length %d exceeds the model's context n_ctx = %d", T,
+              m->arch.n_ctx);
+    free(m->act_mem);
+    free(m->emb.xstat);
+    m->B = m->run.B = B;
+    m->T = m->run.T = T;
+    m->run.comm = m->comm;
+    lmp_acts t = {0};
+    act_table(m, &t, B, T);
+    m->act_mem = lmp_calloc(lmp_acts_floats(&t) * sizeof(float));
+    lmp_acts_carve(&t, m->act_mem);
+    lmp_acts_free(&t);
+    m->emb.xstat = lmp_malloc(4 * (size_t)m->emb.chunk * sizeof(double));
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward and backward
+
+static void block_forward(lmp_block *b, const float *x, lmp_run *r) {
+    int N = r->B * r->T;
+    size_t NC = (size_t)N * b->ln1.C;
+    lmp_norm_forward(&b->ln1, x, N);
+    lmp_attention_forward(&b->attn, r->tmp, b->ln1.out, r);
+    lmp_residual_forward(b->res2, x, r->tmp, NC);
+    lmp_norm_forward(&b->ln2, b->res2, N);
+    lmp_mlp_forward(&b->mlp, r->tmp, b->ln2.out, r);
+    lmp_residual_forward(b->res3, b->res2, r->tmp, NC);
+}
+
+// r->dres holds d(loss)/d(block output) on entry and d(loss)/d(block input) on exit (the
+// residual passes it through; each sublayer's norm adds its part).
+static void block_backward(lmp_block *b, const float *x, lmp_run *r) {
+    int N = r->B * r->T;
+    lmp_mlp_backward(&b->mlp, r->dln, r->dres, b->ln2.out, r);
+    lmp_norm_backward(&b->ln2, r->dres, r->dln, b->res2, N);
+    lmp_attention_backward(&b->attn, r->dln, r->dres, b->ln1.out, r);
+    lmp_norm_backward(&b->ln1, r->dres, r->dln, x, N);
+}
+
+static const float *block_input(const lmp_model *m, int l) {
+    return l ? m->blocks[l - 1].res3 : m->emb.encoded;
+}
+
+static void forward_trunk(lmp_model *m, const int *tokens) {
+    int L = m->arch.n_layer;
+    lmp_embed_forward(&m->emb, tokens, &m->run);
+    for (int l = 0; l < L; l++) block_forward(&m->blocks[l], block_input(m, l), &m->run);
+    lmp_norm_forward(&m->lnf, block_input(m, L), m->B * m->T);
+}
+
+double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const float *scale,
+                      const lmp_rng_ctx *rc, int backward) {
+    lmp_run *r = &m->run;
+    int N = m->B * m->T, L = m->arch.n_layer;
+    r->rc = rc;
+    forward_trunk(m, tokens);
+    double loss = lmp_head_loss(&m->emb, m->lnf.out, r->dln, targets, scale, backward, r);
+    if (!backward) return loss;
+    memset(r->dres, 0, (size_t)N * m->arch.n_embd * sizeof(float));
+    lmp_norm_backward(&m->lnf, r->dres, r->dln, block_input(m, L), N);
+    for (int l = L - 1; l >= 0; l--) block_backward(&m->blocks[l], block_input(m, l), r);
+    // Embedding: dres is whole on every tp rank; each rank updates its vocab rows.
+    lmp_embed_backward(&m->emb, r->dres, tokens, r);
+    return loss;
+}
+
+void lmp_model_logits(lmp_model *m, const int *tokens, float *logits) {
+    lmp_rng_ctx rc = {0, 0, 0, 0};
+    m->run.rc = &rc;
+    forward_trunk(m, tokens);
+    lmp_head_logits(&m->emb, m->lnf.out, logits, m->arch.vocab_size, &m->run);
+}

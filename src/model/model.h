@@ -1,0 +1,77 @@
+// model.h: a decoder-only transformer built from its description (arch.h): embedding, blocks
+// of norm -> attention -> residual, norm -> MLP -> residual, final norm, tied LM head;
+// tensor-parallel over comm->tp, with adapters hooked into it (adapters/adapter.h).
+// Every tensor lives in m->reg; activations in one allocation carved by one table (acts.h).
+#ifndef LORAMPI_MODEL_H
+#define LORAMPI_MODEL_H
+#include "adapters/adapter.h"
+#include "core/comm.h"
+#include "io/model_io.h"
+#include "model/attention.h"
+#include "model/embed.h"
+#include "model/mlp.h"
+#include "model/norm.h"
+
+// What is trained: every base weight (full_finetune), or adapters of `method` on `targets`
+// (LMP_T_* bits) of the layers marked in layer_on.
+typedef struct {
+    int full_finetune;
+    const char *method;             // adapter method (adapters/methods.c); NULL: "lora"
+    int targets;                    // LMP_T_* bits; 0: no adapters
+    lmp_adapter_opts ad;            // r, alpha, dropout, rslora, init
+    const unsigned char *layer_on;  // [n_layer]: 1 where adapters go; NULL: every layer
+} lmp_model_opts;
+
+typedef struct {
+    lmp_norm ln1, ln2;
+    lmp_attention attn;
+    lmp_mlp mlp;
+    float *res2, *res3;             // (N,C) residual after attention, block output
+} lmp_block;
+
+typedef struct {
+    lmp_arch arch;
+    lmp_model_opts opts;
+    lmp_comm *comm;
+    lmp_registry reg;
+    lmp_embed emb;
+    lmp_norm lnf;
+    lmp_block *blocks;
+    lmp_adapter **ad;               // every adapter instance, in registration order
+    int n_ad;
+    // activations for B x T, (re)allocated by lmp_model_set_batch
+    int B, T;
+    float *act_mem;
+    lmp_run run;                    // scratch buffers shared by the blocks
+} lmp_model;
+
+// Registers every tensor of the model of cfg (its family's description) and its adapters for
+// this rank's shard and allocates them. Dies on every rank naming the problem when tp cannot
+// split the model or a component is not implemented.
+void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
+                     lmp_comm *comm);
+// The registration half of lmp_model_build: every entry with its shapes and shard, nothing
+// allocated. Reads only comm->tp_rank and comm->tp_size (plan fills them by hand).
+void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
+                        lmp_comm *comm);
+void lmp_model_free(lmp_model *m);
+// Floats of activation memory lmp_model_set_batch allocates for B x T on this rank.
+size_t lmp_model_act_floats(lmp_model *m, int B, int T);
+// The family's initialisation of the base weights from the counter RNG (the same global
+// weights on any layout).
+void lmp_model_init_base(lmp_model *m, uint64_t seed);
+// Every adapter's initial values (counter RNG: the same on every rank and layout).
+void lmp_model_init_adapters(lmp_model *m, int gaussian, uint64_t seed);
+// Allocates activations for B sequences of T tokens (this rank's rows).
+void lmp_model_set_batch(lmp_model *m, int B, int T);
+
+// Forward over tokens (B,T) and the loss sum_n scale[n] * CE(n) of this rank's rows (the
+// caller sums over dp). With backward != 0 it also accumulates every trainable gradient
+// (not reduced). scale[n] = 0 masks a position. rc->row0 is the global index of row 0.
+double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const float *scale,
+                      const lmp_rng_ctx *rc, int backward);
+// Full logits (B*T, V) of every position, gathered over the tp group (for tests and
+// generation; training never forms them).
+void lmp_model_logits(lmp_model *m, const int *tokens, float *logits);
+
+#endif

@@ -1,0 +1,28 @@
+// run.h: what one forward/backward of the model hands its components: the process grid, the
+// randomness, the batch shape and the scratch buffers the blocks share (carved once in the
+// model's activation table).
+#ifndef LORAMPI_RUN_H
+#define LORAMPI_RUN_H
+#include "adapters/adapter.h"
+#include "core/comm.h"
+#include "core/registry.h"
+
+typedef struct {
+    lmp_comm *comm;
+    const lmp_rng_ctx *rc;
+    int B, T;
+    float *ad_scratch;            // adapters' shared scratch (N x the largest scratch_per_row)
+    float *tmp;                   // (N,C) a sublayer's output before the residual add
+    // Backward scratch, shared by the blocks.
+    float *dres, *dln;            // (N,C) gradient of the residual stream, of a norm's output
+    float *dqkv, *dattn;          // (N,qkv_l) (N,NH_l hd)
+    float *datt;                  // (B,NH_l,T,T)
+    float *dh, *dh_act;           // (N,H_l) MLP hidden, before and after the activation
+} lmp_run;
+
+// A base (pretrained) tensor: trainable with gradient kind `kind` under full fine-tuning
+// (train = 1), else frozen. split NULL: whole on every rank.
+lmp_param *lmp_add_base(lmp_registry *reg, int train, const char *name, int ndim, int64_t d0,
+                        int64_t d1, const lmp_split *split, lmp_grad_kind kind, int decay);
+
+#endif

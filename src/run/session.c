@@ -1,0 +1,75 @@
+// session.c: model resolution, weights, checkpoint choice and load (session.h).
+#include "run/session.h"
+#include "core/util.h"
+#include "io/ckpt_hdf5.h"
+
+#include <string.h>
+
+// A model with no file: its size from the [model] keys.
+static void config_model(const lmp_config *cfg, lmp_model_config *mc) {
+    *mc = (lmp_model_config){cfg->model.n_layer, cfg->model.n_head, cfg->model.n_embd,
+                             cfg->model.vocab_size, cfg->model.n_ctx, 1e-5f};
+    if (mc->n_embd % mc->n_head)
+        lmp_die_all("[model] n_embd = %d is not a multiple of n_head = %d", mc->n_embd, mc->n_head);
+}
+
+void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_opts *opts,
+                         unsigned char *layer_on) {
+    if (cfg->model.path[0]) lmp_model_read_config(cfg->model.path, mc);
+    else config_model(cfg, mc);
+    if (mc->n_layer > LMP_MAX_LAYERS)
+        lmp_die_all("model has %d layers; lorampi supports up to %d", mc->n_layer, LMP_MAX_LAYERS);
+    memset(layer_on, cfg->adapter.n_layers ? 0 : 1, LMP_MAX_LAYERS);
+    for (int i = 0; i < cfg->adapter.n_layers; i++) {
+        if (cfg->adapter.layers[i] >= mc->n_layer)
+            lmp_die_all("[adapter] layers names layer %d, but the model has %d layers (0..%d)",
+                        cfg->adapter.layers[i], mc->n_layer, mc->n_layer - 1);
+        layer_on[cfg->adapter.layers[i]] = 1;
+    }
+    int adapt = cfg->adapter.method != LMP_METHOD_NONE;
+    *opts = (lmp_model_opts){
+        .full_finetune = !adapt,
+        .method = "lora",
+        .targets = adapt ? cfg->adapter.targets : 0,
+        .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
+               .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN},
+        .layer_on = layer_on};
+    if (cfg->train.seq_len > mc->n_ctx)
+        lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
+                    cfg->train.seq_len, mc->n_ctx);
+}
+
+void lmp_session_open(lmp_session *s, const lmp_config *cfg) {
+    memset(s, 0, sizeof *s);
+    lmp_comm_init(&s->comm, MPI_COMM_WORLD, cfg->parallel.tp);
+    lmp_session_resolve(cfg, &s->mc, &s->opts, s->layer_on);
+    s->opts.layer_on = s->layer_on;  // the copy in s, not the caller's stack
+}
+
+// The checkpoint to continue from into s->ckpt: the one named, else the newest complete one
+// in [checkpoint] dir unless no_resume. Collective.
+static void pick_checkpoint(lmp_session *s, const lmp_config *cfg, const char *resume, int no_resume) {
+    s->ckpt[0] = 0;
+    if (resume) lmp_fmt(s->ckpt, sizeof s->ckpt, "%s", resume);
+    else if (cfg->checkpoint.dir[0] && !no_resume)
+        lmp_ckpt_find_latest(cfg->checkpoint.dir, s->ckpt, sizeof s->ckpt, &s->comm);
+}
+
+void lmp_session_load(lmp_session *s, const lmp_config *cfg, const char *resume, int no_resume) {
+    lmp_model *m = &s->model;
+    lmp_model_build(m, &s->mc, &s->opts, &s->comm);
+    if (cfg->model.path[0]) lmp_model_load(cfg->model.path, &m->reg);
+    else lmp_model_init_base(m, cfg->train.seed);
+    lmp_model_init_adapters(m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
+    pick_checkpoint(s, cfg, resume, no_resume);
+    // The checksum ties a checkpoint to the base weights it was trained from.
+    if (s->ckpt[0] || cfg->checkpoint.dir[0]) s->base_checksum = lmp_base_checksum(&m->reg, &s->comm);
+    if (s->ckpt[0])
+        s->step = lmp_ckpt_load(s->ckpt, &m->reg, &s->comm, cfg, s->base_checksum, &s->ckpt_tp,
+                                &s->ckpt_dp);
+}
+
+void lmp_session_close(lmp_session *s) {
+    lmp_model_free(&s->model);
+    lmp_comm_free(&s->comm);
+}
