@@ -2,9 +2,13 @@
 //  - finite-difference gradient of the loss w.r.t. every adapter parameter (LoRA on all
 //    targets, on the q/k/v slices, with dropout) and w.r.t. every weight in full mode;
 //  - with B = 0 the adapted model's logits equal the base model's bit for bit;
-//  - the loss equals a direct softmax cross-entropy of the full logits.
+//  - the loss equals a direct softmax cross-entropy of the full logits;
+//  - the block-level hook points (series and parallel adapters) through two methods written
+//    against the adapter interface alone (toy_adapters.c): finite-difference gradients of
+//    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init.
 #include "testutil.h"
 #include "model/model.h"
+#include "toy_adapters.h"
 #include "core/rng.h"
 
 #include <math.h>
@@ -18,13 +22,18 @@ static const lmp_model_config CFG = {2, 2, 8, 13, 8, 1e-5f};
 static int tokens[N], targets[N];
 static float scale[N];
 
-static void build(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout) {
-    lmp_model_opts o = {.full_finetune = full, .targets = targets_bits,
+static void build_with(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout,
+                       const char *method) {
+    lmp_model_opts o = {.full_finetune = full, .targets = targets_bits, .method = method,
                         .ad = {.r = 3, .alpha = 6.0f, .dropout = dropout, .rslora = 0}};
     lmp_model_build(m, &CFG, &o, c);
     lmp_model_init_base(m, 7);
     lmp_model_init_adapters(m, 0, 11);
     lmp_model_set_batch(m, B, T);
+}
+
+static void build(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout) {
+    build_with(m, c, full, targets_bits, dropout, NULL);
 }
 
 // Loss as a double for central differences.
@@ -131,6 +140,25 @@ int main(int argc, char **argv) {
         build(&m, &c, cases[k].full, cases[k].targets, cases[k].dropout);
         check_grads(&m, cases[k].what, &train_rc);
         lmp_model_free(&m);
+    }
+    // Block-level hooks: neutral at init (bitwise), then every gradient by finite differences.
+    toy_adapters_register();
+    const char *toys[2] = {"toy_series", "toy_parallel"};
+    for (int k = 0; k < 2; k++) {
+        lmp_model base, ad;
+        build(&base, &c, 0, 0, 0);
+        build_with(&ad, &c, 0, 0, 0, toys[k]);
+        T_CHECK(ad.n_ad == 2 * CFG.n_layer, "%s: %d instances, expected one per sublayer", toys[k], ad.n_ad);
+        size_t n = (size_t)N * CFG.vocab_size;
+        float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
+        lmp_model_logits(&base, tokens, l0);
+        lmp_model_logits(&ad, tokens, l1);
+        T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at its neutral init changed the logits", toys[k]);
+        free(l0);
+        free(l1);
+        check_grads(&ad, toys[k], &train_rc);
+        lmp_model_free(&base);
+        lmp_model_free(&ad);
     }
     lmp_comm_free(&c);
     MPI_Finalize();

@@ -10,7 +10,7 @@
 //  - LMP_HOOK_BESIDE: a branch beside a sublayer fed by the sublayer's input x, h += g(x)
 //    (parallel adapters); x and h whole on every tp rank.
 //  - LMP_HOOK_KV: extra keys and values prepended in attention (prefix tuning), per local
-//    KV head.
+//    KV head. Reserved: the attention kernel takes prefix keys with the methods issue.
 // Each instance owns an adapter record (core/registry.h: layer, target, slice, method,
 // shape, scaling) and registers its tensors under it, so checkpoints, PEFT export and the
 // analysis read what an adapter is from the registry instead of from its tensor names.
@@ -75,11 +75,29 @@ typedef struct {
     // activation table), and floats per row of scratch shared by all adapters.
     size_t (*saved_per_row)(const lmp_adapter *a);
     size_t (*scratch_per_row)(const lmp_adapter *a);
+    // LMP_HOOK_SUBLAYER / LMP_HOOK_BESIDE: registers the tensors of one module at a sublayer
+    // (rec->target "attn" or "mlp") whose output h and input x are (N, C), whole on every tp
+    // rank (so the module's gradients are tp-identical: LMP_GRAD_TP_SAME).
+    lmp_adapter *(*add_block)(lmp_registry *reg, const lmp_adapter_rec *rec, int C,
+                              const lmp_adapter_opts *o);
     // LMP_HOOK_LINEAR: y (N, ldy) += f(x), x (N, in_l); saved as sized above.
     void (*linear_forward)(lmp_adapter *a, float *y, int ldy, const float *x, float *saved,
                            float *scratch, int N, const lmp_rng_ctx *rc);
     // Accumulates the method's gradients and dx (N, in_l) += ... (dx may be NULL).
     void (*linear_backward)(lmp_adapter *a, float *dx, const float *dy, int ldy, const float *x,
+                            const float *saved, float *scratch, int N, const lmp_rng_ctx *rc);
+    // LMP_HOOK_SUBLAYER: h (N,C) <- g(h) in place (the sublayer's output, before the
+    // residual add). Backward: dh (N,C) in place from d/d(g's output) to d/d(g's input);
+    // accumulates the method's gradients.
+    void (*sublayer_forward)(lmp_adapter *a, float *h, float *saved, float *scratch, int N,
+                             const lmp_rng_ctx *rc);
+    void (*sublayer_backward)(lmp_adapter *a, float *dh, const float *saved, float *scratch,
+                              int N, const lmp_rng_ctx *rc);
+    // LMP_HOOK_BESIDE: h (N,C) += g(x), x (N,C) the sublayer's input (its norm's output).
+    // Backward: dx (N,C) += d/dx from dh; accumulates the method's gradients.
+    void (*beside_forward)(lmp_adapter *a, float *h, const float *x, float *saved,
+                           float *scratch, int N, const lmp_rng_ctx *rc);
+    void (*beside_backward)(lmp_adapter *a, float *dx, const float *dh, const float *x,
                             const float *saved, float *scratch, int N, const lmp_rng_ctx *rc);
     void (*free)(lmp_adapter *a);
 } lmp_adapter_method;
@@ -91,8 +109,11 @@ struct lmp_adapter {
     float *saved;         // its saved activations, set by the model's activation table
 };
 
-// The methods compiled in (methods.c); NULL when `name` is none of them.
+// The methods compiled in (methods.c) and those added with lmp_adapter_add_method; NULL when
+// `name` is none of them.
 const lmp_adapter_method *lmp_adapter_find(const char *name);
+// Makes a method known at run time (a plugin, or a test's own method); at most 8.
+void lmp_adapter_add_method(const lmp_adapter_method *m);
 // Their names, comma-separated (for messages).
 const char *lmp_adapter_names(void);
 

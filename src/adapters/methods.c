@@ -2,25 +2,33 @@
 #include "adapters/adapter.h"
 #include "adapters/lora.h"
 
+#include "core/util.h"
+
 #include <string.h>
 
-static const lmp_adapter_method *const METHODS[] = {
+static const lmp_adapter_method *METHODS[16] = {
     &lmp_lora_method,
 };
-#define N_METHODS (sizeof METHODS / sizeof METHODS[0])
+static size_t n_methods = 1;  // the entries above
+
+void lmp_adapter_add_method(const lmp_adapter_method *m) {
+    LMP_CHECK(n_methods < sizeof METHODS / sizeof METHODS[0], "too many adapter methods (%s)", m->name);
+    LMP_CHECK(!lmp_adapter_find(m->name), "adapter method %s added twice", m->name);
+    METHODS[n_methods++] = m;
+}
 
 const lmp_adapter_method *lmp_adapter_find(const char *name) {
-    for (size_t i = 0; i < N_METHODS; i++)
+    for (size_t i = 0; i < n_methods; i++)
         if (!strcmp(METHODS[i]->name, name)) return METHODS[i];
     return NULL;
 }
 
 const char *lmp_adapter_names(void) {
-    static char buf[256];
-    if (!buf[0])
-        for (size_t i = 0; i < N_METHODS; i++) {
-            if (i) strcat(buf, ", ");
-            strcat(buf, METHODS[i]->name);
-        }
+    static char buf[512];
+    buf[0] = 0;
+    for (size_t i = 0; i < n_methods; i++) {
+        if (i) strcat(buf, ", ");
+        strncat(buf, METHODS[i]->name, sizeof buf - strlen(buf) - 3);
+    }
     return buf;
 }

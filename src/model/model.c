@@ -10,12 +10,9 @@
 // ---------------------------------------------------------------------------------------
 // Registration
 
-// Hooks the configured adapters onto the linear layers of block l.
-static void add_adapters(lmp_model *m, lmp_block *b, int l) {
+// Hooks a linear-layer method onto the configured targets of block l.
+static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp_block *b, int l) {
     const lmp_model_opts *o = &m->opts;
-    if (!o->targets || (o->layer_on && !o->layer_on[l])) return;
-    const lmp_adapter_method *meth = lmp_adapter_find(o->method ? o->method : "lora");
-    if (!meth) lmp_die_all("[adapter] method = %s: expected one of %s", o->method, lmp_adapter_names());
     lmp_linear *site[LMP_N_SITES] = {&b->attn.qkv, &b->attn.out, &b->mlp.in, &b->mlp.out};
     for (int i = 0; i < m->arch.n_targets; i++) {
         const lmp_target_site *t = &m->arch.targets[i];
@@ -41,6 +38,41 @@ static void add_adapters(lmp_model *m, lmp_block *b, int l) {
     }
 }
 
+// Hooks a block-level method (series or parallel) onto the sublayers of block l.
+static void add_block_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp_block *b, int l) {
+    static const char *SUB[2] = {"attn", "mlp"};
+    int which = m->opts.sublayers ? m->opts.sublayers : 3, C = m->arch.n_embd;
+    for (int s = 0; s < 2; s++) {
+        if (!(which & (1 << s))) continue;
+        lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = C, .out = C};
+        lmp_fmt(rec.name, sizeof rec.name, "h.%d.%s.adapter", l, SUB[s]);
+        lmp_fmt(rec.module, sizeof rec.module, "h.%d.%s", l, SUB[s]);
+        lmp_fmt(rec.site, sizeof rec.site, "%s", SUB[s]);
+        lmp_fmt(rec.target, sizeof rec.target, "%s", SUB[s]);
+        lmp_adapter *a = meth->add_block(&m->reg, &rec, C, &m->opts.ad);
+        lmp_sublayer_hooks *h = &b->hooks[s];
+        int series = (meth->hooks & LMP_HOOK_SUBLAYER) != 0;
+        int *n = series ? &h->n_series : &h->n_beside;
+        LMP_CHECK(*n < LMP_BLOCK_MAX_ADAPTERS, "block %d: too many adapters at %s", l, SUB[s]);
+        (series ? h->series : h->beside)[(*n)++] = a;
+        m->ad[m->n_ad++] = a;
+    }
+}
+
+// Hooks the configured adapters onto block l.
+static void add_adapters(lmp_model *m, lmp_block *b, int l) {
+    const lmp_model_opts *o = &m->opts;
+    const char *name = o->method ? o->method : "lora";
+    const lmp_adapter_method *meth = lmp_adapter_find(name);
+    if (!meth) lmp_die_all("[adapter] method = %s: expected one of %s", name, lmp_adapter_names());
+    if (o->layer_on && !o->layer_on[l]) return;
+    if (meth->hooks & LMP_HOOK_LINEAR) {
+        if (o->targets) add_linear_adapters(m, meth, b, l);
+    } else if (meth->hooks & (LMP_HOOK_SUBLAYER | LMP_HOOK_BESIDE)) {
+        add_block_adapters(m, meth, b, l);
+    }
+}
+
 void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                         lmp_comm *comm) {
     memset(m, 0, sizeof *m);
@@ -52,9 +84,9 @@ void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_mod
     const lmp_arch *a = &m->arch;
     int L = a->n_layer, train = opts->full_finetune;
     // 4 embedding/final-norm tensors, 12 per block, at most 4 per adapter record
-    lmp_registry_init(&m->reg, 8 + L * (12 + 4 * a->n_targets));
+    lmp_registry_init(&m->reg, 8 + L * (12 + 4 * (a->n_targets + 2)));
     m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
-    m->ad = lmp_calloc((size_t)(L * a->n_targets + 1) * sizeof(lmp_adapter *));
+    m->ad = lmp_calloc((size_t)(L * (a->n_targets + 2) + 1) * sizeof(lmp_adapter *));
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);
     for (int l = 0; l < L; l++) {
         lmp_block *b = &m->blocks[l];
@@ -62,7 +94,7 @@ void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_mod
         lmp_attention_register(&b->attn, a, &m->reg, l, comm, train);
         lmp_norm_register(&b->ln2, a, &m->reg, lmp_fmt(name, sizeof name, a->ln2, l), train);
         lmp_mlp_register(&b->mlp, a, &m->reg, l, comm, train);
-        add_adapters(m, b, l);
+        if (opts->targets || opts->method) add_adapters(m, b, l);
     }
     lmp_norm_register(&m->lnf, a, &m->reg, a->lnf, train);
 }
@@ -142,6 +174,7 @@ void lmp_model_set_batch(lmp_model *m, int B, int T) {
     free(m->act_mem);
     free(m->emb.xstat);
     m->B = m->run.B = B;
+    m->run.C = m->arch.n_embd;
     m->T = m->run.T = T;
     m->run.comm = m->comm;
     lmp_acts t = {0};
@@ -155,14 +188,44 @@ void lmp_model_set_batch(lmp_model *m, int B, int T) {
 // ---------------------------------------------------------------------------------------
 // Forward and backward
 
+// h (N,C), the output of sublayer s fed by x (N,C): the block-level adapters' turn.
+static void hooks_forward(const lmp_sublayer_hooks *k, float *h, const float *x, lmp_run *r) {
+    int N = r->B * r->T;
+    for (int i = 0; i < k->n_series; i++)
+        k->series[i]->method->sublayer_forward(k->series[i], h, k->series[i]->saved, r->ad_scratch, N, r->rc);
+    for (int i = 0; i < k->n_beside; i++)
+        k->beside[i]->method->beside_forward(k->beside[i], h, x, k->beside[i]->saved, r->ad_scratch, N, r->rc);
+}
+
+// From dh = d(loss)/d(hooked output h): the gradient at the sublayer's output, in r->tmp,
+// or dh itself when no series adapter sits there (dh is the residual's and stays intact).
+static const float *hooks_backward_out(const lmp_sublayer_hooks *k, const float *dh, lmp_run *r) {
+    if (!k->n_series) return dh;
+    int N = r->B * r->T;
+    memcpy(r->tmp, dh, (size_t)N * r->C * sizeof(float));
+    for (int i = k->n_series - 1; i >= 0; i--)
+        k->series[i]->method->sublayer_backward(k->series[i], r->tmp, k->series[i]->saved, r->ad_scratch, N, r->rc);
+    return r->tmp;
+}
+
+// dx (N,C) += the parallel adapters' input gradient from dh.
+static void hooks_backward_in(const lmp_sublayer_hooks *k, float *dx, const float *dh, const float *x,
+                              lmp_run *r) {
+    for (int i = 0; i < k->n_beside; i++)
+        k->beside[i]->method->beside_backward(k->beside[i], dx, dh, x, k->beside[i]->saved,
+                                              r->ad_scratch, r->B * r->T, r->rc);
+}
+
 static void block_forward(lmp_block *b, const float *x, lmp_run *r) {
     int N = r->B * r->T;
     size_t NC = (size_t)N * b->ln1.C;
     lmp_norm_forward(&b->ln1, x, N);
     lmp_attention_forward(&b->attn, r->tmp, b->ln1.out, r);
+    hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r);
     lmp_residual_forward(b->res2, x, r->tmp, NC);
     lmp_norm_forward(&b->ln2, b->res2, N);
     lmp_mlp_forward(&b->mlp, r->tmp, b->ln2.out, r);
+    hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r);
     lmp_residual_forward(b->res3, b->res2, r->tmp, NC);
 }
 
@@ -170,9 +233,11 @@ static void block_forward(lmp_block *b, const float *x, lmp_run *r) {
 // residual passes it through; each sublayer's norm adds its part).
 static void block_backward(lmp_block *b, const float *x, lmp_run *r) {
     int N = r->B * r->T;
-    lmp_mlp_backward(&b->mlp, r->dln, r->dres, b->ln2.out, r);
+    lmp_mlp_backward(&b->mlp, r->dln, hooks_backward_out(&b->hooks[1], r->dres, r), b->ln2.out, r);
+    hooks_backward_in(&b->hooks[1], r->dln, r->dres, b->ln2.out, r);
     lmp_norm_backward(&b->ln2, r->dres, r->dln, b->res2, N);
-    lmp_attention_backward(&b->attn, r->dln, r->dres, b->ln1.out, r);
+    lmp_attention_backward(&b->attn, r->dln, hooks_backward_out(&b->hooks[0], r->dres, r), b->ln1.out, r);
+    hooks_backward_in(&b->hooks[0], r->dln, r->dres, b->ln1.out, r);
     lmp_norm_backward(&b->ln1, r->dres, r->dln, x, N);
 }
 

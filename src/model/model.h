@@ -17,15 +17,27 @@
 typedef struct {
     int full_finetune;
     const char *method;             // adapter method (adapters/methods.c); NULL: "lora"
-    int targets;                    // LMP_T_* bits; 0: no adapters
+    int targets;                    // LMP_T_* bits (linear-layer methods)
+    int sublayers;                  // block-level methods: 1 attention, 2 MLP (0: both)
     lmp_adapter_opts ad;            // r, alpha, dropout, rslora, init
     const unsigned char *layer_on;  // [n_layer]: 1 where adapters go; NULL: every layer
 } lmp_model_opts;
+
+#define LMP_BLOCK_MAX_ADAPTERS 4
+
+// Adapters at a sublayer (0 attention, 1 MLP) of a block: series (LMP_HOOK_SUBLAYER), applied
+// to the sublayer's output, then parallel (LMP_HOOK_BESIDE), added from its input:
+// h = series(sublayer(x)) + parallel(x).
+typedef struct {
+    int n_series, n_beside;
+    lmp_adapter *series[LMP_BLOCK_MAX_ADAPTERS], *beside[LMP_BLOCK_MAX_ADAPTERS];
+} lmp_sublayer_hooks;
 
 typedef struct {
     lmp_norm ln1, ln2;
     lmp_attention attn;
     lmp_mlp mlp;
+    lmp_sublayer_hooks hooks[2];
     float *res2, *res3;             // (N,C) residual after attention, block output
 } lmp_block;
 

@@ -10,7 +10,7 @@
 typedef struct {
     lmp_comm *comm;
     const lmp_rng_ctx *rc;
-    int B, T;
+    int B, T, C;
     float *ad_scratch;            // adapters' shared scratch (N x the largest scratch_per_row)
     float *tmp;                   // (N,C) a sublayer's output before the residual add
     // Backward scratch, shared by the blocks.
