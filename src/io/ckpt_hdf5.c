@@ -537,8 +537,10 @@ int64_t lmp_ckpt_load(const char *path, lmp_registry *r, lmp_comm *c, const lmp_
                  "PATH or start fresh with --no-resume", path);
     lmp_die_if_any(c, err);
 
-    char *format = lmp_h5_get_str(file, "format"), *config = lmp_h5_get_str(file, "config");
-    char *base_model = lmp_h5_get_str(file, "base_model");
+    char *format, *config, *base_model;
+    lmp_h5_get_str(file, "format", &format);
+    lmp_h5_get_str(file, "config", &config);
+    lmp_h5_get_str(file, "base_model", &base_model);
     int64_t step = -1, t = 0, d = 0;
     uint64_t sum = 0;
     if (!format || strcmp(format, LMP_CKPT_FORMAT) || !config || !base_model ||
