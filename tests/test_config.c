@@ -11,6 +11,63 @@
 
 static const char *dir;
 
+typedef struct { int n, tensors, run_only; char last[256]; } diff_seen;
+
+static void on_diff(void *ctx, const char *section, const char *key, const char *was, const char *now, int flags) {
+    diff_seen *d = ctx;
+    d->n++;
+    d->tensors += !!(flags & LMP_KEY_TENSORS);
+    d->run_only += !!(flags & LMP_KEY_RUN_ONLY);
+    snprintf(d->last, sizeof d->last, "[%s] %s %s -> %s", section, key, was, now);
+}
+
+// Text parsing returns errors instead of dying; the diff walks the one KEYS table with its flags.
+static void check_text_and_diff(void) {
+    lmp_config a, b;
+    char err[512];
+    lmp_config_defaults(&a);
+    a.adapter.r = 4;
+    a.train.lr = 1e-3f;
+    char *text = lmp_config_dump(&a);
+    T_CHECK(lmp_config_parse_text(&b, text, "ckpt", err, sizeof err) == 0 && !memcmp(&a, &b, sizeof a),
+            "parse_text of a dump gives the same struct (%s)", err);
+    free(text);
+    T_CHECK(lmp_config_parse_text(&b, "[train]\nsteps = 2\nlr = fast\n", "mem.ini", err, sizeof err) == -1 &&
+            strstr(err, "mem.ini:3") && strstr(err, "[train] lr"), "parse_text error: '%s'", err);
+    T_CHECK(lmp_config_parse_text(&b, "[nosuch]\nx = 1\n", "t", err, sizeof err) == -1 && strstr(err, "t:2"),
+            "parse_text unknown section: '%s'", err);
+    T_CHECK(lmp_config_parse_text(&b, "garbage\n", "g", err, sizeof err) == -1 && strstr(err, "g:1: not an INI line"),
+            "parse_text bad line: '%s'", err);
+
+    lmp_config_defaults(&b);
+    diff_seen d = {0};
+    T_CHECK(lmp_config_diff(&b, &b, on_diff, &d) == 0 && d.n == 0, "no differences with itself");
+    b.adapter.r = 16;
+    b.parallel.tp = 2;
+    b.checkpoint.keep = 1;
+    b.train.lr = 5e-4f;
+    T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 4 && d.n == 4, "4 differences, %d seen", d.n);
+    T_CHECK(d.tensors == 1 && d.run_only == 2, "flags: %d tensor keys, %d run-only", d.tensors, d.run_only);
+    T_CHECK(!strcmp(d.last, "[checkpoint] keep 3 -> 1"), "last difference '%s'", d.last);
+    // Every adapter key that shapes the tensors is flagged, nothing else in [adapter]/[train].
+    const char *must[] = {"adapter.method=none", "adapter.r=2", "adapter.alpha=3", "adapter.targets=q",
+                          "adapter.layers=0", "adapter.rslora=true"};
+    for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) {
+        char sec[32], key[32], val[32];
+        T_CHECK(sscanf(must[i], "%31[^.].%31[^=]=%31s", sec, key, val) == 3, "bad test entry");
+        lmp_config_defaults(&b);
+        T_CHECK(lmp_config_set(&b, sec, key, val, err, sizeof err) == 0, "set %s", must[i]);
+        memset(&d, 0, sizeof d);
+        lmp_config_defaults(&a);
+        T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 1 && d.tensors == 1, "%s is a tensor key", must[i]);
+    }
+    lmp_config_defaults(&b);
+    b.adapter.dropout = 0.5f;
+    b.adapter.seed = 9;
+    memset(&d, 0, sizeof d);
+    T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 2 && d.tensors == 0 && d.run_only == 0, "dropout, seed: not flagged");
+}
+
 static const char *write_ini(const char *name, const char *text) {
     static char path[600];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -97,5 +154,6 @@ int main(void) {
     expect_load_error("missing file", "/nonexistent/run.ini", NULL, "/nonexistent/run.ini", "cannot open");
     expect_load_error("bad --set", NULL, "train.lr", "--set train.lr", "section.key=value");
     expect_load_error("bad --set value", NULL, "train.batch_size=0", "--set", "batch_size");
+    check_text_and_diff();
     return t_finish();
 }

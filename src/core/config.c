@@ -23,54 +23,58 @@ typedef struct {
     int lo_open, hi_open;
     const char *def;   // default as text
     const char *expect;
+    int flags;         // LMP_KEY_* (config.h): what the key decides beyond its own value
 } key_t_;
 
 #define O(f) offsetof(lmp_config, f)
 #define S(f) sizeof(((lmp_config *)0)->f)
+// The one table of keys. Flags: LMP_KEY_TENSORS, the keys that decide which adapter tensors
+// exist and what they mean (a checkpoint resumes only with the same values);
+// LMP_KEY_RUN_ONLY, how and where this run works, not what it trains (not compared on resume).
 static const key_t_ KEYS[] = {
-    {"model", "path", K_STR, O(model.path), S(model.path), 0, 0, 0, 0, "", "a path"},
-    {"model", "n_layer", K_INT, O(model.n_layer), 0, 1, LMP_MAX_LAYERS, 0, 0, "4", "an integer in [1, 128]"},
-    {"model", "n_head", K_INT, O(model.n_head), 0, 1, 1e6, 0, 0, "4", "a positive integer"},
-    {"model", "n_embd", K_INT, O(model.n_embd), 0, 1, 1e6, 0, 0, "128", "a positive integer"},
-    {"model", "vocab_size", K_INT, O(model.vocab_size), 0, 1, 65536, 0, 0, "256", "an integer in [1, 65536]"},
-    {"model", "n_ctx", K_INT, O(model.n_ctx), 0, 1, 1e6, 0, 0, "256", "a positive integer"},
-    {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora", "lora or none"},
-    {"adapter", "r", K_INT, O(adapter.r), 0, 1, 65536, 0, 0, "8", "a positive integer"},
-    {"adapter", "alpha", K_FLOAT, O(adapter.alpha), 0, 0, 1e9, 1, 0, "16", "a positive number"},
-    {"adapter", "dropout", K_FLOAT, O(adapter.dropout), 0, 0, 1, 0, 1, "0", "a number in [0, 1)"},
+    {"model", "path", K_STR, O(model.path), S(model.path), 0, 0, 0, 0, "", "a path", 0},
+    {"model", "n_layer", K_INT, O(model.n_layer), 0, 1, LMP_MAX_LAYERS, 0, 0, "4", "an integer in [1, 128]", 0},
+    {"model", "n_head", K_INT, O(model.n_head), 0, 1, 1e6, 0, 0, "4", "a positive integer", 0},
+    {"model", "n_embd", K_INT, O(model.n_embd), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
+    {"model", "vocab_size", K_INT, O(model.vocab_size), 0, 1, 65536, 0, 0, "256", "an integer in [1, 65536]", 0},
+    {"model", "n_ctx", K_INT, O(model.n_ctx), 0, 1, 1e6, 0, 0, "256", "a positive integer", 0},
+    {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora", "lora or none", LMP_KEY_TENSORS},
+    {"adapter", "r", K_INT, O(adapter.r), 0, 1, 65536, 0, 0, "8", "a positive integer", LMP_KEY_TENSORS},
+    {"adapter", "alpha", K_FLOAT, O(adapter.alpha), 0, 0, 1e9, 1, 0, "16", "a positive number", LMP_KEY_TENSORS},
+    {"adapter", "dropout", K_FLOAT, O(adapter.dropout), 0, 0, 1, 0, 1, "0", "a number in [0, 1)", 0},
     {"adapter", "targets", K_TARGETS, O(adapter.targets), 0, 0, 0, 0, 0, "c_attn",
-     "a comma list of c_attn, q, k, v, attn.c_proj, mlp.c_fc, mlp.c_proj, or all"},
+     "a comma list of c_attn, q, k, v, attn.c_proj, mlp.c_fc, mlp.c_proj, or all", LMP_KEY_TENSORS},
     {"adapter", "layers", K_LAYERS, O(adapter.n_layers), 0, 0, 0, 0, 0, "all",
-     "all, or a comma list of layer numbers and ranges like 0-3,6"},
-    {"adapter", "rslora", K_BOOL, O(adapter.rslora), 0, 0, 0, 0, 0, "false", "true or false"},
-    {"adapter", "init", K_INIT, O(adapter.init), 0, 0, 0, 0, 0, "kaiming", "kaiming or gaussian"},
-    {"adapter", "seed", K_U64, O(adapter.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer"},
-    {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer"},
-    {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer"},
-    {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer"},
-    {"train", "lr", K_FLOAT, O(train.lr), 0, 0, 1e30, 1, 0, "2e-4", "a positive number"},
-    {"train", "warmup_steps", K_INT, O(train.warmup_steps), 0, 0, 2e9, 0, 0, "0", "a non-negative integer"},
-    {"train", "schedule", K_SCHED, O(train.schedule), 0, 0, 0, 0, 0, "cosine", "cosine, linear or constant"},
-    {"train", "min_lr_ratio", K_FLOAT, O(train.min_lr_ratio), 0, 0, 1, 0, 0, "0", "a number in [0, 1]"},
-    {"train", "weight_decay", K_FLOAT, O(train.weight_decay), 0, 0, 1e9, 0, 0, "0.01", "a non-negative number"},
-    {"train", "beta1", K_FLOAT, O(train.beta1), 0, 0, 1, 0, 1, "0.9", "a number in [0, 1)"},
-    {"train", "beta2", K_FLOAT, O(train.beta2), 0, 0, 1, 0, 1, "0.999", "a number in [0, 1)"},
-    {"train", "eps", K_FLOAT, O(train.eps), 0, 0, 1, 1, 0, "1e-8", "a positive number"},
-    {"train", "grad_clip", K_FLOAT, O(train.grad_clip), 0, 0, 1e30, 0, 0, "1.0", "a non-negative number (0: off)"},
-    {"train", "grad_accum", K_INT, O(train.grad_accum), 0, 1, 1e6, 0, 0, "1", "a positive integer"},
-    {"train", "seed", K_U64, O(train.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer"},
-    {"train", "eval_every", K_INT, O(train.eval_every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only before and after)"},
-    {"train", "eval_batches", K_INT, O(train.eval_batches), 0, 1, 1e6, 0, 0, "8", "a positive integer"},
-    {"train", "save_model", K_STR, O(train.save_model), S(train.save_model), 0, 0, 0, 0, "", "a path"},
-    {"train", "save_adapter", K_STR, O(train.save_adapter), S(train.save_adapter), 0, 0, 0, 0, "", "a path"},
-    {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path"},
-    {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path"},
-    {"log", "metrics", K_STR, O(log.metrics), S(log.metrics), 0, 0, 0, 0, "", "a path"},
-    {"log", "every", K_INT, O(log.every), 0, 1, 2e9, 0, 0, "1", "a positive integer"},
-    {"parallel", "tp", K_INT, O(parallel.tp), 0, 1, 1e6, 0, 0, "1", "a positive integer"},
-    {"checkpoint", "dir", K_STR, O(checkpoint.dir), S(checkpoint.dir), 0, 0, 0, 0, "", "a directory"},
-    {"checkpoint", "every", K_INT, O(checkpoint.every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only at the end)"},
-    {"checkpoint", "keep", K_INT, O(checkpoint.keep), 0, 0, 1e6, 0, 0, "3", "a non-negative integer (0: keep all)"},
+     "all, or a comma list of layer numbers and ranges like 0-3,6", LMP_KEY_TENSORS},
+    {"adapter", "rslora", K_BOOL, O(adapter.rslora), 0, 0, 0, 0, 0, "false", "true or false", LMP_KEY_TENSORS},
+    {"adapter", "init", K_INIT, O(adapter.init), 0, 0, 0, 0, 0, "kaiming", "kaiming or gaussian", 0},
+    {"adapter", "seed", K_U64, O(adapter.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer", 0},
+    {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer", 0},
+    {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer", 0},
+    {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
+    {"train", "lr", K_FLOAT, O(train.lr), 0, 0, 1e30, 1, 0, "2e-4", "a positive number", 0},
+    {"train", "warmup_steps", K_INT, O(train.warmup_steps), 0, 0, 2e9, 0, 0, "0", "a non-negative integer", 0},
+    {"train", "schedule", K_SCHED, O(train.schedule), 0, 0, 0, 0, 0, "cosine", "cosine, linear or constant", 0},
+    {"train", "min_lr_ratio", K_FLOAT, O(train.min_lr_ratio), 0, 0, 1, 0, 0, "0", "a number in [0, 1]", 0},
+    {"train", "weight_decay", K_FLOAT, O(train.weight_decay), 0, 0, 1e9, 0, 0, "0.01", "a non-negative number", 0},
+    {"train", "beta1", K_FLOAT, O(train.beta1), 0, 0, 1, 0, 1, "0.9", "a number in [0, 1)", 0},
+    {"train", "beta2", K_FLOAT, O(train.beta2), 0, 0, 1, 0, 1, "0.999", "a number in [0, 1)", 0},
+    {"train", "eps", K_FLOAT, O(train.eps), 0, 0, 1, 1, 0, "1e-8", "a positive number", 0},
+    {"train", "grad_clip", K_FLOAT, O(train.grad_clip), 0, 0, 1e30, 0, 0, "1.0", "a non-negative number (0: off)", 0},
+    {"train", "grad_accum", K_INT, O(train.grad_accum), 0, 1, 1e6, 0, 0, "1", "a positive integer", 0},
+    {"train", "seed", K_U64, O(train.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer", 0},
+    {"train", "eval_every", K_INT, O(train.eval_every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only before and after)", 0},
+    {"train", "eval_batches", K_INT, O(train.eval_batches), 0, 1, 1e6, 0, 0, "8", "a positive integer", 0},
+    {"train", "save_model", K_STR, O(train.save_model), S(train.save_model), 0, 0, 0, 0, "", "a path", 0},
+    {"train", "save_adapter", K_STR, O(train.save_adapter), S(train.save_adapter), 0, 0, 0, 0, "", "a path", 0},
+    {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path", 0},
+    {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path", 0},
+    {"log", "metrics", K_STR, O(log.metrics), S(log.metrics), 0, 0, 0, 0, "", "a path", LMP_KEY_RUN_ONLY},
+    {"log", "every", K_INT, O(log.every), 0, 1, 2e9, 0, 0, "1", "a positive integer", LMP_KEY_RUN_ONLY},
+    {"parallel", "tp", K_INT, O(parallel.tp), 0, 1, 1e6, 0, 0, "1", "a positive integer", LMP_KEY_RUN_ONLY},
+    {"checkpoint", "dir", K_STR, O(checkpoint.dir), S(checkpoint.dir), 0, 0, 0, 0, "", "a directory", LMP_KEY_RUN_ONLY},
+    {"checkpoint", "every", K_INT, O(checkpoint.every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only at the end)", LMP_KEY_RUN_ONLY},
+    {"checkpoint", "keep", K_INT, O(checkpoint.keep), 0, 0, 1e6, 0, 0, "3", "a non-negative integer (0: keep all)", LMP_KEY_RUN_ONLY},
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
@@ -267,18 +271,32 @@ static int handler(void *user, const char *section, const char *name, const char
     return 1;
 }
 
+// err = "origin:line: why" for inih's result rc (0 ok, > 0 the first failing line, < 0 the
+// file could not be read or memory ran out); 0 or -1.
+static int parse_result(int rc, const parse_ctx *x, const char *origin, char *err, int errlen) {
+    if (rc == 0) return 0;
+    if (rc < 0) snprintf(err, errlen, "%s: cannot read it (out of memory?)", origin);
+    else if (x->err[0]) snprintf(err, errlen, "%s:%d: %s", origin, rc, x->err);
+    else snprintf(err, errlen, "%s:%d: not an INI line (expected [section] or key = value)", origin, rc);
+    return -1;
+}
+
+int lmp_config_parse_text(lmp_config *c, const char *text, const char *origin, char *err, int errlen) {
+    lmp_config_defaults(c);
+    parse_ctx x = {c, origin, ""};
+    return parse_result(ini_parse_string(text, handler, &x), &x, origin, err, errlen);
+}
+
 void lmp_config_load(lmp_config *c, const char *path, const char *const *sets, int n_set) {
     lmp_config_defaults(c);
     if (path) {
         FILE *f = fopen(path, "r");
         if (!f) lmp_die_all("cannot open config %s: %s", path, strerror(errno));
         parse_ctx x = {c, path, ""};
-        int rc = ini_parse_file(f, handler, &x);
+        char e[1200];
+        int rc = parse_result(ini_parse_file(f, handler, &x), &x, path, e, sizeof e);
         fclose(f);
-        if (rc != 0) {
-            if (x.err[0]) lmp_die_all("%s:%d: %s", path, rc, x.err);
-            lmp_die_all("%s:%d: not an INI line (expected [section] or key = value)", path, rc);
-        }
+        if (rc) lmp_die_all("%s", e);
     }
     for (int i = 0; i < n_set; i++) {
         char buf[LMP_PATH_MAX + 128], e[900];
@@ -295,31 +313,49 @@ void lmp_config_load(lmp_config *c, const char *path, const char *const *sets, i
     if (lmp_config_validate(c, e, sizeof e)) lmp_die_all("%s%s%s", path ? path : "", path ? ": " : "", e);
 }
 
+// The value of key k in c as the text lmp_config_dump writes (it reads back to the same value).
+static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n) {
+    const char *p = (const char *)c + k->off;
+    switch (k->type) {
+    case K_INT: snprintf(val, n, "%d", *(const int *)p); break;
+    case K_FLOAT:  // shortest text that reads back as the same float
+        for (int prec = 6; prec <= 9; prec++) {
+            snprintf(val, n, "%.*g", prec, *(const float *)p);
+            if (strtof(val, NULL) == *(const float *)p) break;
+        }
+        break;
+    case K_U64: snprintf(val, n, "%llu", *(const unsigned long long *)p); break;
+    case K_BOOL: snprintf(val, n, "%s", *(const int *)p ? "true" : "false"); break;
+    case K_STR: snprintf(val, n, "%s", p); break;
+    case K_METHOD: snprintf(val, n, "%s", METHODS[c->adapter.method]); break;
+    case K_INIT: snprintf(val, n, "%s", INITS[c->adapter.init]); break;
+    case K_SCHED: snprintf(val, n, "%s", SCHEDS[c->train.schedule]); break;
+    case K_TARGETS: snprintf(val, n, "%s", c->adapter.targets_str); break;
+    case K_LAYERS: snprintf(val, n, "%s", c->adapter.layers_str); break;
+    }
+}
+
+int lmp_config_diff(const lmp_config *a, const lmp_config *b, lmp_config_diff_fn fn, void *ctx) {
+    int n = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        char va[LMP_PATH_MAX + 32], vb[LMP_PATH_MAX + 32];
+        value_text(a, &KEYS[i], va, sizeof va);
+        value_text(b, &KEYS[i], vb, sizeof vb);
+        if (!strcmp(va, vb)) continue;
+        n++;
+        if (fn) fn(ctx, KEYS[i].section, KEYS[i].key, va, vb, KEYS[i].flags);
+    }
+    return n;
+}
+
 char *lmp_config_dump(const lmp_config *c) {
     size_t cap = 8192, n = 0;
     char *out = lmp_malloc(cap);
     const char *cur = "";
     for (size_t i = 0; i < NKEYS; i++) {
         const key_t_ *k = &KEYS[i];
-        const char *p = (const char *)c + k->off;
         char val[LMP_PATH_MAX + 32];
-        switch (k->type) {
-        case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
-        case K_FLOAT:  // shortest text that reads back as the same float
-            for (int prec = 6; prec <= 9; prec++) {
-                snprintf(val, sizeof val, "%.*g", prec, *(const float *)p);
-                if (strtof(val, NULL) == *(const float *)p) break;
-            }
-            break;
-        case K_U64: snprintf(val, sizeof val, "%llu", *(const unsigned long long *)p); break;
-        case K_BOOL: snprintf(val, sizeof val, "%s", *(const int *)p ? "true" : "false"); break;
-        case K_STR: snprintf(val, sizeof val, "%s", p); break;
-        case K_METHOD: snprintf(val, sizeof val, "%s", METHODS[c->adapter.method]); break;
-        case K_INIT: snprintf(val, sizeof val, "%s", INITS[c->adapter.init]); break;
-        case K_SCHED: snprintf(val, sizeof val, "%s", SCHEDS[c->train.schedule]); break;
-        case K_TARGETS: snprintf(val, sizeof val, "%s", c->adapter.targets_str); break;
-        case K_LAYERS: snprintf(val, sizeof val, "%s", c->adapter.layers_str); break;
-        }
+        value_text(c, k, val, sizeof val);
         char line[LMP_PATH_MAX + 128];
         int len = 0;
         if (strcmp(cur, k->section)) len = snprintf(line, sizeof line, "%s[%s]\n", n ? "\n" : "", k->section);

@@ -77,4 +77,24 @@ int lmp_config_validate(const lmp_config *c, char *err, int errlen);
 // The fully resolved configuration as INI text (malloc'd), every key with its value.
 char *lmp_config_dump(const lmp_config *c);
 
+// Parses INI text (e.g. a checkpoint's stored lmp_config_dump) over the defaults into c, as a
+// file would be (no --set, no cross-key checks). Returns 0, or -1 with "origin:line: why" in
+// err; never dies, so a caller can report a bad text as its own error.
+int lmp_config_parse_text(lmp_config *c, const char *text, const char *origin, char *err,
+                          int errlen);
+
+// What a key decides beyond its own value (flags of config.c's KEYS table).
+enum {
+    LMP_KEY_TENSORS = 1,   // which adapter tensors exist and what they mean: a checkpoint
+                           // resumes only with the same value
+    LMP_KEY_RUN_ONLY = 2,  // how and where this run works ([parallel], [checkpoint], [log]):
+                           // not compared on resume
+};
+// Called for each key whose value differs, in table order: old and new as dump text.
+typedef void (*lmp_config_diff_fn)(void *ctx, const char *section, const char *key,
+                                   const char *old_value, const char *new_value, int flags);
+// Compares a (old) with b (new) key by key; fn (may be NULL) for each difference. Returns
+// the number of keys that differ.
+int lmp_config_diff(const lmp_config *a, const lmp_config *b, lmp_config_diff_fn fn, void *ctx);
+
 #endif

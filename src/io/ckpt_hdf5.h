@@ -1,7 +1,9 @@
 // ckpt_hdf5.h: training checkpoints in one HDF5 file per step, written and read with
 // parallel HDF5 (MPI-IO) by every rank. The file layout is documented in README
 // ("Checkpoints"); in short:
-//   /adapter/<module>/lora_A (r, in), lora_B (out, r)   <module> = transformer.h.0.attn.c_attn
+//   /adapter/<module>/lora_A (r, in), lora_B (out, r)   <module> = transformer.h.0.attn.c_attn,
+//                                        its attributes the module's record (method, layer,
+//                                        target, slice, base_weight, out_offset, in, out, r, ...)
 //   /params/<name>                                      trainable base weights (full tuning)
 //   /optim/m/<path>, /optim/v/<path>                    AdamW moments of every dataset above
 //   attributes: step, config, tp, dp, version, base model and base-weight checksum, RNG and
@@ -19,8 +21,9 @@
 #include "core/config.h"
 #include "core/registry.h"
 
-#define LMP_CKPT_FORMAT "lorampi-checkpoint"
-#define LMP_CKPT_FORMAT_VERSION 1
+// The files: ckpt_write.c (saving), ckpt_read.c (the reader, ckpt_read.h, also used by the
+// analysis), ckpt_list.c (directory listing, retention), ckpt_checksum.c, ckpt_layout.c
+// (dataset paths, format version), and here in ckpt_hdf5.c, resuming.
 
 // What a checkpoint records besides the tensors.
 typedef struct {
@@ -59,7 +62,7 @@ int lmp_ckpt_find_latest(const char *dir, char *path, size_t n, lmp_comm *c);
 
 // Loads the trainable tensors and their AdamW moments of `path` into r, whatever layout wrote
 // it. Checks first that the checkpoint fits this run: same base weights (checksum), same
-// adapter (method, targets, layers, r, alpha), every tensor present with its shape, and
+// adapter (config keys flagged LMP_KEY_TENSORS), every tensor present with its shape, and
 // warns about other settings that changed. Any mismatch, a missing, truncated or corrupt
 // file: every rank exits naming the file and what differs; nothing on disk is touched.
 // Collective. Returns the step the checkpoint was written at; *tp, *dp: its layout.

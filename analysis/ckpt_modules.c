@@ -1,0 +1,94 @@
+// ckpt_modules.c: the adapters of a checkpoint for the analysis, through the checkpoint
+// reader (io/ckpt_read.h): names, shapes and scaling come from each module's record.
+#include "analysis/subcommands.h"
+#include "io/ckpt_read.h"
+#include "core/util.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Stops every rank when any has an error: the lowest such rank's message, printed once. A
+// file error seen by one rank alone (a bad read) must not leave the others waiting.
+static void die_if_any(const char *err) {
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int who = err[0] ? rank : size;
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &who, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (who == size) return;
+    char msg[2048];
+    if (rank == who) lmp_fmt(msg, sizeof msg, "%s", err);
+    LMP_CHECK_MPI(MPI_Bcast(msg, sizeof msg, MPI_CHAR, who, MPI_COMM_WORLD));
+    lmp_die_all("%s", msg);
+}
+
+// A and B of module c (record attributes read) into m; 0, or -1 with err.
+static int read_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mod *m, char *err, size_t errn) {
+    memset(m, 0, sizeof *m);
+    lmp_fmt(m->name, sizeof m->name, "%s", c->name);
+    lmp_fmt(m->base_weight, sizeof m->base_weight, "%s", c->base_weight);
+    m->in = (int)c->in;
+    m->out = (int)c->out;
+    m->out_offset = (int)c->out_offset;
+    m->scale = c->scale;
+    char path[LMP_NAME_MAX + 64];
+    int64_t ra, rb, rows, cols;
+    if (lmp_ckpt_read_matrix(rd, lmp_fmt(path, sizeof path, "adapter/%s/lora_A", c->name), -1, c->in,
+                             &m->A, &ra, &cols, err, errn) ||
+        lmp_ckpt_read_matrix(rd, lmp_fmt(path, sizeof path, "adapter/%s/lora_B", c->name), c->out, -1,
+                             &m->B, &rows, &rb, err, errn))
+        return -1;
+    if (ra != rb)
+        snprintf(err, errn, "%s: %s has lora_A with %lld rows but lora_B with %lld columns", rd->path,
+                 c->name, (long long)ra, (long long)rb);
+    else if (ra == 0)
+        snprintf(err, errn, "%s: %s has r = 0 (no adapter to analyse)", rd->path, c->name);
+    else if (ra != c->r)
+        snprintf(err, errn, "%s: %s has lora_A with %lld rows, but its attribute r = %lld", rd->path,
+                 c->name, (long long)ra, (long long)c->r);
+    m->r = (int)ra;
+    return err[0] ? -1 : 0;
+}
+
+// Header and modules of an open checkpoint into s; 0, or -1 with err.
+static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn) {
+    lmp_ckpt_header h;
+    int rc = lmp_ckpt_read_header(rd, &h, err, errn);
+    s->step = h.step;
+    s->base_checksum = h.base_checksum;
+    lmp_ckpt_header_free(&h);
+    lmp_ckpt_module *mods = NULL;
+    int n = 0;
+    if (!rc) rc = lmp_ckpt_modules(rd, &mods, &n, err, errn);
+    if (!rc && n == 0) {
+        snprintf(err, errn, "%s: /adapter holds no modules", rd->path);
+        rc = -1;
+    }
+    if (!rc) s->mod = lmp_calloc((size_t)n * sizeof *s->mod);
+    for (int i = 0; !rc && i < n; i++, s->n++) rc = read_module(rd, &mods[i], &s->mod[i], err, errn);
+    free(mods);
+    return rc;
+}
+
+void lmp_an_read_adapters(const char *path, adapter_set *s) {
+    memset(s, 0, sizeof *s);
+    lmp_fmt(s->path, sizeof s->path, "%s", path);
+    char err[2048] = "", cerr[LMP_PATH_MAX + 64] = "";
+    lmp_ckpt_reader rd;
+    if (lmp_ckpt_open(&rd, path, err, sizeof err) == 0) {
+        read_set(&rd, s, err, sizeof err);
+        if (lmp_ckpt_close(&rd, cerr, sizeof cerr) && !err[0]) lmp_fmt(err, sizeof err, "%s", cerr);
+    }
+    die_if_any(err);
+}
+
+void lmp_an_free_adapters(adapter_set *s) {
+    for (int i = 0; i < s->n; i++) {
+        free(s->mod[i].A);
+        free(s->mod[i].B);
+    }
+    free(s->mod);
+    s->mod = NULL;
+    s->n = 0;
+}
