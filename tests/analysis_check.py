@@ -101,8 +101,16 @@ def check_vs_base(ckpt, model, out):
     bad = 0
     with h5py.File(out, "r") as f:
         for name, (A, B, sc) in adapters(ckpt).items():
-            key = name.replace("transformer.", "") + ".weight"
+            # GPT-2's q, k, v are column blocks of c_attn's (C, 3C) Conv1D weight (HF's
+            # split order), read here from the name, independently of lorampi's records.
+            base, blk = name, None
+            if name[-2:] in (".q", ".k", ".v"):
+                base, blk = name[:-2], "qkv".index(name[-1])
+            key = base.replace("transformer.", "") + ".weight"
             W = (W_all.get(key) if key in W_all else W_all["transformer." + key]).T  # (out, in)
+            if blk is not None:
+                C = W.shape[1]
+                W = W[blk * C:(blk + 1) * C]
             dW = sc * B @ A
             r = A.shape[0]
             u, s, vt = np.linalg.svd(dW, full_matrices=False)

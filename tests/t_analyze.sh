@@ -3,7 +3,8 @@
 # r = 64, every number checked against an independent numpy computation from the files
 # (tests/analysis_check.py: h5py + numpy's dense SVD, not lorampi's code):
 #  - spectrum (one checkpoint, a run of checkpoints, --full-svd), similarity (A and ΔW
-#    vectors, r = 8 vs r = 64), vs-base (W from the model file);
+#    vectors, r = 8 vs r = 64), vs-base (W from the model file; for q/v adapters the column
+#    block of c_attn);
 #  - the same results on 1, 2 and 4 ranks (fast path bit for bit; ScaLAPACK within 1e-10);
 #  - CSV and PNG files are written;
 #  - errors: other base models, a module missing, r = 0, a model without the matrix, a
@@ -41,6 +42,13 @@ an 2 spectrum $c8 --out full8.h5 --full-svd --no-plot > a.log 2>&1 && $check spe
 an 2 similarity $c8 $c64 --out sim.h5 > a.log 2>&1 && $check similarity $c8 $c64 sim.h5 A >> a.log 2>&1 && ok || { fail "similarity A"; cat a.log; }
 an 2 similarity $c8 $c64 --out simdw.h5 --vectors dw-left --no-plot > a.log 2>&1 && $check similarity $c8 $c64 simdw.h5 dw-left >> a.log 2>&1 && ok || { fail "similarity dw-left"; cat a.log; }
 an 2 vs-base $c8 --model base --out vs8.h5 > a.log 2>&1 && $check vs-base $c8 base vs8.h5 >> a.log 2>&1 && ok || { fail "vs-base"; cat a.log; }
+# LoRA on the q and v blocks of c_attn: vs-base takes W's matching column block.
+mpi 2 "$bin" train "$src/jobs/demo_lora.ini" --set model.path=base --set adapter.r=4 --set adapter.alpha=8 \
+  --set adapter.targets=q,v --set train.steps=10 --set train.warmup_steps=2 --set data.train=fort_train.bin \
+  --set data.val=fort_val.bin --set train.save_adapter= --set log.metrics= --set checkpoint.dir=ck_qv \
+  --no-resume > lora_qv.log 2>&1 || { fail "LoRA q,v"; tail lora_qv.log; }
+an 2 vs-base ck_qv/ckpt-00000010.h5 --model base --out vsqv.h5 --no-plot > a.log 2>&1 \
+  && $check vs-base ck_qv/ckpt-00000010.h5 base vsqv.h5 >> a.log 2>&1 && ok || { fail "vs-base q,v"; cat a.log; }
 $check png spec8.png run64.png run64_steps.png sim.png vs8.png > a.log 2>&1 && ok || { fail "plots"; cat a.log; }
 [ "$(head -1 sim.csv)" = "module,i,j,phi" ] && [ "$(wc -l < sim.csv)" -eq $((16 * 8 * 64 + 1)) ] && ok || fail "similarity CSV: $(wc -l < sim.csv) lines"
 
@@ -65,4 +73,8 @@ $check edit $c8 r0.h5 r0 > /dev/null && want_error "r = 0" "has r = 0" spectrum 
 $check strip base stripped > /dev/null && want_error "model without the matrix" "has no tensor h.0.attn.c_attn.weight" vs-base $c8 --model stripped --out x.h5
 want_error "no adapters" "holds no /adapter group" spectrum ck_base/ckpt-00000040.h5 --out x.h5
 want_error "missing checkpoint" "cannot open checkpoint nope.h5" spectrum nope.h5 --out x.h5
+$py -c 'import h5py, shutil, sys; shutil.copy(sys.argv[1], "v1.h5"); f = h5py.File("v1.h5", "r+"); f.attrs["format_version"] = 1; f.close()' $c8
+want_error "format version 1" "format_version 2" spectrum v1.h5 --out x.h5
+# An output the disk cannot hold: the failure is named, never reported as success.
+want_error "full disk" "/dev/full" spectrum $c8 --out /dev/full
 finish

@@ -9,7 +9,8 @@
 #  - SIGUSR1 mid-run: checkpoint, exit code 3, and the same command completes bit for bit;
 #  - h5py reads the adapters, equal to the PEFT export of the same run;
 #  - a flipped data byte, a flipped metadata byte, a truncated file, another base model,
-#    other r or targets: one clear error, every rank exits non-zero, nothing on disk changes.
+#    other r or targets, format version 1, an array or a fraction where a scalar integer
+#    belongs: one clear error, every rank exits non-zero, nothing on disk changes.
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -163,6 +164,17 @@ head -c 100000 ck/ckpt-00000020.h5 > short.h5
 want_error "truncated file" "cannot open checkpoint short.h5" --resume short.h5
 echo "not hdf5" > text.h5
 want_error "not HDF5" "cannot open checkpoint text.h5" --resume text.h5
+# Attributes of the wrong form (h5py rewrites them in copies): an old format version, an
+# array where a scalar belongs (it overflowed a variable once), a fractional integer.
+attr() { cp ck/ckpt-00000020.h5 "$1"; $py -c 'import h5py, sys, numpy as np
+f = h5py.File(sys.argv[1], "r+"); k = sys.argv[2]; del f.attrs[k]
+f.attrs[k] = eval(sys.argv[3], {"np": np}); f.close()' "$1" "$2" "$3" || fail "h5py edit of $2"; }
+attr v1.h5 format_version 'np.int64(1)'
+want_error "format version 1" "v1.h5.*format_version 2" --resume v1.h5
+attr arr.h5 step 'np.arange(100, dtype=np.int64)'
+want_error "array-valued step" "arr.h5.*step.*not a scalar" --resume arr.h5
+attr frac.h5 tp 'np.float64(2.5)'
+want_error "fractional tp" "frac.h5.*tp.*not an integer" --resume frac.h5
 want_error "--stop-at without dir" "--stop-at needs \[checkpoint\] dir" --set checkpoint.dir= --stop-at 3
 cd ..
 
