@@ -63,7 +63,16 @@ char *lmp_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(p
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
 
-// Reads a whole file into a malloc'd buffer (NUL-terminated); dies naming the path on error.
+// Reads a whole regular file into a malloc'd buffer (NUL-terminated); dies naming the path
+// on error (a directory included, which stdio would otherwise read as an empty file).
 char *lmp_read_file(const char *path, size_t *len);
+
+// 1 when path exists and is a directory (following links).
+int lmp_is_dir(const char *path);
+// Size in bytes of the open file fd; dies naming path on error.
+uint64_t lmp_fd_size(int fd, const char *path);
+// Reads exactly n bytes at offset off of fd (retrying short reads); dies naming path and
+// the offset on an error or end of file (a truncated file).
+void lmp_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path);
 
 #endif
