@@ -17,7 +17,8 @@ typedef struct {
 } lmp_comm;
 
 // Splits `world` (MPI_COMM_WORLD, or a sub-communicator in tests) into tp x dp; every rank
-// dies (lmp_die_all) when tp does not divide its size.
+// dies (lmp_die_all) when tp does not divide its size. The tp and dp communicators return
+// errors to the caller (MPI_ERRORS_RETURN) for LMP_CHECK_MPI; `world` keeps its handler.
 void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp);
 void lmp_comm_free(lmp_comm *c);
 // Gathers every rank's host name and pid to rank 0, which prints one line per host:

@@ -70,6 +70,13 @@ void lmp_die_all(const char *fmt, ...) {
     exit(LMP_EXIT_ERROR);
 }
 
+void lmp_die_mpi(int rc, const char *file, int line, const char *call) {
+    char err[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    if (MPI_Error_string(rc, err, &len) != MPI_SUCCESS) snprintf(err, sizeof err, "unknown error");
+    lmp_die("%s:%d: %s failed (MPI error %d: %s)", file, line, call, rc, err);
+}
+
 void *lmp_malloc_at(size_t n, const char *file, int line) {
     void *p = malloc(n ? n : 1);
     if (!p) lmp_die("%s:%d: out of memory allocating %zu bytes", file, line, n);

@@ -22,9 +22,15 @@ void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 // prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
 void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// lmp_die for a failed MPI call: "<file>:<line>: <call> failed: <MPI_Error_string of rc>".
+void lmp_die_mpi(int rc, const char *file, int line, const char *call) __attribute__((noreturn));
+
 // Checks the return value of a library call and reports file, line and the failing call.
+// MPI calls return an error code only on a communicator whose error handler is
+// MPI_ERRORS_RETURN (main sets it on MPI_COMM_WORLD, lmp_comm_init on the communicators it
+// creates); under MPI's default handler an error aborts inside the call instead.
 #define LMP_CHECK_MPI(call) do { int lmp_rc_ = (call); if (lmp_rc_ != 0) \
-    lmp_die("%s:%d: %s failed (MPI error %d)", __FILE__, __LINE__, #call, lmp_rc_); } while (0)
+    lmp_die_mpi(lmp_rc_, __FILE__, __LINE__, #call); } while (0)
 #define LMP_CHECK_H5(call) do { if ((long long)(call) < 0) \
     lmp_die("%s:%d: %s failed (HDF5)", __FILE__, __LINE__, #call); } while (0)
 #define LMP_CHECK(cond, ...) do { if (!(cond)) lmp_die(__VA_ARGS__); } while (0)
