@@ -116,12 +116,6 @@ double lmp_grad_norm(lmp_comm *c, const lmp_registry *r) {
     return sqrt(rep + shard);
 }
 
-int lmp_any(lmp_comm *c, int flag) {
-    int v = flag ? 1 : 0;
-    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, c->world));
-    return v;
-}
-
 void lmp_die_if_any(lmp_comm *c, const char *err) {
     int first = err[0] ? c->rank : c->size;
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, c->world));

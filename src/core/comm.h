@@ -37,9 +37,6 @@ void lmp_reduce_grads(lmp_comm *c, lmp_registry *r);
 // double in a fixed order.
 double lmp_grad_norm(lmp_comm *c, const lmp_registry *r);
 
-// 1 if `flag` is non-zero on any rank (one small all-reduce).
-int lmp_any(lmp_comm *c, int flag);
-
 // For errors that only some ranks may see (a file read, a checksum): when `err` is non-empty
 // on any rank, every rank exits (lmp_die_all) with the message of the lowest such rank.
 // A no-op (one small all-reduce) when every err is empty.
