@@ -12,7 +12,7 @@
 #include "data/bpe.h"
 #include "data/data.h"
 #include "data/dataset.h"
-#include "io/model_io.h"
+#include "io/tokens.h"
 #include "testutil.h"
 
 #include <stdio.h>

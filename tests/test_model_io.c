@@ -4,6 +4,7 @@
 // here by hand, independently of the writer under test.
 #include "testutil.h"
 #include "io/model_io.h"
+#include "core/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,30 @@ static void write_llmc(const char *path, int magic, int cut) {
 static void load_into_whole(const char *path) { lmp_registry r; registry_whole(&r); lmp_model_load(path, &r); }
 static void read_cfg(const char *path) { lmp_model_config c; lmp_model_read_config(path, &c); }
 static void read_tok(const char *path) { size_t n; uint8_t *m; free(lmp_tokens_read(path, &n, &m)); }
+static void read_whole(const char *path) { free(lmp_read_file(path, NULL)); }
+static void mkdir_p(const char *path) { lmp_mkdir_p(path); }
+static void join_long(const char *dir) { char out[16]; lmp_path_join(out, sizeof out, dir, "config.json"); }
+
+// core/util.h's file helpers: a directory is not an empty file, a file is not a directory,
+// a path that does not fit dies instead of naming another file.
+static void check_file_helpers(const char *d) {
+    char p[700], q[800];
+    snprintf(p, sizeof p, "%s/a/b//c", d);
+    lmp_mkdir_p(p);
+    lmp_mkdir_p(p);  // already there: no error
+    T_CHECK(lmp_is_dir(p), "mkdir -p made %s", p);
+    snprintf(q, sizeof q, "%s/x.txt", p);
+    t_write_file(q, "abc", 3);
+    size_t len = 0;
+    char *s = lmp_read_file(q, &len);
+    T_CHECK(len == 3 && !strcmp(s, "abc") && !lmp_is_dir(q), "read_file of a 3-byte file");
+    free(s);
+    t_expect_death("read_file on a directory", read_whole, p, "is a directory", p);
+    t_expect_death("read_file on a missing file", read_whole, "/nonexistent/x", "cannot open", "/nonexistent/x");
+    snprintf(q, sizeof q, "%s/x.txt/sub", p);
+    t_expect_death("mkdir -p through a file", mkdir_p, q, "not a directory", "x.txt");
+    t_expect_death("path join overflow", join_long, d, "path too long", "config.json");
+}
 
 int main(void) {
     make_specs();
@@ -265,5 +290,9 @@ int main(void) {
     t_expect_death("token magic", read_tok, bad, "badtok.bin", "magic");
     { int hdr[256] = {20240520, 1, 30}; FILE *f = fopen(bad, "wb"); fwrite(hdr, 4, 256, f); fwrite(tok, 2, 5, f); fclose(f); }
     t_expect_death("token truncated", read_tok, bad, "badtok.bin", "truncated");
+    snprintf(bad, sizeof bad, "%s/short.bin", d);
+    t_write_file(bad, "\x40\xd9\x34\x01", 4);
+    t_expect_death("llm.c header too short", read_cfg, bad, "short.bin", "too short");
+    check_file_helpers(d);
     return t_finish();
 }

@@ -4,7 +4,6 @@
 #include "core/config.h"
 #include "data/dataset.h"
 #include "run/generate.h"
-#include "io/model_io.h"
 #include "run/plan.h"
 #include "run/train.h"
 #include "core/util.h"
@@ -235,7 +234,10 @@ int main(int argc, char **argv) {
         printf("lorampi %s\n", LMP_VERSION);
         return 0;
     }
-    MPI_Init(&argc, &argv);
+    LMP_CHECK_MPI(MPI_Init(&argc, &argv));
+    // Failed MPI calls return their code to LMP_CHECK_MPI, which names the call and MPI's
+    // message, instead of MPI's default handler aborting without saying where.
+    LMP_CHECK_MPI(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
     int rc;
     if (!strcmp(argv[1], "train")) rc = cmd_train(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "plan")) rc = cmd_plan(argc - 2, argv + 2);
@@ -243,6 +245,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else rc = usage_error("unknown command '%s'", argv[1]);
-    MPI_Finalize();
+    LMP_CHECK_MPI(MPI_Finalize());
     return rc;
 }

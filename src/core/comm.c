@@ -21,6 +21,10 @@ void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp) {
     c->dp_rank = c->rank / tp;
     LMP_CHECK_MPI(MPI_Comm_split(c->world, c->dp_rank, c->tp_rank, &c->tp));
     LMP_CHECK_MPI(MPI_Comm_split(c->world, c->tp_rank, c->dp_rank, &c->dp));
+    // Errors come back as codes for LMP_CHECK_MPI to report (call and MPI's message) instead
+    // of aborting inside MPI, whatever handler `world` has.
+    LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->tp, MPI_ERRORS_RETURN));
+    LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->dp, MPI_ERRORS_RETURN));
     c->comm_seconds = 0;
     c->comm_bytes = 0;
 }
@@ -43,8 +47,8 @@ void lmp_comm_report(lmp_comm *c) {
 }
 
 void lmp_comm_free(lmp_comm *c) {
-    MPI_Comm_free(&c->tp);
-    MPI_Comm_free(&c->dp);
+    LMP_CHECK_MPI(MPI_Comm_free(&c->tp));
+    LMP_CHECK_MPI(MPI_Comm_free(&c->dp));
 }
 
 static int comm_size(MPI_Comm comm) {
@@ -110,12 +114,6 @@ double lmp_grad_norm(lmp_comm *c, const lmp_registry *r) {
     for (size_t i = 0; i < r->kind_len[LMP_GRAD_SHARD]; i++) shard += (double)g[i] * g[i];
     lmp_allreduce_d(c, &shard, 1, MPI_SUM, c->tp);
     return sqrt(rep + shard);
-}
-
-int lmp_any(lmp_comm *c, int flag) {
-    int v = flag ? 1 : 0;
-    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, c->world));
-    return v;
 }
 
 void lmp_die_if_any(lmp_comm *c, const char *err) {

@@ -17,7 +17,8 @@ typedef struct {
 } lmp_comm;
 
 // Splits `world` (MPI_COMM_WORLD, or a sub-communicator in tests) into tp x dp; every rank
-// dies (lmp_die_all) when tp does not divide its size.
+// dies (lmp_die_all) when tp does not divide its size. The tp and dp communicators return
+// errors to the caller (MPI_ERRORS_RETURN) for LMP_CHECK_MPI; `world` keeps its handler.
 void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp);
 void lmp_comm_free(lmp_comm *c);
 // Gathers every rank's host name and pid to rank 0, which prints one line per host:
@@ -35,9 +36,6 @@ void lmp_reduce_grads(lmp_comm *c, lmp_registry *r);
 // Global L2 norm of all trainable gradients (after lmp_reduce_grads), accumulated in
 // double in a fixed order.
 double lmp_grad_norm(lmp_comm *c, const lmp_registry *r);
-
-// 1 if `flag` is non-zero on any rank (one small all-reduce).
-int lmp_any(lmp_comm *c, int flag);
 
 // For errors that only some ranks may see (a file read, a checksum): when `err` is non-empty
 // on any rank, every rank exits (lmp_die_all) with the message of the lowest such rank.

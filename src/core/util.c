@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 char *openblas_get_corename(void);  // OpenBLAS extension, not in Debian's cblas.h
 
@@ -67,6 +68,13 @@ void lmp_die_all(const char *fmt, ...) {
     fflush(stdout);
     if (mpi_up()) MPI_Finalize();
     exit(LMP_EXIT_ERROR);
+}
+
+void lmp_die_mpi(int rc, const char *file, int line, const char *call) {
+    char err[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    if (MPI_Error_string(rc, err, &len) != MPI_SUCCESS) snprintf(err, sizeof err, "unknown error");
+    lmp_die("%s:%d: %s failed (MPI error %d: %s)", file, line, call, rc, err);
 }
 
 void *lmp_malloc_at(size_t n, const char *file, int line) {
@@ -143,24 +151,65 @@ void lmp_check_blas_core(void) {
 char *lmp_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) lmp_die("cannot open %s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) lmp_die("cannot seek in %s", path);
+    // fopen succeeds on a directory and reading it gives 0 bytes: an empty "file".
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) lmp_die("cannot stat %s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) lmp_die("cannot read %s: is a directory", path);
+    if (fseek(f, 0, SEEK_END) != 0) lmp_die("cannot seek in %s: %s", path, strerror(errno));
     long n = ftell(f);
-    if (n < 0) lmp_die("cannot size %s", path);
-    rewind(f);
+    if (n < 0) lmp_die("cannot size %s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_SET) != 0) lmp_die("cannot seek in %s: %s", path, strerror(errno));
     char *buf = lmp_malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) lmp_die("cannot read %s", path);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+        lmp_die("cannot read %s: %s", path, ferror(f) ? strerror(errno) : "shorter than its size");
     buf[n] = 0;
-    fclose(f);
+    if (fclose(f) != 0) lmp_die("cannot read %s: %s", path, strerror(errno));
     if (len) *len = (size_t)n;
     return buf;
 }
 
+// One directory of lmp_mkdir_p: made, or already there as a directory.
+static void mkdir_one(const char *dir, const char *full) {
+    if (mkdir(dir, 0755) == 0) return;
+    int e = errno;
+    if (e == EEXIST && lmp_is_dir(dir)) return;
+    if (e == EEXIST) lmp_die("cannot create directory %s: %s exists and is not a directory", full, dir);
+    lmp_die("cannot create directory %s: %s: %s", full, dir, strerror(e));
+}
+
 void lmp_mkdir_p(const char *dir) {
     char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) lmp_die("path too long: %s", dir);
+    lmp_fmt(tmp, sizeof tmp, "%s", dir);
+    if (!tmp[0]) lmp_die("cannot create a directory with an empty name");
     for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) lmp_die("cannot create directory %s: %s", dir, strerror(errno));
+        if (*p == '/' && p[-1] != '/') { *p = 0; mkdir_one(tmp, dir); *p = '/'; }
+    mkdir_one(tmp, dir);
+}
+
+int lmp_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+uint64_t lmp_fd_size(int fd, const char *path) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) lmp_die("cannot stat %s: %s", path, strerror(errno));
+    return (uint64_t)st.st_size;
+}
+
+void lmp_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path) {
+    char *p = buf;
+    while (n) {
+        ssize_t k = pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) lmp_die("%s: read of %zu bytes at offset %llu failed: %s", path, n, (unsigned long long)off,
+                           strerror(errno));
+        if (k == 0) lmp_die("%s: read of %zu bytes at offset %llu failed (truncated file?)", path, n,
+                            (unsigned long long)off);
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
 }
 
 char *lmp_fmt(char *out, size_t n, const char *fmt, ...) {

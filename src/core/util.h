@@ -22,9 +22,15 @@ void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 // prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
 void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// lmp_die for a failed MPI call: "<file>:<line>: <call> failed: <MPI_Error_string of rc>".
+void lmp_die_mpi(int rc, const char *file, int line, const char *call) __attribute__((noreturn));
+
 // Checks the return value of a library call and reports file, line and the failing call.
+// MPI calls return an error code only on a communicator whose error handler is
+// MPI_ERRORS_RETURN (main sets it on MPI_COMM_WORLD, lmp_comm_init on the communicators it
+// creates); under MPI's default handler an error aborts inside the call instead.
 #define LMP_CHECK_MPI(call) do { int lmp_rc_ = (call); if (lmp_rc_ != 0) \
-    lmp_die("%s:%d: %s failed (MPI error %d)", __FILE__, __LINE__, #call, lmp_rc_); } while (0)
+    lmp_die_mpi(lmp_rc_, __FILE__, __LINE__, #call); } while (0)
 #define LMP_CHECK_H5(call) do { if ((long long)(call) < 0) \
     lmp_die("%s:%d: %s failed (HDF5)", __FILE__, __LINE__, #call); } while (0)
 #define LMP_CHECK(cond, ...) do { if (!(cond)) lmp_die(__VA_ARGS__); } while (0)
@@ -63,7 +69,16 @@ char *lmp_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(p
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
 
-// Reads a whole file into a malloc'd buffer (NUL-terminated); dies naming the path on error.
+// Reads a whole regular file into a malloc'd buffer (NUL-terminated); dies naming the path
+// on error (a directory included, which stdio would otherwise read as an empty file).
 char *lmp_read_file(const char *path, size_t *len);
+
+// 1 when path exists and is a directory (following links).
+int lmp_is_dir(const char *path);
+// Size in bytes of the open file fd; dies naming path on error.
+uint64_t lmp_fd_size(int fd, const char *path);
+// Reads exactly n bytes at offset off of fd (retrying short reads); dies naming path and
+// the offset on an error or end of file (a truncated file).
+void lmp_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path);
 
 #endif

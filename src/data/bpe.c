@@ -285,11 +285,11 @@ static int exists(const char *path) {
 
 lmp_bpe *lmp_bpe_load(const char *dir) {
     char v[4096], m[4096];
-    snprintf(v, sizeof v, "%s/vocab.json", dir);
-    snprintf(m, sizeof m, "%s/merges.txt", dir);
+    lmp_path_join(v, sizeof v, dir, "vocab.json");
+    lmp_path_join(m, sizeof m, dir, "merges.txt");
     if (exists(v) && exists(m)) return lmp_bpe_load_files(v, m);
-    snprintf(v, sizeof v, "%s/encoder.json", dir);
-    snprintf(m, sizeof m, "%s/vocab.bpe", dir);
+    lmp_path_join(v, sizeof v, dir, "encoder.json");
+    lmp_path_join(m, sizeof m, dir, "vocab.bpe");
     if (exists(v) && exists(m)) return lmp_bpe_load_files(v, m);
     lmp_die("%s: no GPT-2 vocabulary there (expected vocab.json + merges.txt, or encoder.json + vocab.bpe)", dir);
 }

@@ -1,6 +1,6 @@
 // data.c: deterministic, layout-independent batches from token shards.
 #include "data/data.h"
-#include "io/model_io.h"
+#include "io/tokens.h"
 #include "core/rng.h"
 #include "core/util.h"
 
@@ -11,7 +11,7 @@
 void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uint64_t seed,
                      int shuffle) {
     memset(d, 0, sizeof *d);
-    snprintf(d->path, sizeof d->path, "%s", path);
+    lmp_fmt(d->path, sizeof d->path, "%s", path);
     d->tok = lmp_tokens_map(path, &d->n, &d->mask, &d->map, &d->map_len);
     d->T = T;
     if (d->n < (size_t)T + 1)

@@ -1,4 +1,4 @@
-// data.h: batches from token files (model_io.h). Sequence windows of T+1 tokens are cut at
+// data.h: batches from token files (io/tokens.h). Sequence windows of T+1 tokens are cut at
 // multiples of T and visited in a seeded random order, reshuffled each epoch. The window of
 // global sequence index i is a pure function of (seed, i), so every layout sees the same
 // global batch and a resumed run continues with the same batches. Documents and examples
@@ -12,7 +12,7 @@
 
 typedef struct {
     char path[1024];
-    const uint16_t *tok;  // mapped from the file (model_io.h)
+    const uint16_t *tok;  // mapped from the file (io/tokens.h)
     size_t n;             // tokens in the file
     int T;
     int64_t n_windows;    // (n-1)/T

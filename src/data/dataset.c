@@ -1,6 +1,6 @@
 // dataset.c: token streams from text and instruction files (see dataset.h).
 #include "data/dataset.h"
-#include "io/model_io.h"
+#include "io/tokens.h"
 #include "core/util.h"
 
 #include <jansson.h>
@@ -178,7 +178,7 @@ static void add_instructions(lmp_token_stream *s, lmp_bpe *b, const char *path, 
         if (!all) lmp_die("%s:%d:%d: %s", path, e.line, e.column, e.text);
         if (!json_is_array(all)) lmp_die("%s: expected a JSON array of records", path);
         for (size_t k = 0; k < json_array_size(all); k++) {
-            snprintf(where, sizeof where, "record %zu", k + 1);
+            lmp_fmt(where, sizeof where, "record %zu", k + 1);
             add_example(s, b, path, where, json_array_get(all, k), o);
         }
         json_decref(all);
@@ -194,7 +194,7 @@ static void add_instructions(lmp_token_stream *s, lmp_bpe *b, const char *path, 
         if (q < z) {
             json_t *rec = json_loadb(text + a, z - a, 0, &e);
             if (!rec) lmp_die("%s:%d:%d: %s", path, line, e.column, e.text);
-            snprintf(where, sizeof where, "the record on line %d", line);
+            lmp_fmt(where, sizeof where, "the record on line %d", line);
             add_example(s, b, path, where, rec, o);
             json_decref(rec);
         }
@@ -225,7 +225,7 @@ void lmp_stream_add_file(lmp_token_stream *s, lmp_bpe *b, const char *path,
 static void write_part(const lmp_token_stream *s, const char *prefix, const char *part,
                        size_t from, size_t to, size_t docs) {
     char path[4096];
-    snprintf(path, sizeof path, "%s_%s.bin", prefix, part);
+    lmp_fmt(path, sizeof path, "%s_%s.bin", prefix, part);
     uint16_t *t = lmp_malloc((to - from + 1) * sizeof *t);
     size_t on = 0;
     for (size_t i = from; i < to; i++) {

@@ -1,5 +1,5 @@
 // dataset.h: text corpora and instruction data -> one token stream with a loss mask ->
-// token files (model_io.h). Documents and examples are appended back to back, each ending
+// token files (io/tokens.h). Documents and examples are appended back to back, each ending
 // with <|endoftext|>; the loader cuts the stream into training windows (packing).
 //  - text: one document per file, or documents separated by lines equal to a delimiter;
 //    every token counts in the loss;

@@ -1,0 +1,77 @@
+// model_config.c: GPT-2 hyperparameters from config.json or an llm.c header, and back.
+#include "io/model_config.h"
+#include "io/llmc.h"
+#include "core/util.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <string.h>
+
+static int json_int_key(json_t *o, const char *key, const char *path, int required, int def) {
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        if (required) lmp_die("%s: missing key \"%s\" (an integer)", path, key);
+        return def;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 30))
+        lmp_die("%s: key \"%s\" must be a positive integer", path, key);
+    return (int)json_integer_value(v);
+}
+
+static void read_hf_config(const char *dir, lmp_model_config *cfg) {
+    char cp[4096];
+    lmp_path_join(cp, sizeof cp, dir, "config.json");
+    json_error_t je;
+    json_t *o = json_load_file(cp, 0, &je);
+    if (!o) lmp_die("%s: %s (line %d, column %d)", cp, je.text, je.line, je.column);
+    if (!json_is_object(o)) lmp_die("%s: not a JSON object", cp);
+    cfg->n_layer = json_int_key(o, "n_layer", cp, 1, 0);
+    cfg->n_head = json_int_key(o, "n_head", cp, 1, 0);
+    cfg->n_embd = json_int_key(o, "n_embd", cp, 1, 0);
+    cfg->vocab_size = json_int_key(o, "vocab_size", cp, 1, 0);
+    cfg->n_ctx = json_int_key(o, "n_positions", cp, 0, json_int_key(o, "n_ctx", cp, 0, 0));
+    if (!cfg->n_ctx) lmp_die("%s: missing key \"n_positions\" (an integer)", cp);
+    json_t *eps = json_object_get(o, "layer_norm_epsilon");
+    cfg->ln_eps = eps ? (float)json_number_value(eps) : 1e-5f;
+    if (eps && (!json_is_number(eps) || !(cfg->ln_eps > 0))) lmp_die("%s: layer_norm_epsilon must be a positive number", cp);
+    json_t *act = json_object_get(o, "activation_function");
+    if (act && (!json_is_string(act) || strcmp(json_string_value(act), "gelu_new")))
+        lmp_die("%s: activation_function must be \"gelu_new\" (GPT-2's tanh GELU)", cp);
+    json_decref(o);
+    if (cfg->n_embd % cfg->n_head) lmp_die("%s: n_embd %d is not a multiple of n_head %d", cp, cfg->n_embd, cfg->n_head);
+}
+
+static void read_llmc_config(const char *path, lmp_model_config *cfg) {
+    int hdr[256];
+    uint64_t size;
+    lmp_llmc_read_header(path, hdr, &size);
+    cfg->n_ctx = hdr[2];
+    cfg->vocab_size = hdr[3];
+    cfg->n_layer = hdr[4];
+    cfg->n_head = hdr[5];
+    cfg->n_embd = hdr[6];
+    cfg->ln_eps = 1e-5f;
+    if (cfg->n_ctx <= 0 || cfg->vocab_size <= 0 || cfg->n_layer <= 0 || cfg->n_head <= 0 || cfg->n_embd <= 0 ||
+        hdr[7] < hdr[3] || cfg->n_embd % cfg->n_head)
+        lmp_die("%s: inconsistent llm.c header (maxT %d, V %d, L %d, NH %d, C %d, Vp %d)", path, hdr[2], hdr[3], hdr[4],
+                hdr[5], hdr[6], hdr[7]);
+}
+
+void lmp_model_read_config(const char *path, lmp_model_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    if (lmp_is_dir(path)) read_hf_config(path, cfg);
+    else read_llmc_config(path, cfg);
+}
+
+void lmp_model_write_config(const char *path, const lmp_model_config *cfg) {
+    json_t *c = json_pack("{s:s, s:[s], s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:i, s:i}",
+                          "model_type", "gpt2", "architectures", "GPT2LMHeadModel", "n_layer", cfg->n_layer,
+                          "n_head", cfg->n_head, "n_embd", cfg->n_embd, "vocab_size", cfg->vocab_size,
+                          "n_positions", cfg->n_ctx, "n_ctx", cfg->n_ctx, "layer_norm_epsilon", (double)cfg->ln_eps,
+                          "activation_function", "gelu_new", "resid_pdrop", 0.1, "embd_pdrop", 0.1,
+                          "attn_pdrop", 0.1, "initializer_range", 0.02, "bos_token_id", cfg->vocab_size - 1,
+                          "eos_token_id", cfg->vocab_size - 1);
+    LMP_CHECK(c, "cannot build config.json");
+    if (json_dump_file(c, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) lmp_die("cannot write %s", path);
+    json_decref(c);
+}
