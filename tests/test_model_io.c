@@ -4,6 +4,7 @@
 // here by hand, independently of the writer under test.
 #include "testutil.h"
 #include "io/model_io.h"
+#include "model/model_config.h"
 #include "core/util.h"
 
 #include <stdio.h>

@@ -56,7 +56,7 @@ void lmp_hf_load(const char *dir, lmp_registry *reg) {
     lmp_st_close(&f);
 }
 
-void lmp_model_save_hf(const char *dir, const lmp_model_config *cfg, const lmp_registry *reg) {
+void lmp_hf_save_weights(const char *dir, const lmp_registry *reg) {
     lmp_mkdir_p(dir);
     lmp_st_out *t = lmp_malloc((size_t)reg->n * sizeof *t);
     int n = 0;
@@ -69,5 +69,4 @@ void lmp_model_save_hf(const char *dir, const lmp_model_config *cfg, const lmp_r
     char path[4096];
     lmp_st_write(lmp_path_join(path, sizeof path, dir, "model.safetensors"), t, n, "{\"format\": \"pt\"}");
     free(t);
-    lmp_model_write_config(lmp_path_join(path, sizeof path, dir, "config.json"), cfg);
 }

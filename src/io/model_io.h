@@ -2,14 +2,13 @@
 // modules. Reads Hugging Face GPT-2 directories (hf_dir.h: config.json + model.safetensors)
 // and llm.c gpt2_*.bin checkpoints (llmc.h); each rank reads only the slice of each tensor it
 // holds (registry split, slices.h), converting F16/BF16 to fp32. Writes HF directories and
-// safetensors files (safetensors.h). Token files: tokens.h. Hyperparameters: model_config.h.
+// safetensors files (safetensors.h). Token files: tokens.h. Hyperparameters: model/model_config.h (the model owns them).
 // Including this header gives all of them, as its includers expect.
 #ifndef LORAMPI_MODEL_IO_H
 #define LORAMPI_MODEL_IO_H
 #include "core/registry.h"
 #include "io/hf_dir.h"
 #include "io/llmc.h"
-#include "io/model_config.h"
 #include "io/safetensors.h"
 #include "io/tokens.h"
 

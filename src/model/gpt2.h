@@ -5,6 +5,7 @@
 #ifndef LORAMPI_GPT2_H
 #define LORAMPI_GPT2_H
 #include "io/model_io.h"
+#include "model/model_config.h"
 #include "model/arch.h"
 
 // GPT-2's description from its hyperparameters (HF config.json or llm.c header). Tensor

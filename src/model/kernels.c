@@ -213,11 +213,6 @@ void lmp_residual_forward(float *out, const float *a, const float *b, size_t n) 
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void lmp_add_inplace(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-}
-
 void lmp_embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
                            int B, int T, int C, int v0, int Vl) {
 #pragma omp parallel for schedule(static)

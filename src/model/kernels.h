@@ -44,8 +44,6 @@ void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float
 
 // out = a + b, (n).
 void lmp_residual_forward(float *out, const float *a, const float *b, size_t n);
-// y += x, (n).
-void lmp_add_inplace(float *y, const float *x, size_t n);
 
 // Token + position embedding for a vocab slice [v0, v0+Vl): rows of tokens outside the
 // slice get only the position part when add_pos, else zero (the tp group sums the parts).

@@ -7,6 +7,7 @@
 #include "adapters/adapter.h"
 #include "core/comm.h"
 #include "io/model_io.h"
+#include "model/model_config.h"
 #include "model/attention.h"
 #include "model/embed.h"
 #include "model/mlp.h"

@@ -1,9 +1,9 @@
 // model_config.h: GPT-2 hyperparameters, read from a Hugging Face config.json or an llm.c
-// model header and written as config.json. Self-contained (the formats' knowledge of the
-// hyperparameters lives here, not in the tensor readers), so the pair can move to the model
-// layer as it is.
+// model header and written as config.json: the model owns its configuration type; the
+// tensor readers and writers below (src/io) know nothing of it.
 #ifndef LORAMPI_MODEL_CONFIG_H
 #define LORAMPI_MODEL_CONFIG_H
+#include "core/registry.h"
 
 // GPT-2 hyperparameters as in HF config.json.
 typedef struct {
@@ -22,5 +22,8 @@ void lmp_model_read_config(const char *path, lmp_model_config *cfg);
 // Writes cfg as an HF GPT-2 config.json (GPT2LMHeadModel, gelu_new, HF's default dropout and
 // initializer values) to the file `path`; dies naming it on error.
 void lmp_model_write_config(const char *path, const lmp_model_config *cfg);
+// Writes an HF GPT-2 directory: config.json and model.safetensors from the base entries of
+// reg (every one whole on this rank: tp = 1; lmp_hf_save_weights). Call on one rank.
+void lmp_model_save_hf(const char *dir, const lmp_model_config *cfg, const lmp_registry *reg);
 
 #endif

@@ -1,5 +1,6 @@
 // model_config.c: GPT-2 hyperparameters from config.json or an llm.c header, and back.
-#include "io/model_config.h"
+#include "model/model_config.h"
+#include "io/hf_dir.h"
 #include "io/llmc.h"
 #include "core/util.h"
 
@@ -74,4 +75,10 @@ void lmp_model_write_config(const char *path, const lmp_model_config *cfg) {
     LMP_CHECK(c, "cannot build config.json");
     if (json_dump_file(c, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) lmp_die("cannot write %s", path);
     json_decref(c);
+}
+
+void lmp_model_save_hf(const char *dir, const lmp_model_config *cfg, const lmp_registry *reg) {
+    char path[4096];
+    lmp_hf_save_weights(dir, reg);
+    lmp_model_write_config(lmp_path_join(path, sizeof path, dir, "config.json"), cfg);
 }
