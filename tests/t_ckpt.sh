@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checkpoints end to end through the CLI (4 ranks = tp 2 x dp 2 unless said otherwise):
-#  - retention keeps the newest `keep` files, and no temporary is left;
+#  - retention keeps the newest `keep` files, and no temporary is left; a run that reached its
+#    last step leaves the marker `finished` ("step N of N"), a stopped one none;
 #  - stop at step 10 + resume = the uninterrupted run, bitwise (losses, norms, adapters, m, v);
 #  - the (2,2) checkpoint resumes at (1,1), (4,1) and (1,2), LoRA and full fine-tuning:
 #    losses within 1e-5 relative of the uninterrupted run (the parallelism tests' tolerance);
@@ -64,15 +65,17 @@ mkdir ref && (cd ref && mpi 4 "$bin" train ../run.ini --set data.train=../alpha_
   --set data.val=../alpha_val.bin --set train.save_adapter=peft > log 2>&1) || fail "reference run"
 all_up ref/log 4 && ok || fail "reference: not every rank ran"
 ls ref/ck > ref.ls
-[ "$(cat ref.ls | tr '\n' ' ')" = "ckpt-00000015.h5 ckpt-00000020.h5 " ] && ok || fail "retention: $(cat ref.ls)"
+[ "$(cat ref.ls | tr '\n' ' ')" = "ckpt-00000015.h5 ckpt-00000020.h5 finished " ] && ok || fail "retention: $(cat ref.ls)"
+[ "$(cat ref/ck/finished)" = "step 20 of 20" ] && ok || fail "finished marker: $(cat ref/ck/finished)"
 $check peft ref/ck/ckpt-00000020.h5 ref/peft 8 > peft.log 2>&1 && ok || { fail "h5py vs PEFT"; cat peft.log; }
 
 # Same layout: stop at 10, resume with the same command.
 mkdir same && cd same
 mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin --stop-at 10 > log1 2>&1 || fail "stop-at run"
-[ -f ck/ckpt-00000010.h5 ] && [ ! -f ck/ckpt-00000015.h5 ] && ok || fail "stop-at 10: $(ls ck)"
+[ -f ck/ckpt-00000010.h5 ] && [ ! -f ck/ckpt-00000015.h5 ] && [ ! -e ck/finished ] && ok || fail "stop-at 10: $(ls ck)"
 mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log2 2>&1 || fail "resume run"
 grep -q "resumed from ck/ckpt-00000010.h5: step 10 of 20 (written by tp 2 x dp 2)" log2 && ok || fail "resume message"
+[ "$(cat ck/finished)" = "step 20 of 20" ] && ok || fail "resumed run: no finished marker"
 all_up log2 4 && ok || fail "resume: not every rank ran"
 cd ..
 [ "$(series ref/m.jsonl)" = "$(series same/m.jsonl)" ] && ok || fail "stop+resume metrics differ from the uninterrupted run"

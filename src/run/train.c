@@ -108,6 +108,25 @@ static void check_readable(lmp_comm *c, const char *key, const char *path) {
     lmp_die_if_any(c, err);
 }
 
+// [checkpoint] dir/finished: lorampi's own record that the run reached its last step (job
+// scripts read it instead of trusting a launcher's exit code). Rank 0 removes it when a run
+// is about to train and writes it (atomically) once the last step's checkpoint is in place.
+static void finished_marker(const lmp_config *cfg, int write, int steps) {
+    char path[LMP_PATH_MAX + 16], tmp[LMP_PATH_MAX + 32];
+    lmp_path_join(path, sizeof path, cfg->checkpoint.dir, "finished");
+    if (!write) {
+        if (unlink(path) != 0 && errno != ENOENT) lmp_die("cannot remove %s: %s", path, strerror(errno));
+        return;
+    }
+    lmp_fmt(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) lmp_die("cannot write %s: %s", tmp, strerror(errno));
+    int ok = fprintf(f, "step %d of %d\n", steps, steps) > 0;
+    ok = (fflush(f) == 0) & ok & (fsync(fileno(f)) == 0);
+    ok = (fclose(f) == 0) & ok;
+    if (!ok || rename(tmp, path) != 0) lmp_die("cannot write %s: %s", path, strerror(errno));
+}
+
 // Everything one run holds besides the session.
 typedef struct {
     const lmp_config *cfg;
@@ -325,6 +344,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     res->start_step = start;
     res->stopped = 0;
     if (st.s.comm.rank == 0 && cfg->log.metrics[0]) st.metrics = open_metrics(cfg->log.metrics, start);
+    if (st.s.comm.rank == 0 && st.ckpt_on && start < cfg->train.steps) finished_marker(cfg, 0, 0);
     res->first_val = res->last_val = res->first_loss = res->last_loss = NAN;
     if (st.have_val && start == 0) {
         res->first_val = evaluate(&st.s.model, &st.s.comm, &st.val, &st.bb, st.eval_batches);
@@ -341,6 +361,8 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     }
     res->steps = train_loop(&st, res);
     if (st.metrics) fclose(st.metrics);
+    if (st.s.comm.rank == 0 && st.ckpt_on && res->steps == cfg->train.steps && !res->stopped)
+        finished_marker(cfg, 1, res->steps);
     finish(&st, res);
     lmp_loader_close(&st.train);
     if (st.have_val) lmp_loader_close(&st.val);
