@@ -69,6 +69,8 @@ static void test_lora(int slice, float dropout) {
     int outside = 0;
     for (int n = 0; n < N; n++) for (int j = 0; j < LD; j++) if (j < l.ycol[0] || j >= l.ycol[0] + LOUT) outside |= c.y[n * LD + j] != 0;
     T_CHECK(!outside, "lora wrote outside its column slice");
+    float *owned[] = {A.data, A.grad, B.data, B.grad, c.x, c.y, c.u, c.xd, c.R, dx, du};
+    for (size_t i = 0; i < sizeof owned / sizeof *owned; i++) free(owned[i]);
 }
 
 int main(void) {

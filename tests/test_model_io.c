@@ -233,6 +233,8 @@ int main(void) {
         }
         lmp_registry_free(&s);
     }
+    lmp_registry_free(&r);
+    lmp_registry_free(&r2);
     // token shards
     uint16_t tok[5] = {1, 2, 65535, 0, 7};
     snprintf(p, sizeof p, "%s/tok.bin", d);
