@@ -122,5 +122,11 @@ expect_error tp_heads "n_head" 4 train run.ini --set parallel.tp=4 --set model.n
 expect_error missing_model "missing_dir" 1 train lora.ini --set model.path=missing_dir
 expect_error no_config "nothere.ini" 1 train nothere.ini
 expect_error nan_loss "diverged" 1 train run.ini --set log.metrics=nan.jsonl --set train.lr=1e30 --set train.grad_clip=0 --set train.steps=20
+# Usage errors return from the argument parsers (the sanitized suite checks they free what
+# they allocated).
+expect_error usage_set "needs section.key=value" 1 train run.ini --set
+expect_error usage_option "unknown option --frob" 1 plan run.ini --frob
+expect_error usage_topk "top-k -1" 1 generate run.ini --bytes --top-k -1
+expect_error usage_tokenize "either --vocab" 1 tokenize --out x alpha.txt
 
 finish

@@ -67,10 +67,10 @@ static int parse_count(const char *opt, const char *v, int *out) {
 
 // Parses "CONFIG [--set s.k=v ...]" plus plan's --ranks N (ranks != NULL) or train's
 // --resume PATH, --no-resume, --stop-at N (topts != NULL).
-static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
-                             lmp_train_opts *topts) {
+// sets: room for argc pointers (owned by the caller, so an error return leaks nothing).
+static int config_args(int argc, char **argv, const char **sets, lmp_config *cfg, int *ranks,
+                       lmp_train_opts *topts) {
     const char *path = NULL;
-    const char **sets = lmp_malloc((size_t)argc * sizeof(char *));
     int n_set = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--set")) {
@@ -98,8 +98,15 @@ static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
     if (topts && topts->resume && topts->no_resume) return usage_error("%s", "--resume and --no-resume exclude each other");
     if (ranks && !*ranks) return usage_error("%s", "plan: give --ranks N");
     lmp_config_load(cfg, path, sets, n_set);
-    free(sets);
     return 0;
+}
+
+static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
+                             lmp_train_opts *topts) {
+    const char **sets = lmp_malloc((size_t)argc * sizeof(char *));
+    int rc = config_args(argc, argv, sets, cfg, ranks, topts);
+    free(sets);
+    return rc;
 }
 
 static int cmd_plan(int argc, char **argv) {
@@ -134,12 +141,12 @@ static int cmd_train(int argc, char **argv) {
     return res.stopped == 2 ? LMP_EXIT_REQUEUE : 0;
 }
 
-static int cmd_tokenize(int argc, char **argv) {
+// files: room for argc pointers (owned by the caller, so an error return leaks nothing).
+static int tokenize(int argc, char **argv, char **files) {
     const char *out = NULL, *vocab = NULL;
     double val_frac = 0.1;
     int bytes = 0, nfiles = 0;
     lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0};
-    char **files = lmp_malloc((size_t)argc * sizeof(char *));
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "--bytes")) bytes = 1;
@@ -186,8 +193,14 @@ static int cmd_tokenize(int argc, char **argv) {
     lmp_stream_write(&st, out, val_frac);
     lmp_stream_free(&st);
     lmp_bpe_free(b);
-    free(files);
     return 0;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    char **files = lmp_malloc((size_t)argc * sizeof(char *));
+    int rc = tokenize(argc, argv, files);
+    free(files);
+    return rc;
 }
 
 static int parse_float(const char *opt, const char *v, float *out) {
@@ -197,9 +210,9 @@ static int parse_float(const char *opt, const char *v, float *out) {
     return 0;
 }
 
-static int cmd_generate(int argc, char **argv) {
+// rest: room for argc pointers (owned by the caller, so an error return leaks nothing).
+static int generate(int argc, char **argv, char **rest) {
     lmp_gen_opts g = {NULL, 0, "", 100, 0.8f, 40, 1};
-    char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
@@ -220,9 +233,15 @@ static int cmd_generate(int argc, char **argv) {
     lmp_config cfg;
     lmp_train_opts topts = {NULL, 0, 0};
     int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
-    free(rest);
     if (rc) return rc;
     return lmp_generate(&cfg, &topts, &g);
+}
+
+static int cmd_generate(int argc, char **argv) {
+    char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
+    int rc = generate(argc, argv, rest);
+    free(rest);
+    return rc;
 }
 
 int main(int argc, char **argv) {
