@@ -75,8 +75,15 @@ static void add_adapters(lmp_model *m, lmp_block *b, int l) {
 
 void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                         lmp_comm *comm) {
+    lmp_arch a;
+    lmp_gpt2_arch(cfg, &a);
+    lmp_model_register_arch(m, &a, opts, comm);
+}
+
+void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                             lmp_comm *comm) {
     memset(m, 0, sizeof *m);
-    lmp_gpt2_arch(cfg, &m->arch);
+    m->arch = *arch;
     m->opts = *opts;
     m->comm = comm;
     char err[512], name[LMP_NAME_MAX];
@@ -102,6 +109,12 @@ void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_mod
 void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                      lmp_comm *comm) {
     lmp_model_register(m, cfg, opts, comm);
+    lmp_registry_alloc(&m->reg);
+}
+
+void lmp_model_build_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                          lmp_comm *comm) {
+    lmp_model_register_arch(m, arch, opts, comm);
     lmp_registry_alloc(&m->reg);
 }
 

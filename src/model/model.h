@@ -67,6 +67,12 @@ void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_
 // allocated. Reads only comm->tp_rank and comm->tp_size (plan fills them by hand).
 void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                         lmp_comm *comm);
+// The same from a description directly (a family's lmp_arch; tests build variants, e.g.
+// grouped-query attention, this way).
+void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                             lmp_comm *comm);
+void lmp_model_build_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                          lmp_comm *comm);
 void lmp_model_free(lmp_model *m);
 // Floats of activation memory lmp_model_set_batch allocates for B x T on this rank.
 size_t lmp_model_act_floats(lmp_model *m, int B, int T);
