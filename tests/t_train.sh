@@ -105,7 +105,8 @@ expect_error() {  # expect_error NAME PATTERN NP ARGS...
   grep -q -- "$pat" "err_$name.log" && ok || { fail "$name: message lacks '$pat'"; cat "err_$name.log"; }
 }
 # Generation with the trained model: greedy decoding continues the alphabet, the same on
-# tp = 2; sampling is reproducible from its seed.
+# tp = 2; sampling is reproducible from its seed; the key/value cache gives the tokens of
+# recomputing the window (--no-cache), also past the 64-token context (the cache refills).
 gen() { "${MPIEXEC:-mpiexec}" --oversubscribe -n "$1" "$bin" generate run.ini --set model.path=base --set adapter.method=none --bytes "${@:2}" 2>&1 | tail -1; }
 g1=$(gen 1 --prompt defgh --tokens 20 --temperature 0); g2=$(gen 2 --set parallel.tp=2 --prompt defgh --tokens 20 --temperature 0)
 [ "${g1:0:14}" = "defghijklmnopq" ] && ok || fail "greedy generation: '$g1'"
@@ -113,6 +114,15 @@ g1=$(gen 1 --prompt defgh --tokens 20 --temperature 0); g2=$(gen 2 --set paralle
 s1=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3); s2=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3)
 s3=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 4)
 [ "$s1" = "$s2" ] && [ "$s1" != "$s3" ] && ok || fail "sampling: '$s1' / '$s2' / '$s3'"
+for np_tp in "1 1" "2 2"; do
+  set -- $np_tp
+  c1=$(gen $1 --set parallel.tp=$2 --prompt defgh --tokens 90 --temperature 0)
+  c2=$(gen $1 --set parallel.tp=$2 --prompt defgh --tokens 90 --temperature 0 --no-cache)
+  [ ${#c1} -eq 95 ] && [ "$c1" = "$c2" ] && ok || fail "cache vs no cache, tp = $2: '$c1' vs '$c2'"
+done
+p1=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3 --top-k 0 --top-p 0.5)
+p2=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3 --top-k 0 --top-p 0.5 --no-cache)
+[ "$p1" = "$p2" ] && [ ${#p1} -ge 2 ] && ok || fail "top-p sampling with and without the cache: '$p1' / '$p2'"
 
 expect_error unknown_key "learning_rate" 2 train run.ini --set train.learning_rate=1
 expect_error bad_value "\[train\] lr" 2 train run.ini --set train.lr=abc

@@ -32,9 +32,11 @@ static const char *USAGE =
     "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
     "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
     "  generate CONFIG.ini (--vocab DIR | --bytes) [--prompt TEXT] [--tokens N] [--temperature T]\n"
-    "           [--top-k K] [--seed S] [--resume CKPT | --no-resume] [--set section.key=value ...]\n"
+    "           [--top-k K] [--top-p P] [--seed S] [--no-cache] [--resume CKPT | --no-resume]\n"
+    "           [--set section.key=value ...]\n"
     "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
-    "        --temperature 0 is greedy\n"
+    "        --temperature 0 is greedy; --top-k 0: no top-k cut; --top-p: nucleus sampling;\n"
+    "        keys and values are cached (--no-cache recomputes the window for every token)\n"
     "  analyze spectrum (CKPT | --run DIR) --out OUT.h5 [--full-svd]\n"
     "  analyze similarity CKPT1 CKPT2 --out OUT.h5 [--vectors A|dw-left|dw-right] [--module M]\n"
     "  analyze vs-base CKPT --model HF_DIR --out OUT.h5 [--full-svd]\n"
@@ -198,7 +200,8 @@ static int parse_float(const char *opt, const char *v, float *out) {
 }
 
 static int cmd_generate(int argc, char **argv) {
-    lmp_gen_opts g = {NULL, 0, "", 100, 0.8f, 40, 1};
+    lmp_gen_opts g = {.prompt = "", .tokens = 100, .temperature = 0.8f, .top_k = 40, .top_p = 1.0f,
+                      .seed = 1};
     char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
@@ -213,7 +216,11 @@ static int cmd_generate(int argc, char **argv) {
             long k = strtol(argv[++i], &end, 10);
             if (*end || k < 0) return usage_error("--top-k %s: expected a non-negative integer", argv[i]);
             g.top_k = (int)k;
-        } else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--top-p") && more) {
+            if (parse_float("--top-p", argv[++i], &g.top_p)) return LMP_EXIT_USAGE;
+            if (!(g.top_p > 0 && g.top_p <= 1)) return usage_error("--top-p %s: expected a number in (0, 1]", argv[i]);
+        } else if (!strcmp(argv[i], "--no-cache")) g.no_cache = 1;
+        else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
         else rest[nrest++] = argv[i];
     }
     if (!g.bytes == !g.vocab) return usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
