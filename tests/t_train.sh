@@ -2,7 +2,7 @@
 # End to end through the CLI on a synthetic sequence task (lines of the alphabet starting
 # at a pseudo-random letter: every byte but the first of a line is predictable):
 #  - a tiny model trained from scratch drives the loss far below its start (ln 256 = 5.55);
-#  - the same seed gives bitwise-identical metrics;
+#  - the same seed gives bitwise-identical metrics; `plot` draws the runs' curves;
 #  - 2 ranks (dp = 2) give the 1-rank losses within 1e-5 relative, and both ranks ran;
 #  - LoRA on the trained model learns, and its adapter is written in PEFT layout;
 #  - bad input fails on every rank with one clear message.
@@ -53,6 +53,16 @@ grep -q "ranks 0-1 of 2 up" run3.log && ok || fail "2-rank run did not report bo
 paste <(losses m1.jsonl) <(losses m3.jsonl) | awk '{ d = $2 - $4; if (d < 0) d = -d;
   if (d > 1e-5 * $2 + 1e-6) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad }' \
   && ok || fail "dp=2 losses differ from 1 rank beyond 1e-5 relative"
+
+# Training curves: a PNG of two runs overlaid; a malformed line or a missing file is one
+# error naming it, and nothing is written.
+"$bin" plot m1.jsonl m3.jsonl --out runs.png > plot.log 2>&1 && /usr/bin/python3 -c 'import struct, sys
+d = open(sys.argv[1], "rb").read(); w, h = struct.unpack(">II", d[16:24])
+assert d[:8] == b"\x89PNG\r\n\x1a\n" and w >= 800 and h >= 600 and len(d) > 20000, (w, h, len(d))' runs.png \
+  && ok || { fail "plot"; cat plot.log; }
+printf '{"step": 1, "loss": 2.0, "lr": 1e-3, "grad_norm": 1, "tokens_per_s": 5}\n{"step": 2, "loss": "x"}\n' > bad.jsonl
+"$bin" plot bad.jsonl --out bad.png > plot.log 2>&1; [ $? -ne 0 ] && grep -q "bad.jsonl:2" plot.log && [ ! -e bad.png ] && ok || { fail "plot: malformed line"; cat plot.log; }
+"$bin" plot nope.jsonl --out bad.png > plot.log 2>&1; [ $? -ne 0 ] && grep -q "nope.jsonl" plot.log && ok || { fail "plot: missing file"; cat plot.log; }
 
 # Tensor parallelism through the CLI: 30 steps of each layout against 1 rank.
 mpi 1 "$bin" train run.ini --set train.steps=30 --set log.metrics=ref30.jsonl > ref30.log 2>&1 || fail "30-step run failed"

@@ -1,5 +1,6 @@
 // main.c: the lorampi command line. One binary, one cmd_* per subcommand.
 #include "analysis/analysis.h"
+#include "cli/cli.h"
 #include "data/bpe.h"
 #include "core/config.h"
 #include "data/dataset.h"
@@ -37,6 +38,9 @@ static const char *USAGE =
     "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
     "        --temperature 0 is greedy; --top-k 0: no top-k cut; --top-p: nucleus sampling;\n"
     "        keys and values are cached (--no-cache recomputes the window for every token)\n"
+    "  plot METRICS.jsonl [MORE.jsonl ...] --out PNG\n"
+    "        training and validation loss, learning rate, gradient norm and tokens/s against\n"
+    "        the step, the runs overlaid with their names\n"
     "  analyze spectrum (CKPT | --run DIR) --out OUT.h5 [--full-svd]\n"
     "  analyze similarity CKPT1 CKPT2 --out OUT.h5 [--vectors A|dw-left|dw-right] [--module M]\n"
     "  analyze vs-base CKPT --model HF_DIR --out OUT.h5 [--full-svd]\n"
@@ -50,7 +54,7 @@ static const char *USAGE =
     "\n"
     "Every configuration key, its default and the file formats: README.md.\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+int lmp_usage_error(const char *fmt, const char *arg) {
     if (lmp_world_rank() == 0) {
         fprintf(stderr, "lorampi: ");
         fprintf(stderr, fmt, arg);
@@ -62,7 +66,7 @@ static int usage_error(const char *fmt, const char *arg) {
 static int parse_count(const char *opt, const char *v, int *out) {
     char *end;
     long x = strtol(v, &end, 10);
-    if (*end || end == v || x < 1 || x > 2000000000) return usage_error("%s: expected a positive integer", opt);
+    if (*end || end == v || x < 1 || x > 2000000000) return lmp_usage_error("%s: expected a positive integer", opt);
     *out = (int)x;
     return 0;
 }
@@ -76,7 +80,7 @@ static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
     int n_set = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--set")) {
-            if (i + 1 >= argc) return usage_error("%s needs section.key=value", "--set");
+            if (i + 1 >= argc) return lmp_usage_error("%s needs section.key=value", "--set");
             sets[n_set++] = argv[++i];
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_set++] = argv[i] + 6;
@@ -89,16 +93,16 @@ static int parse_config_args(int argc, char **argv, lmp_config *cfg, int *ranks,
         } else if (topts && !strcmp(argv[i], "--stop-at") && i + 1 < argc) {
             if (parse_count("--stop-at", argv[++i], &topts->stop_at)) return LMP_EXIT_USAGE;
         } else if (argv[i][0] == '-') {
-            return usage_error("unknown option %s", argv[i]);
+            return lmp_usage_error("unknown option %s", argv[i]);
         } else if (!path) {
             path = argv[i];
         } else {
-            return usage_error("more than one config file (%s)", argv[i]);
+            return lmp_usage_error("more than one config file (%s)", argv[i]);
         }
     }
-    if (!path) return usage_error("%s", "give a config file, e.g. lorampi train run.ini");
-    if (topts && topts->resume && topts->no_resume) return usage_error("%s", "--resume and --no-resume exclude each other");
-    if (ranks && !*ranks) return usage_error("%s", "plan: give --ranks N");
+    if (!path) return lmp_usage_error("%s", "give a config file, e.g. lorampi train run.ini");
+    if (topts && topts->resume && topts->no_resume) return lmp_usage_error("%s", "--resume and --no-resume exclude each other");
+    if (ranks && !*ranks) return lmp_usage_error("%s", "plan: give --ranks N");
     lmp_config_load(cfg, path, sets, n_set);
     free(sets);
     return 0;
@@ -151,12 +155,12 @@ static int cmd_tokenize(int argc, char **argv) {
             char *end;
             val_frac = strtod(argv[++i], &end);
             if (*end || !(val_frac >= 0 && val_frac < 1))
-                return usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
+                return lmp_usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
         } else if (!strcmp(argv[i], "--format") && more) {
             i++;
             if (!strcmp(argv[i], "text")) o.format = LMP_FMT_TEXT;
             else if (!strcmp(argv[i], "alpaca")) o.format = LMP_FMT_ALPACA;
-            else return usage_error("--format %s: expected text or alpaca", argv[i]);
+            else return lmp_usage_error("--format %s: expected text or alpaca", argv[i]);
         } else if (!strcmp(argv[i], "--doc-delimiter") && more) o.delimiter = argv[++i];
         else if (!strcmp(argv[i], "--template") && more) o.template_path = argv[++i];
         else if (!strcmp(argv[i], "--train-on-inputs")) o.train_on_inputs = 1;
@@ -165,12 +169,12 @@ static int cmd_tokenize(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--overlong") && more) {
             i++;
             if (!strcmp(argv[i], "drop")) o.drop_long = 1;
-            else if (strcmp(argv[i], "truncate")) return usage_error("--overlong %s: expected truncate or drop", argv[i]);
-        } else if (argv[i][0] == '-') return usage_error("tokenize: unknown option or missing value: %s", argv[i]);
+            else if (strcmp(argv[i], "truncate")) return lmp_usage_error("--overlong %s: expected truncate or drop", argv[i]);
+        } else if (argv[i][0] == '-') return lmp_usage_error("tokenize: unknown option or missing value: %s", argv[i]);
         else files[nfiles++] = argv[i];
     }
-    if (bytes == (vocab != NULL)) return usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
-    if (!out || !nfiles) return usage_error("%s", "tokenize: give --out PREFIX and input files");
+    if (bytes == (vocab != NULL)) return lmp_usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (!out || !nfiles) return lmp_usage_error("%s", "tokenize: give --out PREFIX and input files");
     if (lmp_world_rank() != 0) return 0;
     double t0 = lmp_now();
     lmp_bpe *b = vocab ? lmp_bpe_load(vocab) : NULL;
@@ -195,7 +199,7 @@ static int cmd_tokenize(int argc, char **argv) {
 static int parse_float(const char *opt, const char *v, float *out) {
     char *end;
     *out = strtof(v, &end);
-    if (*end || end == v || !isfinite(*out)) return usage_error("%s: expected a number", opt);
+    if (*end || end == v || !isfinite(*out)) return lmp_usage_error("%s: expected a number", opt);
     return 0;
 }
 
@@ -214,16 +218,16 @@ static int cmd_generate(int argc, char **argv) {
         else if (!strcmp(argv[i], "--top-k") && more) {
             char *end;
             long k = strtol(argv[++i], &end, 10);
-            if (*end || k < 0) return usage_error("--top-k %s: expected a non-negative integer", argv[i]);
+            if (*end || k < 0) return lmp_usage_error("--top-k %s: expected a non-negative integer", argv[i]);
             g.top_k = (int)k;
         } else if (!strcmp(argv[i], "--top-p") && more) {
             if (parse_float("--top-p", argv[++i], &g.top_p)) return LMP_EXIT_USAGE;
-            if (!(g.top_p > 0 && g.top_p <= 1)) return usage_error("--top-p %s: expected a number in (0, 1]", argv[i]);
+            if (!(g.top_p > 0 && g.top_p <= 1)) return lmp_usage_error("--top-p %s: expected a number in (0, 1]", argv[i]);
         } else if (!strcmp(argv[i], "--no-cache")) g.no_cache = 1;
         else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
         else rest[nrest++] = argv[i];
     }
-    if (!g.bytes == !g.vocab) return usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (!g.bytes == !g.vocab) return lmp_usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
     lmp_config cfg;
     lmp_train_opts topts = {NULL, 0, 0};
     int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
@@ -251,7 +255,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
-    else rc = usage_error("unknown command '%s'", argv[1]);
+    else if (!strcmp(argv[1], "plot")) rc = lmp_cmd_plot(argc - 2, argv + 2);
+    else rc = lmp_usage_error("unknown command '%s'", argv[1]);
     LMP_CHECK_MPI(MPI_Finalize());
     return rc;
 }

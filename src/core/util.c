@@ -10,6 +10,10 @@
 #include <errno.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char **environ;
 #include <unistd.h>
 
 char *openblas_get_corename(void);  // OpenBLAS extension, not in Debian's cblas.h
@@ -226,4 +230,23 @@ char *lmp_path_join(char *out, size_t n, const char *dir, const char *name) {
     if (k < 0 || (size_t)k >= n)
         lmp_die("path too long (%d bytes, room for %zu): %s/%s", k, n, dir, name);
     return out;
+}
+
+int lmp_run_program(char *const argv[], char *err, size_t errlen) {
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), st = 0;
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(rc));
+        return -1;
+    }
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) {
+            snprintf(err, errlen, "waiting for %s failed: %s", argv[0], strerror(errno));
+            return -1;
+        }
+    if (!WIFEXITED(st)) {
+        snprintf(err, errlen, "%s died on signal %d", argv[0], WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        return -1;
+    }
+    return WEXITSTATUS(st);
 }

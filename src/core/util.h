@@ -66,6 +66,11 @@ char *lmp_path_join(char *out, size_t n, const char *dir, const char *name);
 // snprintf into out (size n), returned; dies when the text does not fit (names, paths).
 char *lmp_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+// Runs argv[0] (a path) with argv and waits for it: no shell, so no quoting of paths.
+// Returns its exit status, or -1 with the reason in err (it could not start, or died on a
+// signal).
+int lmp_run_program(char *const argv[], char *err, size_t errlen);
+
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
 
