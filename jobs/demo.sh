@@ -53,6 +53,8 @@ c8=$(ls out/demo/ckpt-lora/ckpt-*.h5 | tail -1); c64=$(ls out/demo/ckpt-lora-r64
 "${launch[@]}" "$bin" analyze similarity "$c8" "$c64" --out out/demo/analysis/similarity_r8_r64.h5
 "${launch[@]}" "$bin" analyze vs-base "$c8" --model out/demo/base --out out/demo/analysis/vs_base_r8.h5
 
+"$bin" plot out/demo/base_metrics.jsonl --out out/demo/base_curves.png
+"$bin" plot out/demo/lora_metrics.jsonl out/demo/lora_r64_metrics.jsonl --out out/demo/lora_curves.png
 "$bin" generate jobs/demo_lora.ini --vocab "$vocab" --prompt "The secret of life is" --tokens 40 \
   --temperature 0.8 --top-k 40 --seed 7 2> /dev/null | tail -n +3 > out/demo/sample.txt || true
 
@@ -71,7 +73,8 @@ cat <<MSG
   base model (HF GPT-2 directory):   out/demo/base/{config.json,model.safetensors}
   LoRA adapters (PEFT directories):  out/demo/adapter (r = 8), out/demo/adapter-r64 (r = 64)
   analysis (HDF5, CSV, PNG):         out/demo/analysis/{spectrum_r8,spectrum_r64,similarity_r8_r64,vs_base_r8}.{h5,csv,png}
-  metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl
+  metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl, out/demo/lora_r64_metrics.jsonl
+  training curves (lorampi plot):    out/demo/base_curves.png, out/demo/lora_curves.png (r = 8 and r = 64 overlaid)
   checkpoints (HDF5, h5dump/h5py):   out/demo/ckpt-base, out/demo/ckpt-lora, out/demo/ckpt-lora-r64
   $(grep "^done:" out/demo/base.log | sed 's/^done:/base pretraining:/')
   fortunes validation loss (nats/token): base model $before -> with LoRA r = 8 $after, r = 64 $after64
