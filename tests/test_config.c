@@ -117,6 +117,7 @@ static void check_hostile_values(void) {
     lmp_config_defaults(&c);
     T_CHECK(lmp_config_set(&c, "train", "weight_decay", "0", err, sizeof err) == 0 && c.train.weight_decay == 0,
             "weight_decay 0 is fine");
+    T_CHECK(lmp_config_set(&c, "train", "lr", "1e30", err, sizeof err) == 0, "lr = 1e30 (the bound, as a float) is fine: %s", err);
     // A value longer than its field is refused naming the key and the limit, never cut.
     char *longv = malloc(3000);
     memset(longv, 'x', 2999);

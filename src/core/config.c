@@ -183,9 +183,10 @@ static int set_number(const key_t_ *k, const char *v, void *p, char *err, int er
         return -1;
     }
     int rounded = 0;  // in range as written, out of range as stored
-    for (int i = 0; i < 2 && !bad; i++) {
-        double x = i ? stored : d;
-        bad = x < k->lo || x > k->hi || (k->lo_open && x == k->lo) || (k->hi_open && x == k->hi);
+    for (int i = 0; i < 2 && !bad; i++) {  // as written, then as stored against stored bounds
+        double x = i ? stored : d, lo = k->lo, hi = k->hi;
+        if (i && k->type == K_FLOAT) { lo = (double)(float)lo; hi = (double)(float)hi; }
+        bad = x < lo || x > hi || (k->lo_open && x == lo) || (k->hi_open && x == hi);
         rounded = bad && i;
     }
     if (bad) {
