@@ -141,6 +141,15 @@ expect_error tp_world "tp = 3" 2 train run.ini --set parallel.tp=3
 expect_error tp_heads "n_head" 4 train run.ini --set parallel.tp=4 --set model.n_head=2
 expect_error missing_model "missing_dir" 1 train lora.ini --set model.path=missing_dir
 expect_error no_config "nothere.ini" 1 train nothere.ini
+# Hostile values (issue 12): r above the adapted matrix's rank; a float that rounds to 0;
+# a config that is a directory; a model directory whose config.json disagrees with its tensors.
+expect_error rank_above_matrix "\[adapter\] r = 64 exceeds the rank of the adapted matrix attn.c_attn (32 x 96)" 1 train lora.ini --set adapter.r=64
+expect_error lr_underflow "smallest float" 1 train run.ini --set train.lr=1e-50
+mkdir -p cfgdir
+expect_error config_dir "cfgdir: is a directory" 1 train cfgdir
+mkdir -p bigvocab && cp base/model.safetensors bigvocab/ \
+  && sed -E 's/"vocab_size": *[0-9]+/"vocab_size": 1073741824/' base/config.json > bigvocab/config.json
+expect_error vocab_2p30 "wte.weight has shape \[256, 32\]" 1 train lora.ini --set model.path=bigvocab
 expect_error nan_loss "diverged" 1 train run.ini --set log.metrics=nan.jsonl --set train.lr=1e30 --set train.grad_clip=0 --set train.steps=20
 
 finish

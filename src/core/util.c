@@ -198,6 +198,8 @@ int lmp_is_dir(const char *path) {
 uint64_t lmp_fd_size(int fd, const char *path) {
     struct stat st;
     if (fstat(fd, &st) != 0) lmp_die("cannot stat %s: %s", path, strerror(errno));
+    // open() succeeds on a directory; its st_size is the file system's, not data to read.
+    if (S_ISDIR(st.st_mode)) lmp_die("cannot read %s: is a directory", path);
     return (uint64_t)st.st_size;
 }
 
