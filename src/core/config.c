@@ -4,6 +4,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <ini.h>
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -294,8 +295,11 @@ int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
 
 typedef struct { lmp_config *c; const char *path; char err[1024]; } parse_ctx;
 
-// One key = value of the INI text: keeps the first error's text (0), else 1.
-static int handler(parse_ctx *x, const char *section, const char *name, const char *value) {
+// One key = value of the INI text (inih's handler): keeps the first error's text and stops
+// taking values (0), else 1. inih passes no line number; it returns the first failing one.
+static int handler(void *user, const char *section, const char *name, const char *value) {
+    parse_ctx *x = user;
+    if (x->err[0]) return 0;
     if (!section[0]) {
         snprintf(x->err, sizeof x->err, "key %.200s is outside any [section]", name);
         return 0;
@@ -304,36 +308,18 @@ static int handler(parse_ctx *x, const char *section, const char *name, const ch
     return 1;
 }
 
-// inih's syntax (Debian's build: ';' or '#' comment lines, ';' inline comments after a space,
-// "key = value" or "key: value", a UTF-8 BOM), read here rather than by inih: inih reads lines
-// into a fixed 200-byte buffer and counts the rest of a longer line as further lines. No
-// length limit here beyond each key's own. text is modified in place. Returns 0, or the
-// number of the first failing line (x->err set, or empty for a line that is not INI).
-static int parse_ini(char *text, parse_ctx *x) {
-    const char *section = "";
-    char *p = text;
-    if (!strncmp(p, "\xEF\xBB\xBF", 3)) p += 3;
-    for (int lineno = 1; *p; lineno++) {
-        char *nl = strchr(p, '\n'), *line = p;
-        if (nl) *nl = 0;
-        p = nl ? nl + 1 : p + strlen(p);
-        for (char *q = line + 1; *q; q++)  // an inline comment: ';' after a space
-            if (*q == ';' && (q[-1] == ' ' || q[-1] == '\t')) { *q = 0; break; }
-        char *s = trim(line);
-        if (!*s || *s == ';' || *s == '#') continue;
-        if (*s == '[') {
-            char *e = strchr(s, ']');
-            if (!e) return lineno;
-            *e = 0;
-            section = s + 1;
-            continue;
-        }
-        char *eq = strpbrk(s, "=:");
-        if (!eq) return lineno;
-        *eq = 0;
-        if (!handler(x, section, trim(s), trim(eq + 1))) return lineno;
-    }
-    return 0;
+// INI text through inih. Debian's inih reads lines into a fixed 200-byte buffer by default
+// and takes the rest of a longer line for further lines (a long path failed as "not an INI
+// line" on a line past the end); its run-time switches give a heap buffer that grows to any
+// line length. Returns 0, or the number of the first failing line (x->err set, or empty for
+// a line that is not INI).
+static int parse_ini(const char *text, parse_ctx *x) {
+    ini_use_stack = 0;
+    ini_allow_realloc = 1;
+    ini_max_line = 1 << 30;
+    int rc = ini_parse_string(text, handler, x);
+    LMP_CHECK(rc != -2, "out of memory parsing a config");
+    return rc;
 }
 
 // Parses text (len bytes, modified) from origin into c; 0, or -1 with "origin:line: why".
