@@ -32,6 +32,8 @@ static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lm
         rec.in = v.in;
         rec.out = v.out;
         rec.out_offset = t->slice < 0 ? 0 : lmp_param_group_start(L->w, t->slice);
+        rec.base_in = L->w->shape[0];
+        rec.base_out = L->w->shape[1];
         lmp_adapter *a = meth->add_linear(&m->reg, &rec, &v, &o->ad);
         lmp_linear_attach(L, a);
         m->ad[m->n_ad++] = a;
@@ -44,7 +46,8 @@ static void add_block_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp
     int which = m->opts.sublayers ? m->opts.sublayers : 3, C = m->arch.n_embd;
     for (int s = 0; s < 2; s++) {
         if (!(which & (1 << s))) continue;
-        lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = C, .out = C};
+        lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = C, .out = C,
+                               .base_in = C, .base_out = C};
         lmp_fmt(rec.name, sizeof rec.name, "h.%d.%s.adapter", l, SUB[s]);
         lmp_fmt(rec.module, sizeof rec.module, "h.%d.%s", l, SUB[s]);
         lmp_fmt(rec.site, sizeof rec.site, "%s", SUB[s]);
