@@ -116,6 +116,7 @@ def dataset():
 def ckpt():
     put("fuzz_ckpt", "valid", b"")              # every choice 0: the checkpoint as lorampi writes it
     put("fuzz_ckpt", "valid-split", b"\2")      # read as rank 1 of tp = 2 along dim 1
+    put("fuzz_ckpt", "valid-long", bytes(256))  # room for the fuzzer to change any choice
     put("fuzz_ckpt", "array-step", b"\1" + bytes([0, 0, 9, 1]))  # step: a 1-element array
 
 
