@@ -37,6 +37,18 @@ int lmp_world_size(void) {
     return s;
 }
 
+static lmp_die_hook die_hook;
+
+void lmp_set_die_hook(lmp_die_hook hook) { die_hook = hook; }
+
+// Gives a fatal message to the die hook, if any (which may not return).
+static void call_die_hook(const char *fmt, va_list ap) {
+    if (!die_hook) return;
+    char msg[4096];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    die_hook(msg);
+}
+
 static void vreport(const char *kind, const char *fmt, va_list ap) {
     fflush(stdout);  // what was printed before the message stays before it
     char msg[4096];
@@ -51,6 +63,9 @@ static void vreport(const char *kind, const char *fmt, va_list ap) {
 void lmp_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
+    call_die_hook(fmt, ap);
+    va_end(ap);
+    va_start(ap, fmt);
     vreport("error", fmt, ap);
     va_end(ap);
     fflush(stdout);
@@ -59,6 +74,10 @@ void lmp_die(const char *fmt, ...) {
 }
 
 void lmp_die_all(const char *fmt, ...) {
+    va_list hook_ap;
+    va_start(hook_ap, fmt);
+    call_die_hook(fmt, hook_ap);
+    va_end(hook_ap);
     if (lmp_world_rank() == 0) {
         char msg[4096];
         va_list ap;

@@ -22,6 +22,14 @@ void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 // prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
 void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// Test harnesses only (the fuzz targets, tests/fuzz): a hook that lmp_die and lmp_die_all
+// call with the message before anything is printed or MPI is touched. A hook that longjmps
+// back turns a die into a return, so one process can try many bad inputs; what the dying
+// code had allocated then leaks. A hook that returns lets the die go on as usual. NULL
+// removes it. Not for lorampi itself: errors must end the rank (see above).
+typedef void (*lmp_die_hook)(const char *msg);
+void lmp_set_die_hook(lmp_die_hook hook);
+
 // lmp_die for a failed MPI call: "<file>:<line>: <call> failed: <MPI_Error_string of rc>".
 void lmp_die_mpi(int rc, const char *file, int line, const char *call) __attribute__((noreturn));
 

@@ -295,6 +295,23 @@ static int check_matrix(const lmp_ckpt_reader *rd, const char *dpath, int nd, co
     return 0;
 }
 
+// A dataset's extents are metadata: a chunked one can claim terabytes in a small file, its
+// chunks never written (read back as fill values). lorampi writes every chunk uncompressed,
+// so the stored bytes cover n elements of the file's type; fewer means the data is not there,
+// and the whole-matrix buffer is not allocated for it.
+static int check_stored(const lmp_ckpt_reader *rd, const char *dpath, hid_t ds, hsize_t n,
+                        char *err, size_t errn) {
+    hid_t t = H5Dget_type(ds);
+    size_t es = t < 0 ? 0 : H5Tget_size(t);
+    if (t >= 0) H5Tclose(t);
+    hsize_t stored = H5Dget_storage_size(ds);
+    if (es == 0 || (n > 0 && stored / es < n))
+        return fail(rd, err, errn, "dataset /%s holds %llu bytes for %llu elements: its data was "
+                    "never written, or the file is truncated", dpath, (unsigned long long)stored,
+                    (unsigned long long)n);
+    return 0;
+}
+
 int lmp_ckpt_read_matrix(lmp_ckpt_reader *rd, const char *dpath, int64_t want_rows,
                          int64_t want_cols, double **x, int64_t *rows, int64_t *cols, char *err,
                          size_t errn) {
@@ -306,6 +323,7 @@ int lmp_ckpt_read_matrix(lmp_ckpt_reader *rd, const char *dpath, int64_t want_ro
     if (rc == 1) fail(rd, err, errn, "dataset /%s is missing", dpath);
     if (rc) return -1;
     rc = check_matrix(rd, dpath, nd, dims, want_rows, want_cols, err, errn);
+    if (!rc) rc = check_stored(rd, dpath, ds, dims[0] * dims[1], err, errn);
     if (!rc) {
         *x = lmp_malloc((size_t)(dims[0] * dims[1] + 1) * sizeof(double));
         if (dims[0] * dims[1] > 0 && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0)
