@@ -189,7 +189,9 @@ int main(void) {
         {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
         {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "lora or none"},
         {"adapter", "rslora", "maybe", "true or false"}, {"adapter", "targets", "c_attn,q", "overlaps"},
-        {"adapter", "targets", "wq", "unknown target"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
+        {"adapter", "targets", "wq", "unknown target"},
+        {"model", "path", "/data/a ;b", "cannot be written back"}, {"model", "path", ";b", "cannot be written back"},
+        {"data", "train", "a\vb", "control character"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
         {"train", "schedule", "step", "cosine"}, {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -200,6 +200,16 @@ static int set_number(const key_t_ *k, const char *v, void *p, char *err, int er
     return 0;
 }
 
+// A value INI text can hold as it is: no control character (a line break; inih trims \v and
+// \f like blanks), no ';' first or after a blank (inih takes that
+// for an inline comment), so a dumped configuration (checkpoints store one) reads back equal.
+static int ini_safe(const char *v) {
+    for (const char *q = v; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f || (*q == ';' && (q == v || q[-1] == ' ' || q[-1] == '\t')))
+            return 0;
+    return 1;
+}
+
 // lmp_config_set for a known key k and its trimmed value v.
 static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, int errlen) {
     char *p = (char *)c + k->off, *end;
@@ -223,6 +233,11 @@ static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, i
     }
     case K_STR:
         if (strlen(v) >= k->size) { snprintf(err, errlen, "[%s] %s: value longer than %zu characters (%zu given)", section, key, k->size - 1, strlen(v)); return -1; }
+        if (!ini_safe(v)) {
+            snprintf(err, errlen, "[%s] %s = \"%.200s\": a control character, or a ';' first or after a space, cannot "
+                     "be written back to an INI file (it starts a comment there)", section, key, v);
+            return -1;
+        }
         strcpy(p, v);
         break;
     case K_METHOD: { int e = parse_enum(v, METHODS, 2); if (e < 0) bad = 1; else c->adapter.method = (lmp_method)e; break; }
@@ -316,6 +331,9 @@ static int handler(void *user, const char *section, const char *name, const char
 static int parse_ini(const char *text, parse_ctx *x) {
     ini_use_stack = 0;
     ini_allow_realloc = 1;
+    // An indented line is a key of its own, not the previous value continued (inih would pass
+    // it as a second value of that key, which replaced the first).
+    ini_allow_multiline = 0;
     ini_max_line = 1 << 30;
     int rc = ini_parse_string(text, handler, x);
     LMP_CHECK(rc != -2, "out of memory parsing a config");

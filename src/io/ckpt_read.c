@@ -242,7 +242,10 @@ static int open_dataset(const lmp_ckpt_reader *rd, const char *dpath, hid_t *ds,
 // Closes what open_dataset opened (and ms when >= 0); rc, or -1 when a close fails.
 static int close_dataset(const lmp_ckpt_reader *rd, const char *dpath, hid_t ds, hid_t fs, hid_t ms,
                          int rc, char *err, size_t errn) {
-    int bad = (ms >= 0 && H5Sclose(ms) < 0) | (H5Sclose(fs) < 0) | (H5Dclose(ds) < 0);
+    int bad = 0;  // every id is closed, whichever close fails
+    if (ms >= 0 && H5Sclose(ms) < 0) bad = 1;
+    if (H5Sclose(fs) < 0) bad = 1;
+    if (H5Dclose(ds) < 0) bad = 1;
     if (bad && !rc) rc = fail(rd, err, errn, "HDF5 failed to release dataset /%s", dpath);
     return rc;
 }

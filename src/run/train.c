@@ -122,8 +122,8 @@ static void finished_marker(const lmp_config *cfg, int write, int steps) {
     FILE *f = fopen(tmp, "w");
     if (!f) lmp_die("cannot write %s: %s", tmp, strerror(errno));
     int ok = fprintf(f, "step %d of %d\n", steps, steps) > 0;
-    ok = (fflush(f) == 0) & ok & (fsync(fileno(f)) == 0);
-    ok = (fclose(f) == 0) & ok;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) ok = 0;
+    if (fclose(f) != 0) ok = 0;
     if (!ok || rename(tmp, path) != 0) lmp_die("cannot write %s: %s", path, strerror(errno));
 }
 

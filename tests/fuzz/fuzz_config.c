@@ -2,10 +2,8 @@
 // even, the rest is INI text (lmp_config_parse_text, as a checkpoint's stored configuration
 // is read); odd, its lines are `--set section.key=value` overrides (lmp_config_load). A
 // configuration that is accepted must survive lmp_config_dump: its text parses back to the
-// same values (config.h promises it; a checkpoint stores its configuration that way). That
-// check is on with LMP_FUZZ_CONFIG_ROUNDTRIP=1 only: it fails at once on two known findings
-// (tests/fuzz/findings/fuzz_config; README "Fuzzing") and would keep the suite red until
-// config.c is fixed; turn it on by default then.
+// same values (config.h promises it; a checkpoint stores its configuration that way);
+// LMP_FUZZ_CONFIG_ROUNDTRIP=0 turns that check off.
 #include "fuzzutil.h"
 #include "core/config.h"
 
@@ -21,8 +19,8 @@ static void print_diff(void *ctx, const char *section, const char *key, const ch
 }
 
 static void check_roundtrip(const lmp_config *c) {
-    static int on = -1;  // off by default, see the top of this file
-    if (on < 0) on = getenv("LMP_FUZZ_CONFIG_ROUNDTRIP") && atoi(getenv("LMP_FUZZ_CONFIG_ROUNDTRIP"));
+    static int on = -1;  // on unless LMP_FUZZ_CONFIG_ROUNDTRIP=0
+    if (on < 0) on = !getenv("LMP_FUZZ_CONFIG_ROUNDTRIP") || atoi(getenv("LMP_FUZZ_CONFIG_ROUNDTRIP"));
     if (!on) return;
     char *text = lmp_config_dump(c);
     static lmp_config back;
