@@ -44,13 +44,31 @@ static void vreport(const char *kind, const char *fmt, va_list ap) {
     fflush(stderr);
 }
 
-void lmp_die(const char *fmt, ...) {
+static void (*die_hook)(char *msg, size_t n);
+
+void lmp_set_die_hook(void (*hook)(char *msg, size_t n)) { die_hook = hook; }
+
+static void report_msg(const char *kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void report_msg(const char *kind, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vreport("error", fmt, ap);
+    vreport(kind, fmt, ap);
     va_end(ap);
+}
+
+void lmp_die(const char *fmt, ...) {
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    void (*hook)(char *, size_t) = die_hook;
+    die_hook = NULL;  // an error inside the hook ends the process without it
+    if (hook) hook(msg, sizeof msg);
+    report_msg("error", "%s", msg);
     fflush(stdout);
     if (lmp_world_size() > 1) MPI_Abort(MPI_COMM_WORLD, LMP_EXIT_ERROR);
+    if (hook) _exit(LMP_EXIT_ERROR);
     exit(LMP_EXIT_ERROR);
 }
 

@@ -18,6 +18,13 @@ enum { LMP_EXIT_OK = 0, LMP_EXIT_ERROR = 1, LMP_EXIT_USAGE = 2, LMP_EXIT_REQUEUE
 // rank runs, exit otherwise), so no peer is left hanging in a collective.
 void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// A cleanup that lmp_die runs (once) before it prints and ends the process; NULL removes it.
+// It may append to the message (msg, size n): the checkpoint writer adds the cause of a
+// failed write and removes its partial file. It must not call collectives (peers may be in
+// another one). After a hook ran, a single rank ends with _exit: no library exit handler
+// (HDF5's closes open files) touches a file whose writes failed.
+void lmp_set_die_hook(void (*hook)(char *msg, size_t n));
+
 // Fatal error that every rank detects identically (bad config value, bad layout): rank 0
 // prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
 void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Faults, through the CLI: what a user sees when the disk fills, a file is not what it seems,
+# numbers go non-finite, or a rank dies. Each case: one clear message, every rank exits
+# non-zero within a bounded time, and no older checkpoint is changed.
+#  - full disk (a small tmpfs, several fill levels, 1 and 4 ranks): the message says "disk
+#    full", no .tmp is left, older checkpoints are intact and still resume;
+set -u
+bin=$1; src=$2; work=$3
+source "$src/tests/shlib.sh"
+py=/usr/bin/python3
+
+alpha_data
+
+# Full fine-tuning of the tiny model: a checkpoint of about 0.66 MB.
+{ tiny_model_ini; cat <<'INI'
+[adapter]
+method = none
+[train]
+steps = 15
+batch_size = 8
+seq_len = 32
+lr = 3e-3
+seed = 42
+[data]
+train = alpha_train.bin
+[log]
+every = 5
+[checkpoint]
+dir = ck
+every = 5
+keep = 2
+INI
+} > full.ini
+
+# md5 sums of the complete checkpoints of dir, one line each.
+sums() { (cd "$1" && md5sum ckpt-*.h5 2>/dev/null); }
+
+# --- Full disk -------------------------------------------------------------------------
+mkdir disk
+if mount -t tmpfs -o size=64k tmpfs disk 2>/dev/null; then
+  umount disk
+  # size of the file system, ranks (tp): room for one checkpoint plus part of the next
+  # (700k, 1000k), or for two plus part of the third (1500k).
+  for case in "700k 1" "1000k 1" "1500k 1" "700k 4" "1000k 4" "1500k 4"; do
+    set -- $case; sz=$1; n=$2; tp=$(( n > 1 ? 2 : 1 )); d=disk/ck
+    mkdir -p $d && mount -t tmpfs -o size=$sz tmpfs $d || { fail "mount tmpfs $sz"; continue; }
+    timeout 120 "${MPIEXEC:-mpiexec}" --oversubscribe -n $n "$bin" train full.ini --set parallel.tp=$tp \
+      --set checkpoint.dir=$d > disk.log 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] && ok || fail "full disk $sz, $n ranks: exit code $rc"
+    grep -q "lorampi: error.*disk full: .* KB left on the file system of $d; removed the partial $d/ckpt-[0-9]*.h5.tmp; older checkpoints are untouched" disk.log \
+      && ok || { fail "full disk $sz, $n ranks: no 'disk full' message"; grep -v pwritev disk.log | tail -5; }
+    ! grep -q "Segmentation\|signal 11\|H5F__close_cb" disk.log && ok || fail "full disk $sz, $n ranks: crashed"
+    ! ls $d | grep -q tmp && ok || fail "full disk $sz, $n ranks: a temporary is left: $(ls $d)"
+    [ -f $d/ckpt-00000005.h5 ] && ok || fail "full disk $sz, $n ranks: ckpt-5 is gone: $(ls $d)"
+    before=$(sums $d)
+    # The older checkpoints are whole: a resume that writes nothing reads the newest one.
+    "$bin" train full.ini --set checkpoint.dir=$d --stop-at 5 > resume.log 2>&1 \
+      && grep -q "resumed from $d/ckpt-[0-9]*.h5" resume.log && ok || { fail "full disk $sz, $n ranks: no resume"; tail -3 resume.log; }
+    [ "$before" = "$(sums $d)" ] && ok || fail "full disk $sz, $n ranks: checkpoints changed"
+    umount $d
+  done
+else
+  echo "SKIP: full disk (cannot mount a tmpfs here; needs root)"
+fi
+
+finish
