@@ -4,6 +4,8 @@
 # non-zero within a bounded time, and no older checkpoint is changed.
 #  - full disk (a small tmpfs, several fill levels, 1 and 4 ranks): the message says "disk
 #    full", no .tmp is left, older checkpoints are intact and still resume;
+#  - a checkpoint dir that is a file, read-only, or too small for one checkpoint: one error
+#    before the first step (it used to come after all training);
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -55,13 +57,36 @@ if mount -t tmpfs -o size=64k tmpfs disk 2>/dev/null; then
     [ -f $d/ckpt-00000005.h5 ] && ok || fail "full disk $sz, $n ranks: ckpt-5 is gone: $(ls $d)"
     before=$(sums $d)
     # The older checkpoints are whole: a resume that writes nothing reads the newest one.
-    "$bin" train full.ini --set checkpoint.dir=$d --stop-at 5 > resume.log 2>&1 \
-      && grep -q "resumed from $d/ckpt-[0-9]*.h5" resume.log && ok || { fail "full disk $sz, $n ranks: no resume"; tail -3 resume.log; }
+    newest=$(ls $d/ckpt-*.h5 | tail -1)
+    "$bin" train full.ini --set checkpoint.dir= --resume $newest > resume.log 2>&1 \
+      && grep -q "resumed from $newest" resume.log && ok || { fail "full disk $sz, $n ranks: no resume"; tail -3 resume.log; }
     [ "$before" = "$(sums $d)" ] && ok || fail "full disk $sz, $n ranks: checkpoints changed"
     umount $d
   done
 else
   echo "SKIP: full disk (cannot mount a tmpfs here; needs root)"
+fi
+
+# --- Checkpoint dir checked before the first step ----------------------------------------
+# want_early "what" "message" args...: exit non-zero, one error, no step trained.
+want_early() {
+  local what=$1 msg=$2; shift 2
+  mpi 2 "$bin" train full.ini "$@" > early.log 2>&1 && fail "$what: exit code 0" || ok
+  grep -q -- "$msg" early.log && ok || { fail "$what: no message '$msg'"; tail -3 early.log; }
+  [ "$(grep -c 'lorampi: error' early.log)" -eq 1 ] && ok || { fail "$what: not one error"; cat early.log; }
+  ! grep -q "^step " early.log && ok || fail "$what: reported only after training"
+}
+mkdir early && touch early/file
+want_early "dir is a file" "\[checkpoint\] dir: cannot create directory early/file: early/file exists and is not a directory" --set checkpoint.dir=early/file
+want_early "dir under a file" "early/file/ck: early/file exists and is not a directory" --set checkpoint.dir=early/file/ck
+if mkdir -p early/ro early/small && mount -t tmpfs -o ro,size=1m tmpfs early/ro 2>/dev/null; then
+  want_early "read-only dir" "\[checkpoint\] dir = early/ro: cannot write a file there: Read-only file system" --set checkpoint.dir=early/ro
+  umount early/ro
+  mount -t tmpfs -o size=200k tmpfs early/small
+  want_early "no room for one checkpoint" "\[checkpoint\] dir = early/small: 0.2 MB free, one checkpoint needs about 0.4 MB" --set checkpoint.dir=early/small
+  umount early/small
+else
+  echo "SKIP: read-only and small checkpoint dirs (cannot mount a tmpfs here; needs root)"
 fi
 
 finish

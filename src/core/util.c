@@ -186,22 +186,35 @@ char *lmp_read_file(const char *path, size_t *len) {
     return buf;
 }
 
-// One directory of lmp_mkdir_p: made, or already there as a directory.
-static void mkdir_one(const char *dir, const char *full) {
-    if (mkdir(dir, 0755) == 0) return;
+// One directory of lmp_mkdir_p: made, or already there as a directory; else -1 with err.
+static int mkdir_one(const char *dir, const char *full, char *err, size_t n) {
+    if (mkdir(dir, 0755) == 0) return 0;
     int e = errno;
-    if (e == EEXIST && lmp_is_dir(dir)) return;
-    if (e == EEXIST) lmp_die("cannot create directory %s: %s exists and is not a directory", full, dir);
-    lmp_die("cannot create directory %s: %s: %s", full, dir, strerror(e));
+    if (e == EEXIST && lmp_is_dir(dir)) return 0;
+    if (e == EEXIST) snprintf(err, n, "cannot create directory %s: %s exists and is not a directory", full, dir);
+    else snprintf(err, n, "cannot create directory %s: %s: %s", full, dir, strerror(e));
+    return -1;
+}
+
+int lmp_mkdir_p_err(const char *dir, char *err, size_t n) {
+    char tmp[4096];
+    if (!dir[0] || strlen(dir) >= sizeof tmp) {
+        snprintf(err, n, "cannot create directory '%.200s': %s", dir, dir[0] ? "name too long" : "empty name");
+        return -1;
+    }
+    strcpy(tmp, dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/' && p[-1] != '/') {
+            *p = 0;
+            if (mkdir_one(tmp, dir, err, n)) return -1;
+            *p = '/';
+        }
+    return mkdir_one(tmp, dir, err, n);
 }
 
 void lmp_mkdir_p(const char *dir) {
-    char tmp[4096];
-    lmp_fmt(tmp, sizeof tmp, "%s", dir);
-    if (!tmp[0]) lmp_die("cannot create a directory with an empty name");
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/' && p[-1] != '/') { *p = 0; mkdir_one(tmp, dir); *p = '/'; }
-    mkdir_one(tmp, dir);
+    char err[4200];
+    if (lmp_mkdir_p_err(dir, err, sizeof err)) lmp_die("%s", err);
 }
 
 int lmp_is_dir(const char *path) {

@@ -75,6 +75,8 @@ char *lmp_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(p
 
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
+// The same returning 0, or -1 with the reason in err (size n).
+int lmp_mkdir_p_err(const char *dir, char *err, size_t n);
 
 // Reads a whole regular file into a malloc'd buffer (NUL-terminated); dies naming the path
 // on error (a directory included, which stdio would otherwise read as an empty file).

@@ -9,11 +9,13 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 typedef struct {
@@ -127,6 +129,43 @@ static void finished_marker(const lmp_config *cfg, int write, int steps) {
     if (!ok || rename(tmp, path) != 0) lmp_die("cannot write %s: %s", path, strerror(errno));
 }
 
+// Rank 0: [checkpoint] dir exists or can be made, is a directory, takes a new file, and has
+// room for one checkpoint of `bytes`; else the reason in err (size n).
+static void probe_ckpt_dir(const char *dir, double bytes, char *err, size_t n) {
+    char why[LMP_PATH_MAX + 256], probe[LMP_PATH_MAX + 64], name[48];
+    if (lmp_mkdir_p_err(dir, why, sizeof why)) {
+        snprintf(err, n, "[checkpoint] dir: %s", why);
+        return;
+    }
+    lmp_path_join(probe, sizeof probe, dir, lmp_fmt(name, sizeof name, ".lorampi-probe-%ld", (long)getpid()));
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) {
+        snprintf(err, n, "[checkpoint] dir = %s: cannot write a file there: %s", dir, strerror(errno));
+        return;
+    }
+    int ok = close(fd) == 0;
+    ok = (unlink(probe) == 0) & ok;
+    struct statvfs fs;
+    if (!ok || statvfs(dir, &fs) != 0) {
+        snprintf(err, n, "[checkpoint] dir = %s: %s", dir, strerror(errno));
+        return;
+    }
+    double avail = (double)fs.f_bavail * (double)fs.f_frsize;
+    if (avail < bytes)
+        snprintf(err, n, "[checkpoint] dir = %s: %.1f MB free, one checkpoint needs about %.1f MB "
+                 "(12 bytes per trainable parameter and metadata; see lorampi plan)", dir,
+                 avail / 1e6, bytes / 1e6);
+}
+
+// Before the first step, not after all of them: the checkpoint dir will take a checkpoint.
+static void check_ckpt_dir(const lmp_config *cfg, lmp_comm *c, const lmp_registry *r) {
+    char err[LMP_PATH_MAX + 512] = "";
+    int64_t trainable, total;
+    lmp_registry_counts(r, &trainable, &total);
+    if (c->rank == 0) probe_ckpt_dir(cfg->checkpoint.dir, 12.0 * (double)trainable * 1.01, err, sizeof err);
+    lmp_die_if_any(c, err);
+}
+
 // Everything one run holds besides the session.
 typedef struct {
     const lmp_config *cfg;
@@ -155,6 +194,8 @@ static void setup(run_state *st) {
     check_readable(c, "val", cfg->data.val);
     lmp_session_load(&st->s, cfg, st->o->resume, st->o->no_resume);
     lmp_model *m = &st->s.model;
+    int trains = st->s.step < cfg->train.steps && !(st->o->stop_at > 0 && st->s.step >= st->o->stop_at);
+    if (st->ckpt_on && trains) check_ckpt_dir(cfg, c, &m->reg);
     st->bb = (batch_buf){Bg / c->dp_size, T, Bg, NULL, NULL, NULL};
     lmp_model_set_batch(m, st->bb.B, T);
     st->bb.tok = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
