@@ -6,6 +6,8 @@
 #    full", no .tmp is left, older checkpoints are intact and still resume;
 #  - a checkpoint dir that is a file, read-only, or too small for one checkpoint: one error
 #    before the first step (it used to come after all training);
+#  - a FIFO named like a checkpoint: resume and analyze --run skip it with a warning (they
+#    blocked for ever), --resume of it is refused;
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -88,5 +90,20 @@ if mkdir -p early/ro early/small && mount -t tmpfs -o ro,size=1m tmpfs early/ro 
 else
   echo "SKIP: read-only and small checkpoint dirs (cannot mount a tmpfs here; needs root)"
 fi
+
+# --- Only regular files are checkpoints ---------------------------------------------------
+mkdir fifo && cd fifo
+mpi 2 "$bin" train ../full.ini --set data.train=../alpha_train.bin --set adapter.method=lora --stop-at 5 > log1 2>&1 || fail "fifo: first run"
+mkfifo ck/ckpt-00000099.h5
+timeout 60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 2 "$bin" train ../full.ini --set data.train=../alpha_train.bin \
+  --set adapter.method=lora --stop-at 10 > log2 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "resumed from ck/ckpt-00000005.h5" log2 && ok || { fail "fifo: resume, exit $rc"; tail -3 log2; }
+grep -q "warning.*: checkpoint: skipping ck/ckpt-00000099.h5: not a regular file" log2 && ok || fail "fifo: no warning"
+[ -p ck/ckpt-00000099.h5 ] && ok || fail "fifo: retention removed the FIFO"
+timeout 60 "$bin" analyze spectrum --run ck --out spec.h5 --no-plot > an.log 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "skipping ck/ckpt-00000099.h5: not a regular file" an.log && ok || { fail "fifo: analyze --run, exit $rc"; tail -3 an.log; }
+timeout 60 "$bin" train ../full.ini --set data.train=../alpha_train.bin --set adapter.method=lora --resume ck/ckpt-00000099.h5 > log3 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "cannot open checkpoint ck/ckpt-00000099.h5: not a regular file (a FIFO)" log3 && ok || { fail "fifo: --resume, exit $rc"; tail -3 log3; }
+cd ..
 
 finish

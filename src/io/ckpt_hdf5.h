@@ -52,7 +52,8 @@ typedef struct {
     char name[256];   // file name within the directory, e.g. "ckpt-00000500.h5"
 } lmp_ckpt_entry;
 
-// The complete checkpoints (ckpt-<digits>.h5, never .tmp) of dir in ascending step order,
+// The complete checkpoints (regular files ckpt-<digits>.h5, never .tmp; others are skipped
+// with a warning) of dir in ascending step order,
 // malloc'd, *n of them; NULL and 0 when there are none or dir does not exist. Local.
 lmp_ckpt_entry *lmp_ckpt_list(const char *dir, int *n);
 

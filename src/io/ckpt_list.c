@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // Step of "ckpt-<digits>.h5" (tmp = 0) or "ckpt-<digits>.h5.tmp" (tmp = 1), else -1.
@@ -35,6 +36,14 @@ lmp_ckpt_entry *lmp_ckpt_list(const char *dir, int *n) {
     while ((e = readdir(d))) {
         long long s = ckpt_step_of(e->d_name, 0);
         if (s < 0) continue;
+        // Only regular files: opening a FIFO named like a checkpoint blocks for ever.
+        char path[LMP_PATH_MAX + 300];
+        struct stat st;
+        lmp_path_join(path, sizeof path, dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            lmp_warn("checkpoint: skipping %s: not a regular file", path);
+            continue;
+        }
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             list = realloc(list, (size_t)cap * sizeof *list);
