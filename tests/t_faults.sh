@@ -8,6 +8,10 @@
 #    before the first step (it used to come after all training);
 #  - a FIFO named like a checkpoint: resume and analyze --run skip it with a warning (they
 #    blocked for ever), --resume of it is refused;
+#  - a non-finite value in the trained tensors (test hook LORAMPI_TEST_NONFINITE=STEP): with
+#    [train] nonfinite = stop (default) the run stops before the next write naming the tensor
+#    and step, the last good checkpoint intact; with skip the step is undone with a warning
+#    and the run completes with finite checkpoints; a checkpoint holding Inf is not resumed;
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -48,7 +52,7 @@ if mount -t tmpfs -o size=64k tmpfs disk 2>/dev/null; then
   for case in "700k 1" "1000k 1" "1500k 1" "700k 4" "1000k 4" "1500k 4"; do
     set -- $case; sz=$1; n=$2; tp=$(( n > 1 ? 2 : 1 )); d=disk/ck
     mkdir -p $d && mount -t tmpfs -o size=$sz tmpfs $d || { fail "mount tmpfs $sz"; continue; }
-    timeout 120 "${MPIEXEC:-mpiexec}" --oversubscribe -n $n "$bin" train full.ini --set parallel.tp=$tp \
+    timeout -s KILL 120 "${MPIEXEC:-mpiexec}" --oversubscribe -n $n "$bin" train full.ini --set parallel.tp=$tp \
       --set checkpoint.dir=$d > disk.log 2>&1
     rc=$?
     [ $rc -ne 0 ] && [ $rc -ne 124 ] && ok || fail "full disk $sz, $n ranks: exit code $rc"
@@ -95,15 +99,41 @@ fi
 mkdir fifo && cd fifo
 mpi 2 "$bin" train ../full.ini --set data.train=../alpha_train.bin --set adapter.method=lora --stop-at 5 > log1 2>&1 || fail "fifo: first run"
 mkfifo ck/ckpt-00000099.h5
-timeout 60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 2 "$bin" train ../full.ini --set data.train=../alpha_train.bin \
+timeout -s KILL 60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 2 "$bin" train ../full.ini --set data.train=../alpha_train.bin \
   --set adapter.method=lora --stop-at 10 > log2 2>&1; rc=$?
 [ $rc -eq 0 ] && grep -q "resumed from ck/ckpt-00000005.h5" log2 && ok || { fail "fifo: resume, exit $rc"; tail -3 log2; }
 grep -q "warning.*: checkpoint: skipping ck/ckpt-00000099.h5: not a regular file" log2 && ok || fail "fifo: no warning"
 [ -p ck/ckpt-00000099.h5 ] && ok || fail "fifo: retention removed the FIFO"
-timeout 60 "$bin" analyze spectrum --run ck --out spec.h5 --no-plot > an.log 2>&1; rc=$?
+timeout -s KILL 60 "$bin" analyze spectrum --run ck --out spec.h5 --no-plot > an.log 2>&1; rc=$?
 [ $rc -eq 0 ] && grep -q "skipping ck/ckpt-00000099.h5: not a regular file" an.log && ok || { fail "fifo: analyze --run, exit $rc"; tail -3 an.log; }
-timeout 60 "$bin" train ../full.ini --set data.train=../alpha_train.bin --set adapter.method=lora --resume ck/ckpt-00000099.h5 > log3 2>&1; rc=$?
+timeout -s KILL 60 "$bin" train ../full.ini --set data.train=../alpha_train.bin --set adapter.method=lora --resume ck/ckpt-00000099.h5 > log3 2>&1; rc=$?
 [ $rc -eq 1 ] && grep -q "cannot open checkpoint ck/ckpt-00000099.h5: not a regular file (a FIFO)" log3 && ok || { fail "fifo: --resume, exit $rc"; tail -3 log3; }
+cd ..
+
+# --- Non-finite values never reach a checkpoint ------------------------------------------
+mkdir nonfin && cd nonfin
+lora="--set data.train=../alpha_train.bin --set adapter.method=lora"
+LORAMPI_TEST_NONFINITE=10 mpi 2 "$bin" train ../full.ini $lora > stop.log 2>&1 && fail "nonfinite stop: exit code 0" || ok
+grep -q "lorampi: error: after step 10 the tensor of h.0.attn.c_attn.lora_A holds inf (local element 0): nothing written" stop.log \
+  && ok || { fail "nonfinite stop: message"; grep error stop.log; }
+[ "$(ls ck | tr '\n' ' ')" = "ckpt-00000005.h5 " ] && ok || fail "nonfinite stop: checkpoints $(ls ck)"
+mpi 2 "$bin" train ../full.ini $lora --stop-at 10 > resume.log 2>&1 && grep -q "resumed from ck/ckpt-00000005.h5" resume.log \
+  && ok || fail "nonfinite stop: no resume from the last good checkpoint"
+rm -rf ck
+LORAMPI_TEST_NONFINITE=8 mpi 2 "$bin" train ../full.ini $lora --set train.nonfinite=skip > skip.log 2>&1 && ok || fail "nonfinite skip: exit code"
+grep -q "warning.*step 8 skipped (\[train\] nonfinite = skip): it left a non-finite value: the tensor of h.0.attn.c_attn.lora_A holds inf" skip.log \
+  && ok || { fail "nonfinite skip: no warning"; grep -i "warn\|error" skip.log; }
+$py -c 'import h5py, numpy as np, sys
+f = h5py.File(sys.argv[1], "r"); bad = []
+f.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.isfinite(o[()]).all() else None)
+sys.exit(1 if bad else 0)' ck/ckpt-00000015.h5 && ok || fail "nonfinite skip: the final checkpoint holds non-finite values"
+# A checkpoint holding Inf (as written before this check existed) is refused at resume.
+cp ck/ckpt-00000015.h5 inf.h5
+$py -c 'import h5py, numpy as np, sys
+f = h5py.File(sys.argv[1], "r+"); d = f["optim/v/adapter/transformer.h.1.attn.c_attn/lora_B"]; x = d[()]; x.flat[3] = np.inf; d[...] = x' inf.h5
+mpi 2 "$bin" train ../full.ini $lora --set train.steps=20 --resume inf.h5 > inf.log 2>&1 && fail "Inf checkpoint: resumed" || ok
+grep -q "lorampi: error: checkpoint inf.h5: AdamW.s v of h.1.attn.c_attn.lora_B holds inf" inf.log && ok || { fail "Inf checkpoint: message"; grep error inf.log; }
+mpi 2 "$bin" train ../full.ini $lora --set train.nonfinite=maybe > bad.log 2>&1; grep -q '\[train\] nonfinite = "maybe": expected stop or skip' bad.log && ok || fail "nonfinite = maybe accepted"
 cd ..
 
 finish

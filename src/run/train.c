@@ -177,7 +177,11 @@ typedef struct {
     lmp_optim_cfg oc;
     lmp_ckpt_meta meta;
     FILE *metrics;
+    int skip_nonfinite;        // [train] nonfinite = skip
+    float *backup;             // skip: trainable tensors, m, v before the step (3 x n_train)
 } run_state;
+
+static void find_nonfinite(const lmp_registry *r, char *err, size_t n);
 
 // Layout, data and model: every check that can fail before the first step.
 static void setup(run_state *st) {
@@ -190,14 +194,26 @@ static void setup(run_state *st) {
         lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
                     "data-parallel replicas", Bg, c->dp_size);
     if (!cfg->data.train[0]) lmp_die_all("[data] train is not set: give a token file");
+    st->skip_nonfinite = !strcmp(cfg->train.nonfinite, "skip");
+    if (!st->skip_nonfinite && strcmp(cfg->train.nonfinite, "stop"))
+        lmp_die_all("[train] nonfinite = \"%s\": expected stop or skip", cfg->train.nonfinite);
     check_readable(c, "train", cfg->data.train);
     check_readable(c, "val", cfg->data.val);
     lmp_session_load(&st->s, cfg, st->o->resume, st->o->no_resume);
     lmp_model *m = &st->s.model;
+    if (st->s.ckpt[0]) {  // one written before the check existed, or by another program
+        char where[512], err[LMP_PATH_MAX + 900] = "";
+        find_nonfinite(&m->reg, where, sizeof where);
+        if (where[0])
+            snprintf(err, sizeof err, "checkpoint %s: %s; resume from an older one with --resume PATH",
+                     st->s.ckpt, where);
+        lmp_die_if_any(c, err);
+    }
     int trains = st->s.step < cfg->train.steps && !(st->o->stop_at > 0 && st->s.step >= st->o->stop_at);
     if (st->ckpt_on && trains) check_ckpt_dir(cfg, c, &m->reg);
     st->bb = (batch_buf){Bg / c->dp_size, T, Bg, NULL, NULL, NULL};
     lmp_model_set_batch(m, st->bb.B, T);
+    if (st->skip_nonfinite) st->backup = lmp_malloc(3 * m->reg.n_train * sizeof(float));
     st->bb.tok = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
     st->bb.tgt = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
     st->bb.scale = lmp_malloc((size_t)st->bb.B * T * sizeof(float));
@@ -244,6 +260,66 @@ static void report_setup(run_state *st, lmp_train_result *res) {
     }
 }
 
+// The first non-finite value of this rank's trainable tensors and moments into err (size n):
+// "<what> of <tensor> holds <value>"; "" when every value is finite.
+static void find_nonfinite(const lmp_registry *r, char *err, size_t n) {
+    err[0] = 0;
+    for (int k = 0; k < r->n; k++) {
+        const lmp_param *p = &r->p[k];
+        if (!p->trainable) continue;
+        const float *buf[3] = {p->data, p->m, p->v};
+        static const char *what[3] = {"the tensor", "AdamW's m", "AdamW's v"};
+        for (int w = 0; w < 3; w++)
+            for (size_t i = 0; i < p->numel; i++)
+                if (!isfinite(buf[w][i])) {
+                    snprintf(err, n, "%s of %s holds %g (local element %zu)", what[w], p->name,
+                             (double)buf[w][i], i);
+                    return;
+                }
+    }
+}
+
+// Before anything is written from the tensors (a checkpoint, the exported model or adapter):
+// a non-finite value stops every rank, naming the tensor and step; the newest checkpoint on
+// disk stays the last good one.
+static void check_finite_before_write(run_state *st, int step) {
+    char where[512], err[1024] = "";
+    find_nonfinite(&st->s.model.reg, where, sizeof where);
+    if (where[0])
+        snprintf(err, sizeof err, "after step %d %s: nothing written, the last checkpoint is the last "
+                 "good state (lower [train] lr, set [train] grad_clip, or [train] nonfinite = skip)",
+                 step, where);
+    lmp_die_if_any(&st->s.comm, err);
+}
+
+// Test hook LORAMPI_TEST_NONFINITE=STEP: the first trainable value becomes +Inf in step STEP
+// (as an overflowing update would make it) so that tests reach the non-finite checks.
+static void test_nonfinite(run_state *st, int step) {
+    const char *e = getenv("LORAMPI_TEST_NONFINITE");
+    lmp_registry *r = &st->s.model.reg;
+    if (!e || atoi(e) != step + 1) return;
+    for (int k = 0; k < r->n; k++)
+        if (r->p[k].trainable && r->p[k].numel) { r->p[k].data[0] = INFINITY; return; }
+}
+
+// [train] nonfinite = skip: a step that left a non-finite value anywhere is undone (the
+// tensors and moments before it restored) with a warning. 1 when the step was skipped.
+static int undo_if_nonfinite(run_state *st, int step) {
+    lmp_registry *r = &st->s.model.reg;
+    char where[512];
+    find_nonfinite(r, where, sizeof where);
+    int bad = where[0] != 0;
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, st->s.comm.world));
+    if (!bad) return 0;
+    size_t n = r->n_train;
+    memcpy(r->train_mem, st->backup, n * sizeof(float));
+    memcpy(r->m_mem, st->backup + n, n * sizeof(float));
+    memcpy(r->v_mem, st->backup + 2 * n, n * sizeof(float));
+    lmp_warn("step %d skipped ([train] nonfinite = skip): it left a non-finite value%s%s; the "
+             "state before it is restored", step + 1, where[0] ? ": " : " on another rank", where);
+    return 1;
+}
+
 // One optimizer step: micro-batches, reductions, the divergence check, AdamW. Returns the loss.
 static double train_step(run_state *st, int step, double *norm, float *lr) {
     const lmp_config *cfg = st->cfg;
@@ -263,7 +339,15 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
         lmp_die_all("training diverged at step %d: loss = %g, gradient norm = %g (lower "
                     "[train] lr or set [train] grad_clip)", step + 1, loss, *norm);
     *lr = lmp_lr_at(&st->oc, step);
+    size_t n = m->reg.n_train;
+    if (st->skip_nonfinite) {
+        memcpy(st->backup, m->reg.train_mem, n * sizeof(float));
+        memcpy(st->backup + n, m->reg.m_mem, n * sizeof(float));
+        memcpy(st->backup + 2 * n, m->reg.v_mem, n * sizeof(float));
+    }
     lmp_adamw_step(&m->reg, &st->oc, *lr, step + 1, lmp_clip_scale(*norm, cfg->train.grad_clip));
+    test_nonfinite(st, step);
+    if (st->skip_nonfinite) undo_if_nonfinite(st, step);
     return loss;
 }
 
@@ -310,6 +394,7 @@ static int stop_and_checkpoint(run_state *st, int step, float lr) {
     if (sig && !last) stop = 2;
     int every = cfg->checkpoint.every;
     if (st->ckpt_on && (last || stop || (every > 0 && (step + 1) % every == 0))) {
+        check_finite_before_write(st, step + 1);
         st->meta.step = step + 1;
         st->meta.lr = lr;
         lmp_ckpt_save(cfg->checkpoint.dir, cfg->checkpoint.keep, &st->s.model.reg, &st->s.comm,
@@ -354,6 +439,8 @@ static void finish(run_state *st, lmp_train_result *res) {
     const lmp_config *cfg = st->cfg;
     lmp_comm *c = &st->s.comm;
     lmp_model *m = &st->s.model;
+    if ((cfg->train.save_model[0] || cfg->train.save_adapter[0]) && !res->stopped)
+        check_finite_before_write(st, res->steps);
     if (cfg->train.save_model[0] && !res->stopped) {
         if (c->tp_size > 1) lmp_die_all("[train] save_model needs tp = 1 for now");
         if (c->rank == 0) lmp_model_save_hf(cfg->train.save_model, &st->s.mc, &m->reg);
@@ -410,6 +497,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     free(st.bb.tok);
     free(st.bb.tgt);
     free(st.bb.scale);
+    free(st.backup);
     lmp_session_close(&st.s);
     return 0;
 }
