@@ -12,6 +12,8 @@
 #    [train] nonfinite = stop (default) the run stops before the next write naming the tensor
 #    and step, the last good checkpoint intact; with skip the step is undone with a warning
 #    and the run completes with finite checkpoints; a checkpoint holding Inf is not resumed;
+#  - a NaN or Inf in a model file: one error naming the file and tensor at load (it was
+#    reported as divergence, with advice to lower lr);
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -134,6 +136,24 @@ f = h5py.File(sys.argv[1], "r+"); d = f["optim/v/adapter/transformer.h.1.attn.c_
 mpi 2 "$bin" train ../full.ini $lora --set train.steps=20 --resume inf.h5 > inf.log 2>&1 && fail "Inf checkpoint: resumed" || ok
 grep -q "lorampi: error: checkpoint inf.h5: AdamW.s v of h.1.attn.c_attn.lora_B holds inf" inf.log && ok || { fail "Inf checkpoint: message"; grep error inf.log; }
 mpi 2 "$bin" train ../full.ini $lora --set train.nonfinite=maybe > bad.log 2>&1; grep -q '\[train\] nonfinite = "maybe": expected stop or skip' bad.log && ok || fail "nonfinite = maybe accepted"
+cd ..
+
+# --- Non-finite weights in a model file -------------------------------------------------
+mkdir nanmodel && cd nanmodel
+"$bin" train ../full.ini --set data.train=../alpha_train.bin --set checkpoint.dir= --set train.steps=2 \
+  --set train.save_model=base > save.log 2>&1 || fail "nan model: save_model"
+for v in nan inf; do
+  cp -r base $v
+  $py -c 'import json, struct, sys
+path, v = sys.argv[1] + "/model.safetensors", float(sys.argv[2])
+b = bytearray(open(path, "rb").read()); n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); o = 8 + n + h["h.1.mlp.c_fc.weight"]["data_offsets"][0] + 4 * 7
+b[o:o + 4] = struct.pack("<f", v); open(path, "wb").write(b)' $v $v || fail "nan model: edit"
+  mpi 2 "$bin" train ../full.ini --set data.train=../alpha_train.bin --set checkpoint.dir= --set adapter.method=lora \
+    --set model.path=$v > $v.log 2>&1 && fail "$v model: exit code 0" || ok
+  grep -q "lorampi: error: model $v: tensor h.1.mlp.c_fc.weight holds $v (a corrupt or diverged model file" $v.log \
+    && ok || { fail "$v model: message"; grep error $v.log; }
+done
 cd ..
 
 finish
