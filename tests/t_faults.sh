@@ -14,6 +14,8 @@
 #    and the run completes with finite checkpoints; a checkpoint holding Inf is not resumed;
 #  - a NaN or Inf in a model file: one error naming the file and tensor at load (it was
 #    reported as divergence, with advice to lower lr);
+#  - retention lineage: a --no-resume run (keep = 1) in a directory holding another run's
+#    higher-numbered checkpoint keeps its own newest and never deletes the other's, with a warning;
 #  - a batch whose loss mask selects no target: a warning naming the step (its loss read 0);
 set -u
 bin=$1; src=$2; work=$3
@@ -165,6 +167,17 @@ awk 'BEGIN { for (i = 0; i < 40; i++) { s = ""; for (j = 0; j < 100; j++) s = s 
 printf '[model]\nvocab_size = 50257\nn_layer = 2\nn_head = 4\nn_embd = 32\nn_ctx = 64\n[train]\nsteps = 3\nbatch_size = 1\nseq_len = 32\n[data]\ntrain = pm_train.bin\n' > m.ini
 "$bin" train m.ini > mask.log 2>&1 || fail "mask: run"
 grep -q "warning: step 1: the loss mask selects no target in its 1 sequences: loss 0" mask.log && ok || { fail "mask: no warning"; tail -3 mask.log; }
+cd ..
+
+# --- Retention counts only this run's lineage -----------------------------------------------
+mkdir lineage && cd lineage
+lin="--set data.train=../alpha_train.bin --set adapter.method=lora --set checkpoint.keep=1"
+mpi 2 "$bin" train ../full.ini $lin --set train.steps=20 > a.log 2>&1 || fail "lineage: first run"
+mpi 2 "$bin" train ../full.ini $lin --set train.steps=20 --no-resume --stop-at 5 > b.log 2>&1 || fail "lineage: --no-resume run"
+[ "$(ls ck | grep h5 | tr '\n' ' ')" = "ckpt-00000005.h5 ckpt-00000020.h5 " ] && ok || fail "lineage: after ckpt 5 of the new run: $(ls ck)"
+grep -q "warning.*\[checkpoint\] dir ck holds 1 checkpoint(s) of another run (newest ckpt-00000020.h5)" b.log && ok || { fail "lineage: no warning"; grep warn b.log; }
+mpi 2 "$bin" train ../full.ini $lin --set train.steps=20 --resume ck/ckpt-00000005.h5 --stop-at 10 > c.log 2>&1 || fail "lineage: resumed run"
+[ "$(ls ck | grep h5 | tr '\n' ' ')" = "ckpt-00000010.h5 ckpt-00000020.h5 " ] && ok || fail "lineage: after the resumed run: $(ls ck)"
 cd ..
 
 finish

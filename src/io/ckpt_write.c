@@ -95,6 +95,7 @@ static void write_attrs(hid_t file, const lmp_comm *c, const lmp_config *cfg,
     char base[LMP_PATH_MAX + 64];
     lmp_h5_put_str(file, "base_model", lmp_ckpt_base_desc(cfg, base, sizeof base));
     lmp_h5_put_u64(file, "base_checksum", meta->base_checksum);
+    lmp_h5_put_str(file, "lineage", meta->lineage);
     free(text);
 
     hid_t g = H5Gopen2(file, "optim", H5P_DEFAULT);
@@ -359,7 +360,7 @@ int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm
         fsync_path(dir, 1);
         struct stat st;
         if (stat(final, &st) == 0) size = st.st_size;
-        lmp_ckpt_apply_retention(dir, keep);
+        lmp_ckpt_apply_retention(dir, keep, meta->lineage);
     }
     lmp_set_die_hook(NULL);
     LMP_CHECK_H5(H5Eset_auto2(H5E_DEFAULT, efn, edata));

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -167,6 +168,30 @@ static void check_ckpt_dir(const lmp_config *cfg, lmp_comm *c, const lmp_registr
     lmp_registry_counts(r, &trainable, &total);
     if (c->rank == 0) probe_ckpt_dir(cfg->checkpoint.dir, 12.0 * (double)trainable * 1.01, err, sizeof err);
     lmp_die_if_any(c, err);
+}
+
+// The lineage written into every checkpoint of this run (retention deletes only its own,
+// ckpt_layout.h): the resumed checkpoint's, else a new one. A fresh run in a directory that
+// holds other checkpoints is warned about them. Rank 0 decides, every rank writes it.
+static void pick_lineage(const lmp_config *cfg, lmp_session *s, char *lineage, size_t n) {
+    if (s->comm.rank == 0) {
+        lineage[0] = 0;
+        if (s->ckpt[0]) lmp_ckpt_lineage(s->ckpt, lineage, n);
+        if (!lineage[0]) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            snprintf(lineage, n, "%llx-%lx-%lx", (unsigned long long)ts.tv_sec, (long)ts.tv_nsec, (long)getpid());
+        }
+        int k = 0;
+        lmp_ckpt_entry *list = s->ckpt[0] ? NULL : lmp_ckpt_list(cfg->checkpoint.dir, &k);
+        if (k)
+            lmp_warn("[checkpoint] dir %s holds %d checkpoint(s) of another run (newest %s): this run "
+                     "never deletes them (retention counts only its own), and a resume without "
+                     "--resume picks the highest step, which may be theirs", cfg->checkpoint.dir, k,
+                     list[k - 1].name);
+        free(list);
+    }
+    LMP_CHECK_MPI(MPI_Bcast(lineage, (int)n, MPI_CHAR, 0, s->comm.world));
 }
 
 // Everything one run holds besides the session.
@@ -488,7 +513,8 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
                             cfg->train.weight_decay, cfg->train.warmup_steps, cfg->train.steps,
                             cfg->train.schedule, cfg->train.min_lr_ratio};
     st.meta = (lmp_ckpt_meta){0, 0.0f, st.s.base_checksum, (int64_t)st.bb.Bg * cfg->train.grad_accum,
-                              st.train.n_windows};
+                              st.train.n_windows, ""};
+    if (st.ckpt_on) pick_lineage(cfg, &st.s, st.meta.lineage, sizeof st.meta.lineage);
     if (o->stop_at > 0 && start >= o->stop_at && start < cfg->train.steps) {
         lmp_log("already at step %d, at or past --stop-at %d: nothing to do\n", start, o->stop_at);
         res->stopped = 1;
