@@ -17,6 +17,11 @@
 #  - retention lineage: a --no-resume run (keep = 1) in a directory holding another run's
 #    higher-numbered checkpoint keeps its own newest and never deletes the other's, with a warning;
 #  - a batch whose loss mask selects no target: a warning naming the step (its loss read 0);
+#  - kill -9 of one of 4 ranks during the steps, during evaluations, and inside a checkpoint
+#    write (LORAMPI_TEST_CKPT_DELAY): mpirun and every rank are gone within 30 s, non-zero,
+#    with a message; the complete checkpoints are unchanged and no new one appears;
+#  - a file error seen by one rank only (MPMD launch: rank 3 is given a missing data file):
+#    every rank exits with the one message, no hang.
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -178,6 +183,54 @@ mpi 2 "$bin" train ../full.ini $lin --set train.steps=20 --no-resume --stop-at 5
 grep -q "warning.*\[checkpoint\] dir ck holds 1 checkpoint(s) of another run (newest ckpt-00000020.h5)" b.log && ok || { fail "lineage: no warning"; grep warn b.log; }
 mpi 2 "$bin" train ../full.ini $lin --set train.steps=20 --resume ck/ckpt-00000005.h5 --stop-at 10 > c.log 2>&1 || fail "lineage: resumed run"
 [ "$(ls ck | grep h5 | tr '\n' ' ')" = "ckpt-00000010.h5 ckpt-00000020.h5 " ] && ok || fail "lineage: after the resumed run: $(ls ck)"
+cd ..
+
+# --- Ranks that die -------------------------------------------------------------------------
+mkdir ranks && cd ranks
+cp ../full.ini kill.ini   # a name of its own so that pgrep finds only this run's ranks
+killrun="--set data.train=../alpha_train.bin --set data.val=../alpha_val.bin --set adapter.method=lora --set parallel.tp=2 --set train.steps=100000"
+# kill_case "what" "ready test" extra args...: start 4 ranks, wait until the ready test holds,
+# kill -9 the last rank, and check how everything ends.
+kill_case() {
+  local what=$1 ready=$2; shift 2
+  rm -rf ck m.jsonl kill.log; mkdir ck
+  env ${KILL_ENV:-} "${MPIEXEC:-mpiexec}" --oversubscribe -n 4 "$bin" train kill.ini $killrun "$@" > kill.log 2>&1 &
+  local job=$! i
+  for i in $(seq 600); do eval "$ready" && break; sleep 0.1; done
+  eval "$ready" || { fail "$what: never ready"; kill -9 $job; wait $job; return; }
+  local before; before=$(sums ck)
+  local victim; victim=$(pgrep -f "^$bin train kill.ini" | tail -1)
+  [ -n "$victim" ] || { fail "$what: no rank to kill"; kill -9 $job; wait $job; return; }
+  local t0; t0=$(date +%s)
+  kill -9 "$victim"
+  for i in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $job 2>/dev/null; then fail "$what: mpirun still running 30 s after the kill"; kill -9 $job; fi
+  wait $job; local rc=$?
+  [ $rc -ne 0 ] && ok || fail "$what: exit code 0"
+  sleep 1; [ -z "$(pgrep -f "^$bin train kill.ini")" ] && ok || { fail "$what: ranks left running"; pkill -9 -f "^$bin train kill.ini"; }
+  grep -q "exited on signal 9\|killed\|Killed" kill.log && ok || { fail "$what: no message"; tail -5 kill.log; }
+  # Every complete checkpoint seen before the kill is unchanged (one more may have completed
+  # between that look and the kill).
+  [ -z "$(comm -23 <(echo "$before") <(sums ck))" ] && ok || fail "$what: checkpoints changed: $(ls ck)"
+  echo "$what: everything ended $(( $(date +%s) - t0 )) s after the kill"
+}
+kill_case "kill -9 during the steps" '[ -f m.jsonl ] && [ "$(wc -l < m.jsonl)" -ge 20 ]' --set log.metrics=m.jsonl --set checkpoint.every=10
+kill_case "kill -9 during evaluations" '[ -f m.jsonl ] && [ "$(wc -l < m.jsonl)" -ge 3 ]' --set log.metrics=m.jsonl \
+  --set train.eval_every=1 --set train.eval_batches=30 --set checkpoint.every=2
+KILL_ENV=LORAMPI_TEST_CKPT_DELAY=10:60 kill_case "kill -9 inside a checkpoint write" \
+  '[ -f ck/ckpt-00000010.h5.tmp ] && grep -q "test delay" kill.log' --set checkpoint.every=5
+[ ! -e ck/ckpt-00000010.h5 ] && [ -f ck/ckpt-00000005.h5 ] && ok || fail "kill -9 inside a write: $(ls ck)"
+cd ..
+
+# One rank sees a file error: rank 3 is given a data file that does not exist.
+mkdir onerank && cd onerank
+t0=$(date +%s)
+timeout -s KILL 60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 3 "$bin" train ../full.ini --set data.train=../alpha_train.bin : \
+  -n 1 "$bin" train ../full.ini --set data.train=missing.bin > one.log 2>&1; rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 137 ] && ok || fail "one rank's file error: exit code $rc"
+grep -q "lorampi: error: \[data\] train = missing.bin: cannot read it: No such file or directory" one.log && ok || { fail "one rank's file error: message"; tail -5 one.log; }
+[ "$(grep -c 'lorampi: error' one.log)" -eq 1 ] && ok || fail "one rank's file error: not one message"
+echo "one rank's file error: ended after $(( $(date +%s) - t0 )) s"
 cd ..
 
 finish
