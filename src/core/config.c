@@ -69,6 +69,7 @@ static const key_t_ KEYS[] = {
     {"train", "eval_batches", K_INT, O(train.eval_batches), 0, 1, 1e6, 0, 0, "8", "a positive integer", 0},
     {"train", "save_model", K_STR, O(train.save_model), S(train.save_model), 0, 0, 0, 0, "", "a path", 0},
     {"train", "save_adapter", K_STR, O(train.save_adapter), S(train.save_adapter), 0, 0, 0, 0, "", "a path", 0},
+    {"train", "nonfinite", K_STR, O(train.nonfinite), S(train.nonfinite), 0, 0, 0, 0, "stop", "stop or skip", 0},
     {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path", 0},
     {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path", 0},
     {"log", "metrics", K_STR, O(log.metrics), S(log.metrics), 0, 0, 0, 0, "", "a path", LMP_KEY_RUN_ONLY},

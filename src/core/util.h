@@ -22,12 +22,18 @@ void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 // prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
 void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
-// Test harnesses only (the fuzz targets, tests/fuzz): a hook that lmp_die and lmp_die_all
-// call with the message before anything is printed or MPI is touched. A hook that longjmps
-// back turns a die into a return, so one process can try many bad inputs; what the dying
-// code had allocated then leaks. A hook that returns lets the die go on as usual. NULL
-// removes it. Not for lorampi itself: errors must end the rank (see above).
-typedef void (*lmp_die_hook)(const char *msg);
+// A hook that lmp_die and lmp_die_all run once, with the message (msg, size n), before it is
+// printed and before MPI is touched; it is removed before it runs (an error inside it ends
+// the process without it). Two uses:
+//  - a cleanup that returns: the checkpoint writer appends the cause of a failed write and
+//    removes its partial file; it must not call collectives (peers may be in another one).
+//    After a hook ran, the process ends with _exit: no library exit handler (HDF5's closes
+//    open files) touches a file whose writes failed;
+//  - test harnesses (the fuzz targets): a hook that longjmps back turns a die into a return,
+//    so one process tries many bad inputs (it installs itself again; what the dying code had
+//    allocated leaks).
+// NULL removes it.
+typedef void (*lmp_die_hook)(char *msg, size_t n);
 void lmp_set_die_hook(lmp_die_hook hook);
 
 // lmp_die for a failed MPI call: "<file>:<line>: <call> failed: <MPI_Error_string of rc>".
@@ -81,6 +87,8 @@ int lmp_run_program(char *const argv[], char *err, size_t errlen);
 
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
+// The same returning 0, or -1 with the reason in err (size n).
+int lmp_mkdir_p_err(const char *dir, char *err, size_t n);
 
 // Reads a whole regular file into a malloc'd buffer (NUL-terminated); dies naming the path
 // on error (a directory included, which stdio would otherwise read as an empty file).

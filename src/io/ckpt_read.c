@@ -33,6 +33,11 @@ int lmp_ckpt_open(lmp_ckpt_reader *rd, const char *path, char *err, size_t errn)
         snprintf(err, errn, "cannot open checkpoint %s: %s", path, strerror(errno));
         return -1;
     }
+    if (!S_ISREG(st.st_mode)) {  // a FIFO would block the open for ever, a directory fail oddly
+        snprintf(err, errn, "cannot open checkpoint %s: not a regular file (%s)", path,
+                 S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
+        return -1;
+    }
     lmp_fmt(rd->path, sizeof rd->path, "%s", path);
     // Every rank would print HDF5's error stack; lorampi reports one message instead.
     H5Eget_auto2(H5E_DEFAULT, &rd->old_fn, &rd->old_data);

@@ -3,6 +3,8 @@
 #include "core/util.h"
 #include "io/ckpt_hdf5.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 // A model with no file: its size from the [model] keys.
@@ -94,10 +96,30 @@ static void pick_checkpoint(lmp_session *s, const lmp_config *cfg, const char *r
         lmp_ckpt_find_latest(cfg->checkpoint.dir, s->ckpt, sizeof s->ckpt, &s->comm);
 }
 
+// A NaN or Inf in the pretrained weights would surface later as "training diverged" with
+// advice about lr; name the file and the tensor instead. Every rank checks its own part.
+static void check_base_finite(const lmp_registry *r, const char *path, lmp_comm *c) {
+    char err[LMP_PATH_MAX + 512] = "";
+    for (int k = 0; k < r->n && !err[0]; k++) {
+        const lmp_param *p = &r->p[k];
+        if (p->role != LMP_ROLE_BASE) continue;
+        for (size_t i = 0; i < p->numel; i++)
+            if (!isfinite(p->data[i])) {
+                snprintf(err, sizeof err, "model %s: tensor %s holds %g (a corrupt or diverged model "
+                         "file; lorampi trains only from finite weights)", path, p->name, (double)p->data[i]);
+                break;
+            }
+    }
+    lmp_die_if_any(c, err);
+}
+
 void lmp_session_load(lmp_session *s, const lmp_config *cfg, const char *resume, int no_resume) {
     lmp_model *m = &s->model;
     lmp_model_build(m, &s->mc, &s->opts, &s->comm);
-    if (cfg->model.path[0]) lmp_model_load(cfg->model.path, &m->reg);
+    if (cfg->model.path[0]) {
+        lmp_model_load(cfg->model.path, &m->reg);
+        check_base_finite(&m->reg, cfg->model.path, &s->comm);
+    }
     else lmp_model_init_base(m, cfg->train.seed);
     lmp_model_init_adapters(m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
     pick_checkpoint(s, cfg, resume, no_resume);

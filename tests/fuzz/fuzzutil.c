@@ -18,9 +18,11 @@ void lmp_fuzz_mark_fds(void) {
     close(fd_mark);
 }
 
-static void on_die(const char *msg) {
+static void on_die(char *msg, size_t n) {
     (void)msg;  // a clean error: the input is rejected, which is what it should be
+    (void)n;
     for (int fd = fd_mark; fd >= 0 && fd < fd_mark + 64; fd++) close(fd);
+    lmp_set_die_hook(on_die);  // lmp_die removed it before calling it
     longjmp(lmp_fuzz_jmp, 1);
 }
 
