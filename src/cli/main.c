@@ -4,6 +4,7 @@
 #include "data/bpe.h"
 #include "core/config.h"
 #include "data/dataset.h"
+#include "run/export.h"
 #include "run/generate.h"
 #include "run/plan.h"
 #include "run/train.h"
@@ -38,6 +39,9 @@ static const char *USAGE =
     "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
     "        --temperature 0 is greedy; --top-k 0: no top-k cut; --top-p: nucleus sampling;\n"
     "        keys and values are cached (--no-cache recomputes the window for every token)\n"
+    "  export CKPT --out DIR [--force]\n"
+    "        the adapter of a checkpoint as a PEFT directory (adapter_config.json +\n"
+    "        adapter_model.safetensors), from any layout\n"
     "  plot METRICS.jsonl [MORE.jsonl ...] --out PNG\n"
     "        training and validation loss, learning rate, gradient norm and tokens/s against\n"
     "        the step, the runs overlaid with their names\n"
@@ -236,6 +240,20 @@ static int cmd_generate(int argc, char **argv) {
     return lmp_generate(&cfg, &topts, &g);
 }
 
+static int cmd_export(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL;
+    int force = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--force")) force = 1;
+        else if (argv[i][0] == '-') return lmp_usage_error("export: unknown option %s", argv[i]);
+        else if (!ckpt) ckpt = argv[i];
+        else return lmp_usage_error("export: more than one checkpoint (%s)", argv[i]);
+    }
+    if (!ckpt || !out) return lmp_usage_error("%s", "export: give CKPT and --out DIR");
+    return lmp_export(ckpt, out, force);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
@@ -256,6 +274,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "plot")) rc = lmp_cmd_plot(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "export")) rc = cmd_export(argc - 2, argv + 2);
     else rc = lmp_usage_error("unknown command '%s'", argv[1]);
     LMP_CHECK_MPI(MPI_Finalize());
     return rc;

@@ -159,7 +159,11 @@ static int module_attrs(const lmp_ckpt_reader *rd, hid_t mg, lmp_ckpt_module *m,
     lmp_fmt(where, sizeof where, "/adapter/%s", m->name);
     if (attr_text(rd, mg, where, "method", m->method, sizeof m->method, err, errn) ||
         attr_text(rd, mg, where, "target", m->target, sizeof m->target, err, errn) ||
+        attr_text(rd, mg, where, "module", m->module, sizeof m->module, err, errn) ||
+        attr_text(rd, mg, where, "site", m->site, sizeof m->site, err, errn) ||
         attr_text(rd, mg, where, "base_weight", m->base_weight, sizeof m->base_weight, err, errn) ||
+        attr(rd, mg, where, "base_in", A_I64, &m->base_in, err, errn) ||
+        attr(rd, mg, where, "base_out", A_I64, &m->base_out, err, errn) ||
         attr(rd, mg, where, "layer", A_I64, &m->layer, err, errn) ||
         attr(rd, mg, where, "slice", A_I64, &m->slice, err, errn) ||
         attr(rd, mg, where, "in", A_I64, &m->in, err, errn) ||
@@ -170,10 +174,12 @@ static int module_attrs(const lmp_ckpt_reader *rd, hid_t mg, lmp_ckpt_module *m,
         attr(rd, mg, where, "scaling", A_F64, &m->scale, err, errn))
         return -1;
     if (m->in < 1 || m->out < 1 || m->in > INT_MAX || m->out > INT_MAX || m->out_offset < 0 ||
-        m->r < 0 || m->r > INT_MAX || m->layer < 0 || m->slice < -1)
-        return fail(rd, err, errn, "%s: in %lld, out %lld, out_offset %lld, r %lld, layer %lld, "
-                    "slice %lld are out of range", where, (long long)m->in, (long long)m->out,
-                    (long long)m->out_offset, (long long)m->r, (long long)m->layer, (long long)m->slice);
+        m->r < 0 || m->r > INT_MAX || m->layer < 0 || m->slice < -1 || m->base_in != m->in ||
+        m->base_out < m->out_offset + m->out || m->base_out > INT_MAX)
+        return fail(rd, err, errn, "%s: in %lld, out %lld, out_offset %lld, base (%lld, %lld), r %lld, "
+                    "layer %lld, slice %lld are out of range", where, (long long)m->in, (long long)m->out,
+                    (long long)m->out_offset, (long long)m->base_in, (long long)m->base_out,
+                    (long long)m->r, (long long)m->layer, (long long)m->slice);
     return 0;
 }
 

@@ -138,7 +138,11 @@ static void write_module_attrs(hid_t file, const lmp_adapter_rec *rec) {
     lmp_h5_put_i64(mg, "layer", rec->layer);
     lmp_h5_put_str(mg, "target", rec->target);
     lmp_h5_put_i64(mg, "slice", rec->slice);
+    lmp_h5_put_str(mg, "module", rec->module);
+    lmp_h5_put_str(mg, "site", rec->site);
     lmp_h5_put_str(mg, "base_weight", rec->base);
+    lmp_h5_put_i64(mg, "base_in", rec->base_in);
+    lmp_h5_put_i64(mg, "base_out", rec->base_out);
     lmp_h5_put_i64(mg, "out_offset", rec->out_offset);
     lmp_h5_put_i64(mg, "in", rec->in);
     lmp_h5_put_i64(mg, "out", rec->out);

@@ -174,6 +174,13 @@ static void module(lmp_fuzz_in *in, hid_t ad, int i, hid_t *first) {
     attr(in, g, "scaling", K_F64, 0, 2.0, NULL);
     dataset(in, g, "lora_A", (hsize_t)r, (hsize_t)C);
     dataset(in, g, "lora_B", (hsize_t)(3 * C), (hsize_t)r);
+    // After the datasets, so the committed seeds still drive the fields above as before.
+    char mod[64];
+    snprintf(mod, sizeof mod, "h.%d.attn.c_attn", i);
+    attr(in, g, "module", K_STR, 0, 0, mod);
+    attr(in, g, "site", K_STR, 0, 0, "attn.c_attn");
+    attr(in, g, "base_in", K_I64, C, 0, NULL);
+    attr(in, g, "base_out", K_I64, 3 * C, 0, NULL);
     if (*first < 0) *first = g;
     else H5Gclose(g);
 }
