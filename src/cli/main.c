@@ -4,6 +4,7 @@
 #include "data/bpe.h"
 #include "core/config.h"
 #include "data/dataset.h"
+#include "run/eval.h"
 #include "run/export.h"
 #include "run/generate.h"
 #include "run/plan.h"
@@ -39,6 +40,9 @@ static const char *USAGE =
     "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
     "        --temperature 0 is greedy; --top-k 0: no top-k cut; --top-p: nucleus sampling;\n"
     "        keys and values are cached (--no-cache recomputes the window for every token)\n"
+    "  eval CONFIG.ini [--data FILE] [--batches N] [--resume CKPT | --no-resume] [--set ...]\n"
+    "        loss (masked tokens excluded), perplexity and token count of the model and the\n"
+    "        checkpoint training would resume from, on [data] val or FILE; run under mpirun\n"
     "  export CKPT --out DIR [--force]\n"
     "        the adapter of a checkpoint as a PEFT directory (adapter_config.json +\n"
     "        adapter_model.safetensors), from any layout\n"
@@ -240,6 +244,24 @@ static int cmd_generate(int argc, char **argv) {
     return lmp_generate(&cfg, &topts, &g);
 }
 
+static int cmd_eval(int argc, char **argv) {
+    lmp_eval_opts e = {NULL, 0};
+    char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) e.data = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            if (parse_count("--batches", argv[++i], &e.batches)) { free(rest); return LMP_EXIT_USAGE; }
+        } else rest[nrest++] = argv[i];
+    }
+    lmp_config cfg;
+    lmp_train_opts topts = {NULL, 0, 0};
+    int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
+    free(rest);
+    if (rc) return rc;
+    return lmp_eval(&cfg, &topts, &e);
+}
+
 static int cmd_export(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL;
     int force = 0;
@@ -275,6 +297,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "plot")) rc = lmp_cmd_plot(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "export")) rc = cmd_export(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "eval")) rc = cmd_eval(argc - 2, argv + 2);
     else rc = lmp_usage_error("unknown command '%s'", argv[1]);
     LMP_CHECK_MPI(MPI_Finalize());
     return rc;

@@ -3,6 +3,7 @@
 #include "io/ckpt_hdf5.h"
 #include "core/comm.h"
 #include "data/data.h"
+#include "run/batches.h"
 #include "run/session.h"
 #include "core/optim.h"
 #include "io/peft.h"
@@ -18,47 +19,6 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
-
-typedef struct {
-    int B, T, Bg;           // this replica's rows, sequence length, global rows per micro-step
-    int *tok, *tgt;
-    float *scale;
-} batch_buf;
-
-// Fills this replica's rows of global micro-batch `micro` and runs forward (+backward).
-// The loss is the mean over the targets that count (loss mask) in the optimizer step's
-// global batch: `weight` = 1 / their number (batch_weight).
-static double run_micro(lmp_model *m, lmp_comm *c, lmp_loader *d, batch_buf *bb, int64_t micro,
-                        float weight, uint64_t seed, int backward) {
-    for (int b = 0; b < bb->B; b++) {
-        int64_t idx = lmp_batch_seq(micro, bb->Bg, c->dp_rank, bb->B, b);
-        size_t o = (size_t)b * bb->T;
-        lmp_loader_get(d, idx, bb->tok + o, bb->tgt + o, bb->scale + o);
-    }
-    for (int i = 0; i < bb->B * bb->T; i++) bb->scale[i] *= weight;
-    lmp_rng_ctx rc = {seed, (uint64_t)micro,
-                      lmp_batch_seq(micro, bb->Bg, c->dp_rank, bb->B, 0) * bb->T, backward};
-    return lmp_model_step(m, bb->tok, bb->tgt, bb->scale, &rc, backward);
-}
-
-// 1 / (targets that count in global micro-batches [m0, m0 + n)), 0 when none does. Every
-// rank computes it over the whole global batch, so no communication is needed.
-static float batch_weight(lmp_loader *d, int64_t m0, int n, int Bg) {
-    int64_t count = 0;
-    for (int64_t i = m0 * Bg; i < (m0 + n) * Bg; i++) count += lmp_loader_count(d, i);
-    return count ? 1.0f / (float)count : 0.0f;
-}
-
-static double evaluate(lmp_model *m, lmp_comm *c, lmp_loader *val, batch_buf *bb, int batches) {
-    float w = batch_weight(val, 0, batches, bb->Bg);
-    if (w == 0.0f)
-        lmp_warn("validation: the loss mask selects no target in its %d batches: val loss 0 means "
-                 "nothing", batches);
-    double loss = 0.0;
-    for (int k = 0; k < batches; k++) loss += run_micro(m, c, val, bb, k, w, 0, 0);
-    lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
-    return loss;
-}
 
 // A resumed run continues the metrics file: lines of steps after the checkpoint (done by
 // the interrupted run, redone now) are dropped so each step appears once.
@@ -201,7 +161,7 @@ typedef struct {
     lmp_session s;
     lmp_loader train, val;
     int have_val, eval_batches, ckpt_on;
-    batch_buf bb;
+    lmp_batches bb;
     lmp_optim_cfg oc;
     lmp_ckpt_meta meta;
     FILE *metrics;
@@ -239,12 +199,9 @@ static void setup(run_state *st) {
     }
     int trains = st->s.step < cfg->train.steps && !(st->o->stop_at > 0 && st->s.step >= st->o->stop_at);
     if (st->ckpt_on && trains) check_ckpt_dir(cfg, c, &m->reg);
-    st->bb = (batch_buf){Bg / c->dp_size, T, Bg, NULL, NULL, NULL};
+    lmp_batches_init(&st->bb, Bg / c->dp_size, T, Bg);
     lmp_model_set_batch(m, st->bb.B, T);
     if (st->skip_nonfinite) st->backup = lmp_malloc(3 * m->reg.n_train * sizeof(float));
-    st->bb.tok = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
-    st->bb.tgt = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
-    st->bb.scale = lmp_malloc((size_t)st->bb.B * T * sizeof(float));
     lmp_loader_open(&st->train, cfg->data.train, T, st->s.mc.vocab_size, cfg->train.seed, 1);
     st->have_val = cfg->data.val[0] != 0;
     if (st->have_val) lmp_loader_open(&st->val, cfg->data.val, T, st->s.mc.vocab_size, 0, 0);
@@ -356,12 +313,12 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
     int accum = cfg->train.grad_accum, Bg = st->bb.Bg;
     lmp_registry_zero_grad(&m->reg);
     double loss = 0.0;
-    float weight = batch_weight(&st->train, (int64_t)step * accum, accum, Bg);
+    float weight = lmp_batches_weight(&st->train, (int64_t)step * accum, accum, Bg);
     if (weight == 0.0f)  // a batch of prompts only: its loss would read as a perfect 0
         lmp_warn("step %d: the loss mask selects no target in its %d sequences: loss 0, nothing "
                  "learnt but weight decay", step + 1, Bg * accum);
     for (int a = 0; a < accum; a++)
-        loss += run_micro(m, c, &st->train, &st->bb, (int64_t)step * accum + a, weight,
+        loss += lmp_batches_micro(m, c, &st->train, &st->bb, (int64_t)step * accum + a, weight,
                           cfg->train.seed, 1);
     lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
     lmp_reduce_grads(c, &m->reg);
@@ -386,7 +343,7 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
 static double maybe_eval(run_state *st, int step, int last) {
     int every = st->cfg->train.eval_every;
     if (!st->have_val || !(last || (every > 0 && (step + 1) % every == 0))) return NAN;
-    return evaluate(&st->s.model, &st->s.comm, &st->val, &st->bb, st->eval_batches);
+    return lmp_batches_eval(&st->s.model, &st->s.comm, &st->val, &st->bb, st->eval_batches);
 }
 
 static void log_step(run_state *st, int step, double loss, float lr, double norm, double dt,
@@ -506,7 +463,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     if (st.s.comm.rank == 0 && st.ckpt_on && start < cfg->train.steps) finished_marker(cfg, 0, 0);
     res->first_val = res->last_val = res->first_loss = res->last_loss = NAN;
     if (st.have_val && start == 0) {
-        res->first_val = evaluate(&st.s.model, &st.s.comm, &st.val, &st.bb, st.eval_batches);
+        res->first_val = lmp_batches_eval(&st.s.model, &st.s.comm, &st.val, &st.bb, st.eval_batches);
         lmp_log("val loss before training: %.4f\n", res->first_val);
     }
     st.oc = (lmp_optim_cfg){cfg->train.lr, cfg->train.beta1, cfg->train.beta2, cfg->train.eps,
@@ -526,9 +483,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     finish(&st, res);
     lmp_loader_close(&st.train);
     if (st.have_val) lmp_loader_close(&st.val);
-    free(st.bb.tok);
-    free(st.bb.tgt);
-    free(st.bb.scale);
+    lmp_batches_free(&st.bb);
     free(st.backup);
     lmp_session_close(&st.s);
     return 0;
