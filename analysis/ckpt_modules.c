@@ -4,6 +4,7 @@
 #include "io/ckpt_read.h"
 #include "core/util.h"
 
+#include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,17 @@ static void die_if_any(const char *err) {
     if (rank == who) lmp_fmt(msg, sizeof msg, "%s", err);
     LMP_CHECK_MPI(MPI_Bcast(msg, sizeof msg, MPI_CHAR, who, MPI_COMM_WORLD));
     lmp_die_all("%s", msg);
+}
+
+// A NaN or Inf in an adapter would reach LAPACK as a bare error code: named here instead.
+static void nonfinite(const char *path, const char *mod, const char *what, const double *x, int64_t n,
+                      char *err, size_t errn) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) {
+            snprintf(err, errn, "%s: %s/%s holds %s at element %lld: the adapter is not finite (a run "
+                     "that diverged?)", path, mod, what, isnan(x[i]) ? "NaN" : "Inf", (long long)i);
+            return;
+        }
 }
 
 // A and B of module c (record attributes read) into m; 0, or -1 with err.
@@ -47,7 +59,12 @@ static int read_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mo
     else if (ra != c->r)
         snprintf(err, errn, "%s: %s has lora_A with %lld rows, but its attribute r = %lld", rd->path,
                  c->name, (long long)ra, (long long)c->r);
+    else if (ra > (c->in < c->out ? c->in : c->out))  // the SVD of ΔW holds at most min(in, out)
+        snprintf(err, errn, "%s: %s has r = %lld, above min(in, out) of its %lld x %lld matrix", rd->path,
+                 c->name, (long long)ra, (long long)c->out, (long long)c->in);
     m->r = (int)ra;
+    if (!err[0]) nonfinite(rd->path, c->name, "lora_A", m->A, ra * c->in, err, errn);
+    if (!err[0]) nonfinite(rd->path, c->name, "lora_B", m->B, c->out * ra, err, errn);
     return err[0] ? -1 : 0;
 }
 
@@ -57,6 +74,7 @@ static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn)
     int rc = lmp_ckpt_read_header(rd, &h, err, errn);
     s->step = h.step;
     s->base_checksum = h.base_checksum;
+    if (!rc && h.base_model) snprintf(s->base_model, sizeof s->base_model, "%s", h.base_model);
     lmp_ckpt_header_free(&h);
     lmp_ckpt_module *mods = NULL;
     int n = 0;

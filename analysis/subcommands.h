@@ -24,6 +24,7 @@ typedef struct {
     char path[LMP_PATH_MAX];
     long long step;
     unsigned long long base_checksum;
+    char base_model[LMP_PATH_MAX];   // the checkpoint's record of its base model ("" if none)
     int n;
     adapter_mod *mod;
 } adapter_set;

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <mpi.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,9 +126,22 @@ static void write_vs_base(const adapter_set *s, const double *res, const double 
            g->npcol, secs, out, csvp);
 }
 
+// The checkpoint records the path of the base model it was trained from: another --model is
+// warned about (the figures are then against other weights unless it is a copy). Names and
+// shapes are refused when they disagree (find_w).
+static void check_base(const adapter_set *s, const char *ckpt, const char *model) {
+    char a[PATH_MAX], b[PATH_MAX];
+    if (!s->base_model[0] || lmp_world_rank() != 0) return;
+    if (realpath(s->base_model, a) && realpath(model, b) && !strcmp(a, b)) return;
+    lmp_warn("%s was trained from base model %s; --model is %s: the figures are against that "
+             "model's weights, meaningful only if it holds the same ones (base_checksum %016llx)",
+             ckpt, s->base_model, model, s->base_checksum);
+}
+
 int lmp_an_vs_base(const char *ckpt, const char *model, const char *out, int full, int no_plot) {
     adapter_set s;
     lmp_an_read_adapters(ckpt, &s);
+    check_base(&s, ckpt, model);
     char stp[LMP_PATH_MAX + 32];
     lmp_st_file st;
     lmp_st_open(&st, lmp_path_join(stp, sizeof stp, model, "model.safetensors"));

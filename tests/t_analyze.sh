@@ -75,6 +75,22 @@ want_error "no adapters" "holds no /adapter group" spectrum ck_base/ckpt-0000004
 want_error "missing checkpoint" "cannot open checkpoint nope.h5" spectrum nope.h5 --out x.h5
 $py -c 'import h5py, shutil, sys; shutil.copy(sys.argv[1], "v1.h5"); f = h5py.File("v1.h5", "r+"); f.attrs["format_version"] = 1; f.close()' $c8
 want_error "format version 1" "format_version 2" spectrum v1.h5 --out x.h5
+# Hostile adapters (issue 12): a NaN in lora_A is named (not a bare LAPACK code); r above
+# min(in, out) of the module's matrix is refused before the SVD reads past a buffer.
+$py -c 'import h5py, shutil, sys; shutil.copy(sys.argv[1], "nan.h5"); f = h5py.File("nan.h5", "r+"); d = f["adapter/transformer.h.0.attn.c_attn/lora_A"]; x = d[()]; x[1, 2] = float("nan"); d[...] = x; f.close()' $c8
+want_error "NaN adapter" "transformer.h.0.attn.c_attn/lora_A holds NaN" spectrum nan.h5 --out x.h5 --full-svd
+$py -c '
+import h5py, shutil, sys, numpy as np
+shutil.copy(sys.argv[1], "bigr.h5"); f = h5py.File("bigr.h5", "r+"); g = f["adapter/transformer.h.0.attn.c_attn"]
+a, b = g["lora_A"][()], g["lora_B"][()]; r = a.shape[1] + 1
+del g["lora_A"], g["lora_B"]
+g["lora_A"] = np.ones((r, a.shape[1]), a.dtype); g["lora_B"] = np.ones((b.shape[0], r), b.dtype); g.attrs["r"] = np.int64(r); f.close()' $c8
+want_error "r above min(in, out)" "above min(in, out)" spectrum bigr.h5 --out x.h5 --full-svd
+# vs-base with a model other than the checkpoint's recorded base: a warning naming both.
+cp -r base base_copy
+an 2 vs-base $c8 --model base_copy --out vsc.h5 --no-plot > a.log 2>&1 && grep -q "was trained from base model base; --model is base_copy" a.log \
+  && ok || { fail "vs-base with another model: no warning"; cat a.log; }
+an 2 vs-base $c8 --model base --out vsb.h5 --no-plot > a.log 2>&1 && ! grep -q "was trained from" a.log && ok || { fail "vs-base own base warned"; cat a.log; }
 # An output the disk cannot hold: the failure is named, never reported as success.
 want_error "full disk" "/dev/full" spectrum $c8 --out /dev/full
 finish

@@ -8,7 +8,9 @@
 #  - kill -9 of one rank while checkpoint 10 is being written: ckpt-10 does not appear, ckpt-5
 #    is intact, and the same command resumes from 5 to the bitwise-identical result;
 #  - SIGUSR1 mid-run: checkpoint, exit code 3, and the same command completes bit for bit;
-#  - h5py reads the adapters, equal to the PEFT export of the same run;
+#  - eval of the final checkpoint equals the run's last validation loss;
+#  - h5py reads the adapters, equal to the PEFT export of the same run; `lorampi export` of the
+#    final checkpoint writes that PEFT directory again, tensor for tensor;
 #  - a flipped data byte, a flipped metadata byte, a truncated file, another base model,
 #    other r or targets, format version 1, an array or a fraction where a scalar integer
 #    belongs: one clear error, every rank exits non-zero, nothing on disk changes.
@@ -68,6 +70,30 @@ ls ref/ck > ref.ls
 [ "$(cat ref.ls | tr '\n' ' ')" = "ckpt-00000015.h5 ckpt-00000020.h5 finished " ] && ok || fail "retention: $(cat ref.ls)"
 [ "$(cat ref/ck/finished)" = "step 20 of 20" ] && ok || fail "finished marker: $(cat ref/ck/finished)"
 $check peft ref/ck/ckpt-00000020.h5 ref/peft 8 > peft.log 2>&1 && ok || { fail "h5py vs PEFT"; cat peft.log; }
+# export of the final checkpoint (2 ranks) = the run's own save_adapter, tensor for tensor.
+samepeft() { $py -c 'import json, sys, numpy as np; sys.path.insert(0, sys.argv[3])
+from ckpt_check import read_safetensors
+a, b = (read_safetensors(d + "/adapter_model.safetensors") for d in sys.argv[1:3])
+assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a), "tensors differ"
+ja, jb = (json.load(open(d + "/adapter_config.json")) for d in sys.argv[1:3])
+assert ja == jb, (ja, jb)' "$1" "$2" "$src/tests"; }
+mpi 2 "$bin" export ref/ck/ckpt-00000020.h5 --out exported > export.log 2>&1 && samepeft exported ref/peft > cmp.log 2>&1 \
+  && ok || { fail "export = save_adapter"; cat export.log cmp.log; }
+mpi 2 "$bin" export ref/ck/ckpt-00000020.h5 --out exported > export.log 2>&1; [ $? -ne 0 ] && grep -q "not empty" export.log \
+  && ok || { fail "export into a non-empty dir"; cat export.log; }
+mpi 1 "$bin" export ref/ck/ckpt-00000020.h5 --out exported --force > export.log 2>&1 && ok || fail "export --force"
+
+# eval of the final checkpoint on the validation file = the run's last val_loss (same layout:
+# the same numbers; 1 rank: within 1e-5).
+lastval=$($py -c 'import json, sys; print([json.loads(l) for l in open(sys.argv[1])][-1]["val_loss"])' ref/m.jsonl)
+for lay in "4 2" "1 1"; do
+  set -- $lay
+  mpi $1 "$bin" eval run.ini --set parallel.tp=$2 --set data.train=alpha_train.bin --set data.val=alpha_val.bin \
+    --resume ref/ck/ckpt-00000020.h5 > eval.log 2>&1
+  $py -c 'import json, sys; o = json.loads(open(sys.argv[1]).read().strip().split("\n")[-1])
+assert abs(o["loss"] - float(sys.argv[2])) <= float(sys.argv[3]) * float(sys.argv[2]) and o["tokens"] > 0, (o, sys.argv[2])' \
+    eval.log "$lastval" "$([ $1 = 4 ] && echo 1e-7 || echo 1e-5)" && ok || { fail "eval on $1 ranks vs val_loss $lastval"; cat eval.log; }
+done
 
 # Same layout: stop at 10, resume with the same command.
 mkdir same && cd same

@@ -40,4 +40,10 @@ for tp in 1 2 4; do
   fi
   prev=$measured
 done
+# Extreme sizes (issue 12): refused with a clear message, never printed wrapped.
+"$bin" plan p.ini --ranks 1 --set model.n_layer=128 --set model.n_embd=1000000 --set model.n_head=1 \
+  --set model.n_ctx=1000000 --set train.seq_len=1000000 --set train.batch_size=10000000 > extreme.log 2>&1
+rc=$?
+[ $rc -ne 0 ] && grep -q "beyond lorampi's limit" extreme.log && ! grep -q "MB" extreme.log && ok \
+  || { fail "extreme sizes: rc $rc"; cat extreme.log; }
 finish

@@ -2,7 +2,7 @@
 # End to end through the CLI on a synthetic sequence task (lines of the alphabet starting
 # at a pseudo-random letter: every byte but the first of a line is predictable):
 #  - a tiny model trained from scratch drives the loss far below its start (ln 256 = 5.55);
-#  - the same seed gives bitwise-identical metrics;
+#  - the same seed gives bitwise-identical metrics; `plot` draws the runs' curves;
 #  - 2 ranks (dp = 2) give the 1-rank losses within 1e-5 relative, and both ranks ran;
 #  - LoRA on the trained model learns, and its adapter is written in PEFT layout;
 #  - bad input fails on every rank with one clear message.
@@ -53,6 +53,16 @@ grep -q "ranks 0-1 of 2 up" run3.log && ok || fail "2-rank run did not report bo
 paste <(losses m1.jsonl) <(losses m3.jsonl) | awk '{ d = $2 - $4; if (d < 0) d = -d;
   if (d > 1e-5 * $2 + 1e-6) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad }' \
   && ok || fail "dp=2 losses differ from 1 rank beyond 1e-5 relative"
+
+# Training curves: a PNG of two runs overlaid; a malformed line or a missing file is one
+# error naming it, and nothing is written.
+"$bin" plot m1.jsonl m3.jsonl --out runs.png > plot.log 2>&1 && /usr/bin/python3 -c 'import struct, sys
+d = open(sys.argv[1], "rb").read(); w, h = struct.unpack(">II", d[16:24])
+assert d[:8] == b"\x89PNG\r\n\x1a\n" and w >= 800 and h >= 600 and len(d) > 20000, (w, h, len(d))' runs.png \
+  && ok || { fail "plot"; cat plot.log; }
+printf '{"step": 1, "loss": 2.0, "lr": 1e-3, "grad_norm": 1, "tokens_per_s": 5}\n{"step": 2, "loss": "x"}\n' > bad.jsonl
+"$bin" plot bad.jsonl --out bad.png > plot.log 2>&1; [ $? -ne 0 ] && grep -q "bad.jsonl:2" plot.log && [ ! -e bad.png ] && ok || { fail "plot: malformed line"; cat plot.log; }
+"$bin" plot nope.jsonl --out bad.png > plot.log 2>&1; [ $? -ne 0 ] && grep -q "nope.jsonl" plot.log && ok || { fail "plot: missing file"; cat plot.log; }
 
 # Tensor parallelism through the CLI: 30 steps of each layout against 1 rank.
 mpi 1 "$bin" train run.ini --set train.steps=30 --set log.metrics=ref30.jsonl > ref30.log 2>&1 || fail "30-step run failed"
@@ -105,7 +115,8 @@ expect_error() {  # expect_error NAME PATTERN NP ARGS...
   grep -q -- "$pat" "err_$name.log" && ok || { fail "$name: message lacks '$pat'"; cat "err_$name.log"; }
 }
 # Generation with the trained model: greedy decoding continues the alphabet, the same on
-# tp = 2; sampling is reproducible from its seed.
+# tp = 2; sampling is reproducible from its seed; the key/value cache gives the tokens of
+# recomputing the window (--no-cache), also past the 64-token context (the cache refills).
 gen() { "${MPIEXEC:-mpiexec}" --oversubscribe -n "$1" "$bin" generate run.ini --set model.path=base --set adapter.method=none --bytes "${@:2}" 2>&1 | tail -1; }
 g1=$(gen 1 --prompt defgh --tokens 20 --temperature 0); g2=$(gen 2 --set parallel.tp=2 --prompt defgh --tokens 20 --temperature 0)
 [ "${g1:0:14}" = "defghijklmnopq" ] && ok || fail "greedy generation: '$g1'"
@@ -113,6 +124,15 @@ g1=$(gen 1 --prompt defgh --tokens 20 --temperature 0); g2=$(gen 2 --set paralle
 s1=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3); s2=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3)
 s3=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 4)
 [ "$s1" = "$s2" ] && [ "$s1" != "$s3" ] && ok || fail "sampling: '$s1' / '$s2' / '$s3'"
+for np_tp in "1 1" "2 2"; do
+  set -- $np_tp
+  c1=$(gen $1 --set parallel.tp=$2 --prompt defgh --tokens 90 --temperature 0)
+  c2=$(gen $1 --set parallel.tp=$2 --prompt defgh --tokens 90 --temperature 0 --no-cache)
+  [ ${#c1} -eq 95 ] && [ "$c1" = "$c2" ] && ok || fail "cache vs no cache, tp = $2: '$c1' vs '$c2'"
+done
+p1=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3 --top-k 0 --top-p 0.5)
+p2=$(gen 1 --prompt q --tokens 30 --temperature 1 --seed 3 --top-k 0 --top-p 0.5 --no-cache)
+[ "$p1" = "$p2" ] && [ ${#p1} -ge 2 ] && ok || fail "top-p sampling with and without the cache: '$p1' / '$p2'"
 
 expect_error unknown_key "learning_rate" 2 train run.ini --set train.learning_rate=1
 expect_error bad_value "\[train\] lr" 2 train run.ini --set train.lr=abc
@@ -121,6 +141,15 @@ expect_error tp_world "tp = 3" 2 train run.ini --set parallel.tp=3
 expect_error tp_heads "n_head" 4 train run.ini --set parallel.tp=4 --set model.n_head=2
 expect_error missing_model "missing_dir" 1 train lora.ini --set model.path=missing_dir
 expect_error no_config "nothere.ini" 1 train nothere.ini
+# Hostile values (issue 12): r above the adapted matrix's rank; a float that rounds to 0;
+# a config that is a directory; a model directory whose config.json disagrees with its tensors.
+expect_error rank_above_matrix "\[adapter\] r = 64 exceeds the rank of the adapted matrix attn.c_attn (32 x 96)" 1 train lora.ini --set adapter.r=64
+expect_error lr_underflow "smallest float" 1 train run.ini --set train.lr=1e-50
+mkdir -p cfgdir
+expect_error config_dir "cfgdir: is a directory" 1 train cfgdir
+mkdir -p bigvocab && cp base/model.safetensors bigvocab/ \
+  && sed -E 's/"vocab_size": *[0-9]+/"vocab_size": 1073741824/' base/config.json > bigvocab/config.json
+expect_error vocab_2p30 "wte.weight has shape \[256, 32\]" 1 train lora.ini --set model.path=bigvocab
 expect_error nan_loss "diverged" 1 train run.ini --set log.metrics=nan.jsonl --set train.lr=1e30 --set train.grad_clip=0 --set train.steps=20
 # Usage errors return from the argument parsers (the sanitized suite checks they free what
 # they allocated).

@@ -39,7 +39,7 @@ static void copy_file(const char *from, const char *to) {
 static void load_dir(const char *dir) { lmp_bpe_free(lmp_bpe_load(dir)); }
 
 // Writes vocab.json and merges.txt (given texts) into a fresh dir, returned.
-static char bad_vocab[4096], bad_merges[4096];
+static char bad_vocab[65536], bad_merges[65536];
 static const char *write_small(void) {
     const char *d = t_tmpdir();
     char v[600], m[600];
@@ -167,5 +167,21 @@ int main(void) {
     byte_vocab(bad_vocab, sizeof bad_vocab, ", \"\\u4e2d\": 256");
     snprintf(bad_merges, sizeof bad_merges, "a b\n");
     t_expect_death("character outside the byte alphabet", load_bad, NULL, "vocab.json", "byte alphabet");
+    // Long tokens (a merge line of two 4000-character tokens, longer than any fixed line
+    // buffer) load, and the merge applies.
+    enum { LONG = 4000 };
+    char *la = malloc(2 * LONG + 1), extra[4 * LONG];
+    memset(la, 'a', 2 * LONG);
+    la[2 * LONG] = 0;
+    snprintf(extra, sizeof extra, ", \"%.*s\": 256, \"%s\": 257", LONG, la, la);
+    byte_vocab(bad_vocab, sizeof bad_vocab, extra);
+    snprintf(bad_merges, sizeof bad_merges, "#version: 0.2\n%.*s %.*s\n", LONG, la, LONG, la);
+    lmp_bpe *lb = lmp_bpe_load(write_small());
+    size_t dl;
+    char *dec = lmp_bpe_decode(lb, (int[]){257}, 1, &dl);
+    T_CHECK(dl == 2 * LONG, "long merged token: decodes to %zu bytes", dl);
+    free(dec);
+    lmp_bpe_free(lb);
+    free(la);
     return t_finish();
 }

@@ -98,6 +98,61 @@ static void expect_load_error(const char *what, const char *path, const char *se
     T_CHECK(strstr(buf, w1) && (!w2 || strstr(buf, w2)), "%s: message '%s' lacks '%s' / '%s'", what, buf, w1, w2 ? w2 : "");
 }
 
+// Values that convert to something else than they say, long values and lines, odd files.
+static void check_hostile_values(void) {
+    lmp_config c;
+    char err[1024];
+    // After conversion to float: a non-zero value stays non-zero, a value stays in its range.
+    struct { const char *sec, *key, *val, *want; } bad[] = {
+        {"train", "lr", "1e-50", "smallest float"}, {"train", "eps", "1e-40", "smallest float"},
+        {"adapter", "alpha", "1e-45", "smallest float"}, {"train", "beta2", "0.99999999", "[0, 1)"},
+        {"adapter", "dropout", "0.999999999", "[0, 1)"}, {"train", "weight_decay", "1e-300", "smallest float"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lmp_config_defaults(&c);
+        int rc = lmp_config_set(&c, bad[i].sec, bad[i].key, bad[i].val, err, sizeof err);
+        T_CHECK(rc == -1 && strstr(err, bad[i].key) && strstr(err, bad[i].want), "[%s] %s = %s: rc %d, '%s'",
+                bad[i].sec, bad[i].key, bad[i].val, rc, err);
+    }
+    lmp_config_defaults(&c);
+    T_CHECK(lmp_config_set(&c, "train", "weight_decay", "0", err, sizeof err) == 0 && c.train.weight_decay == 0,
+            "weight_decay 0 is fine");
+    T_CHECK(lmp_config_set(&c, "train", "lr", "1e30", err, sizeof err) == 0, "lr = 1e30 (the bound, as a float) is fine: %s", err);
+    // A value longer than its field is refused naming the key and the limit, never cut.
+    char *longv = malloc(3000);
+    memset(longv, 'x', 2999);
+    longv[2999] = 0;
+    memcpy(longv, "/tmp/", 5);
+    lmp_config_defaults(&c);
+    T_CHECK(lmp_config_set(&c, "data", "train", longv, err, sizeof err) == -1 && strstr(err, "[data] train") &&
+            strstr(err, "1023"), "long value: '%s'", err);
+    char *set = malloc(3100);
+    snprintf(set, 3100, "data.train=%s", longv);
+    expect_load_error("long --set value", NULL, set, "[data] train", "longer than 1023");
+    // A path of exactly 1023 characters is kept whole, from --set and from a file.
+    longv[1023] = 0;
+    snprintf(set, 3100, "data.train=%s", longv);
+    const char *sets[1] = {set};
+    lmp_config_load(&c, NULL, sets, 1);
+    T_CHECK(!strcmp(c.data.train, longv), "1023-character --set value kept whole");
+    char *ini = malloc(3200);
+    snprintf(ini, 3200, "[data]\n; a comment\ntrain = %s ; trailing comment\n[train]\nsteps = 5\n", longv);
+    lmp_config_load(&c, write_ini("long.ini", ini), NULL, 0);
+    T_CHECK(!strcmp(c.data.train, longv) && c.train.steps == 5, "long INI line: value '%.20s...', steps %d",
+            c.data.train, c.train.steps);
+    // An over-long line names the real line; a bad line after a long one too.
+    longv[1023] = 'x';
+    snprintf(ini, 3200, "[data]\ntrain = %s\n", longv);
+    expect_load_error("over-long INI value", write_ini("long2.ini", ini), NULL, "long2.ini:2:", "longer than 1023");
+    snprintf(ini, 3200, "[data]\n# %s\nnonsense\n", longv);
+    expect_load_error("bad line after a long comment", write_ini("long3.ini", ini), NULL, "long3.ini:3:", "not an INI line");
+    free(ini);
+    free(set);
+    free(longv);
+    // A directory as the config file.
+    expect_load_error("config is a directory", dir, NULL, dir, "is a directory");
+}
+
 int main(void) {
     dir = t_tmpdir();
     lmp_config c;
@@ -134,7 +189,9 @@ int main(void) {
         {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
         {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "lora or none"},
         {"adapter", "rslora", "maybe", "true or false"}, {"adapter", "targets", "c_attn,q", "overlaps"},
-        {"adapter", "targets", "wq", "unknown target"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
+        {"adapter", "targets", "wq", "unknown target"},
+        {"model", "path", "/data/a ;b", "cannot be written back"}, {"model", "path", ";b", "cannot be written back"},
+        {"data", "train", "a\vb", "control character"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
         {"train", "schedule", "step", "cosine"}, {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -154,6 +211,7 @@ int main(void) {
     expect_load_error("missing file", "/nonexistent/run.ini", NULL, "/nonexistent/run.ini", "cannot open");
     expect_load_error("bad --set", NULL, "train.lr", "--set train.lr", "section.key=value");
     expect_load_error("bad --set value", NULL, "train.batch_size=0", "--set", "batch_size");
+    check_hostile_values();
     check_text_and_diff();
     return t_finish();
 }

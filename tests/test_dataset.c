@@ -56,6 +56,15 @@ static void open_loader(const char *path) {
     lmp_loader_open(&d, path, 4, 65536, 1, 1);
 }
 
+// Index from a hostile checkpoint's step: must die with a message, never read out of bounds.
+static char loader_path[600];
+static void get_at(const char *arg) {
+    lmp_loader d;
+    lmp_loader_open(&d, loader_path, 4, 65536, 1, 1);
+    int inp[4], tgt[4];
+    lmp_loader_get(&d, strtoll(arg, NULL, 10), inp, tgt, NULL);
+}
+
 static void test_alpaca(void) {
     char path[600];
     write_text("a.json",
@@ -197,6 +206,7 @@ static void test_loader(void) {
     char path[600];
     snprintf(path, sizeof path, "%s/loader.bin", tmp);
     lmp_tokens_write(path, tok, mask, (size_t)N);
+    snprintf(loader_path, sizeof loader_path, "%s", path);
     lmp_loader a, b, c;
     lmp_loader_open(&a, path, T, 65536, 7, 1);
     lmp_loader_open(&b, path, T, 65536, 7, 1);
@@ -247,6 +257,15 @@ static void test_loader(void) {
     snprintf(path, sizeof path, "%s/nomask.bin", tmp);
     lmp_tokens_write(path, tok, mask, (size_t)N);
     t_expect_death("mask selects nothing", open_loader, path, "nomask.bin", "selects no token");
+    // A negative or wrapped sequence index (a checkpoint's step < 0): a clear error.
+    t_expect_death("negative index", get_at, "-1", "loader.bin", "sequence index -1 is negative");
+    t_expect_death("most negative index", get_at, "-9223372036854775808", "loader.bin", "is negative");
+    // The largest index maps into the file like any other.
+    lmp_loader big;
+    lmp_loader_open(&big, loader_path, T, 65536, 7, 1);
+    lmp_loader_get(&big, INT64_MAX, inp, tgt, w);
+    T_CHECK(tgt[0] == inp[0] + 1 && lmp_loader_count(&big, INT64_MAX) >= 0, "index INT64_MAX");
+    lmp_loader_close(&big);
 }
 
 int main(void) {

@@ -583,11 +583,73 @@ static void test_xent(void) {
     free(c.logits), free(g), free(g2);
 }
 
+// Grouped-query attention: NH = 4 query heads over KVH = 2 key/value heads (query head h
+// reads kv head h / 2), q|k|v of unequal widths in one buffer.
+typedef struct {
+    int B, T, NH, KVH, hs, ld;
+    float *qkv, *out, *att, *R, *dqkv, *datt;
+} gqa_ctx;
+
+static double gqa_loss(void *p) {
+    gqa_ctx *c = p;
+    int q = c->NH * c->hs, kv = c->KVH * c->hs;
+    lmp_sdpa_forward(c->out, c->att, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    return dot_rd(c->out, c->R, (size_t)c->B * c->T * q);
+}
+static void gqa_bwd(void *p) {
+    gqa_ctx *c = p;
+    int q = c->NH * c->hs, kv = c->KVH * c->hs;
+    gqa_loss(c);
+    fill(c->datt, (size_t)c->B * c->NH * c->T * c->T, NAN);  // scratch: must not be read
+    lmp_sdpa_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->datt, c->R, c->qkv, c->qkv + q,
+                      c->qkv + q + kv, c->att, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+}
+
+static void test_attention_gqa(void) {
+    printf("attention, grouped-query\n");
+    enum { B = 2, T = 5, NH = 4, KVH = 2, hs = 3, LD = (NH + 2 * KVH) * hs, C = NH * hs };
+    gqa_ctx c = {B, T, NH, KVH, hs, LD, randn(B * T * LD, 0, 1), zeros(B * T * C),
+                 zeros(B * NH * T * T), randn(B * T * C, 0, 1), zeros(B * T * LD), zeros(B * NH * T * T)};
+    grad_t gs[] = {{"dqkv", &c.dqkv, B * T * LD}};
+    gqa_loss(&c);
+    // Forward vs a double reference that reads kv head h / (NH / KVH).
+    double oref[B * T * C];
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                int kh = h / (NH / KVH);
+                const float *qr = c.qkv + (b * T + t) * LD + h * hs;
+                double a[T], mx = -INFINITY, sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    const float *k = c.qkv + (b * T + j) * LD + C + kh * hs;
+                    double sc = 0;
+                    for (int i = 0; i < hs; i++) sc += (double)qr[i] * k[i];
+                    a[j] = sc / sqrt(hs);
+                    mx = fmax(mx, a[j]);
+                }
+                for (int j = 0; j <= t; j++) { a[j] = exp(a[j] - mx); sum += a[j]; }
+                for (int i = 0; i < hs; i++) {
+                    double o = 0;
+                    for (int j = 0; j <= t; j++) o += a[j] / sum * c.qkv[(b * T + j) * LD + C + KVH * hs + kh * hs + i];
+                    oref[(b * T + t) * C + h * hs + i] = o;
+                }
+            }
+    float *of = from_double(oref, B * T * C);
+    T_CHECK(t_max_rel_diff(c.out, of, B * T * C) <= FWD_TOL, "grouped-query attention out != reference");
+    free(of);
+    zero_grads(gs, 1);
+    gqa_bwd(&c);
+    check_fd("grouped-query attention dqkv", c.qkv, c.dqkv, B * T * LD, gqa_loss, &c, FD_H);
+    check_accumulates("grouped-query attention", gqa_bwd, &c, gs, 1);
+    free(c.qkv), free(c.out), free(c.att), free(c.R), free(c.dqkv), free(c.datt);
+}
+
 int main(void) {
     test_layernorm();  // first: it forks before this process's first OpenMP region
     test_matmul();
     test_gelu();
     test_attention();
+    test_attention_gqa();
     test_embedding();
     test_xent();
     return t_finish();

@@ -3,10 +3,13 @@
 //    targets, on the q/k/v slices, with dropout) and w.r.t. every weight in full mode;
 //  - with B = 0 the adapted model's logits equal the base model's bit for bit;
 //  - the loss equals a direct softmax cross-entropy of the full logits;
+//  - grouped-query attention (a GPT-2 variant with one key/value head): every gradient;
+//  - generation with the key/value cache: the logits of every position as a full forward;
 //  - the block-level hook points (series and parallel adapters) through two methods written
 //    against the adapter interface alone (toy_adapters.c): finite-difference gradients of
 //    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init.
 #include "testutil.h"
+#include "model/gpt2.h"
 #include "model/model.h"
 #include "toy_adapters.h"
 #include "core/rng.h"
@@ -139,6 +142,59 @@ int main(int argc, char **argv) {
         lmp_model m;
         build(&m, &c, cases[k].full, cases[k].targets, cases[k].dropout);
         check_grads(&m, cases[k].what, &train_rc);
+        lmp_model_free(&m);
+    }
+    // Generation with the key/value cache: prefill of 2 tokens, then one decode step per
+    // token, give every position's logits of a full forward (LoRA with non-zero B, and a
+    // grouped-query variant), within float rounding.
+    for (int kv = 2; kv >= 1; kv--) {
+        lmp_arch a;
+        lmp_gpt2_arch(&CFG, &a);
+        a.n_kv_head = kv;
+        lmp_model_opts o = {.targets = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ,
+                            .ad = {.r = 3, .alpha = 6.0f}};
+        lmp_model m;
+        lmp_model_build_arch(&m, &a, &o, &c);
+        lmp_model_init_base(&m, 7);
+        for (int i = 0; i < m.reg.n; i++)
+            if (m.reg.p[i].role == LMP_ROLE_ADAPTER)
+                for (size_t k = 0; k < m.reg.p[i].numel; k++) m.reg.p[i].data[k] = 0.3f * lmp_rng_normal(5, (uint64_t)i, k);
+        int V = CFG.vocab_size, TT = CFG.n_ctx;
+        float *full = malloc(sizeof(float) * TT * V), *one = malloc(sizeof(float) * V);
+        lmp_model_set_batch(&m, 1, TT);
+        lmp_model_logits(&m, tokens, full);
+        double worst = 0;
+        lmp_model_prefill(&m, tokens, 2, one);
+        worst = fmax(worst, t_max_rel_diff(one, full + V, V));
+        for (int t = 2; t < TT; t++) {
+            lmp_model_decode(&m, tokens[t], one);
+            worst = fmax(worst, t_max_rel_diff(one, full + (size_t)t * V, V));
+        }
+        T_CHECK(worst <= 1e-5, "kv cache (n_kv_head %d): logits differ from the full forward by %.3g", kv, worst);
+        free(full);
+        free(one);
+        lmp_model_free(&m);
+    }
+    // Grouped-query attention (2 query heads over 1 key/value head: q|k|v blocks of unequal
+    // widths), LoRA on the whole projection and on k/v, and full fine-tuning.
+    struct { const char *what; int full, targets; } gqa[] = {
+        {"gqa lora all targets", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ},
+        {"gqa lora k,v", 0, LMP_T_K | LMP_T_V},
+        {"gqa full fine-tuning", 1, 0},
+    };
+    for (size_t k = 0; k < sizeof gqa / sizeof gqa[0]; k++) {
+        lmp_arch a;
+        lmp_gpt2_arch(&CFG, &a);
+        a.n_kv_head = 1;
+        lmp_model_opts o = {.full_finetune = gqa[k].full, .targets = gqa[k].targets,
+                            .ad = {.r = 3, .alpha = 6.0f}};
+        lmp_model m;
+        lmp_model_build_arch(&m, &a, &o, &c);
+        lmp_model_init_base(&m, 7);
+        lmp_model_init_adapters(&m, 0, 11);
+        lmp_model_set_batch(&m, B, T);
+        T_CHECK(m.blocks[0].attn.qkv_l == (2 + 2 * 1) * a.head_dim, "gqa: q|k|v width %d", m.blocks[0].attn.qkv_l);
+        check_grads(&m, gqa[k].what, &train_rc);
         lmp_model_free(&m);
     }
     // Block-level hooks: neutral at init (bitwise), then every gradient by finite differences.

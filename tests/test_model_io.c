@@ -2,6 +2,7 @@
 // extra buffers), the HF round trip, llm.c .bin (transposed linear weights, padded vocab),
 // sliced loading, token shards, and one clear error per malformed file. Files are written
 // here by hand, independently of the writer under test.
+#include "io/safetensors.h"
 #include "testutil.h"
 #include "io/model_io.h"
 #include "model/model_config.h"
@@ -175,6 +176,79 @@ static void check_file_helpers(const char *d) {
     t_expect_death("path join overflow", join_long, d, "path too long", "config.json");
 }
 
+static void open_st(const char *path) { lmp_st_file f; lmp_st_open(&f, path); lmp_st_close(&f); }
+
+// Writes a safetensors file with header text j and `data` zero bytes after it.
+static void write_raw_st(const char *path, const char *j, size_t data) {
+    FILE *f = fopen(path, "wb");
+    uint64_t h = strlen(j);
+    fwrite(&h, 8, 1, f);
+    fwrite(j, 1, h, f);
+    for (size_t i = 0; i < data; i++) fputc(0, f);
+    fclose(f);
+}
+
+// Sizes in config.json, llm.c headers and safetensors headers that disagree with the file,
+// or that wrap, or values that do not survive conversion; directories where files belong.
+static void check_hostile_model_files(const char *d) {
+    char dir[600], p[700], cj[800];
+    snprintf(dir, sizeof dir, "%s/hostile", d);
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_st(p, "", 0);
+    snprintf(cj, sizeof cj, "%s/config.json", dir);
+    const char *fmt = "{\"n_layer\": %d, \"n_head\": 2, \"n_embd\": %d, \"vocab_size\": %lld, "
+                      "\"n_positions\": %d, \"layer_norm_epsilon\": %s}";
+    char text[512];
+    snprintf(text, sizeof text, fmt, L, C, 11LL, MAXT, "1e300");
+    t_write_file(cj, text, strlen(text));
+    t_expect_death("layer_norm_epsilon 1e300", read_cfg, dir, "config.json", "layer_norm_epsilon");
+    snprintf(text, sizeof text, fmt, L, C, 11LL, MAXT, "1e-50");
+    t_write_file(cj, text, strlen(text));
+    t_expect_death("layer_norm_epsilon 1e-50", read_cfg, dir, "config.json", "layer_norm_epsilon");
+    snprintf(text, sizeof text, fmt, L, C, 1LL << 30, MAXT, "1e-5");
+    t_write_file(cj, text, strlen(text));
+    t_expect_death("vocab_size 2^30 for a small file", read_cfg, dir, "wte.weight", "vocab_size 1073741824");
+    snprintf(text, sizeof text, fmt, L + 1, C, 11LL, MAXT, "1e-5");
+    t_write_file(cj, text, strlen(text));
+    t_expect_death("n_layer above the file's", read_cfg, dir, "no tensor h.2.attn.c_attn.weight", "n_layer = 3");
+    snprintf(text, sizeof text, fmt, L - 1, C, 11LL, MAXT, "1e-5");
+    t_write_file(cj, text, strlen(text));
+    t_expect_death("n_layer below the file's", read_cfg, dir, "holds h.1.attn.c_attn.weight", "n_layer = 1");
+    snprintf(text, sizeof text, fmt, L, C, 11LL, MAXT, "1e-5");
+    t_write_file(cj, text, strlen(text));
+    lmp_model_config mc;
+    lmp_model_read_config(dir, &mc);
+    T_CHECK(mc.vocab_size == 11 && mc.ln_eps == 1e-5f, "well-formed config.json still reads");
+    // llm.c: a header whose sizes the file does not hold is refused when read, before loading.
+    snprintf(p, sizeof p, "%s/big.bin", d);
+    write_llmc(p, 20240326, 0);
+    { FILE *f = fopen(p, "r+b"); int v = 1 << 30; fseek(f, 3 * 4, SEEK_SET); fwrite(&v, 4, 1, f);
+      fseek(f, 7 * 4, SEEK_SET); fwrite(&v, 4, 1, f); fclose(f); }
+    t_expect_death("llm.c vocab 2^30", read_cfg, p, "big.bin", "an llm.c model of this header");
+    // safetensors: a duplicated name, a shape product that wraps, a directory.
+    snprintf(p, sizeof p, "%s/dup.safetensors", d);
+    write_raw_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8);
+    t_expect_death("duplicated tensor name", open_st, p, "dup.safetensors", "tensor \"a\" twice");
+    snprintf(p, sizeof p, "%s/wrap.safetensors", d);
+    write_raw_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,0]}}", 0);
+    t_expect_death("shape product wraps", open_st, p, "wrap.safetensors", "shape");
+    snprintf(p, sizeof p, "%s/stdir.safetensors", d);
+    mkdir(p, 0755);
+    t_expect_death("safetensors path is a directory", open_st, p, "stdir.safetensors", "is a directory");
+    snprintf(p, sizeof p, "%s/tokdir.bin", d);
+    mkdir(p, 0755);
+    t_expect_death("token file is a directory", read_tok, p, "tokdir.bin", "is a directory");
+    snprintf(p, sizeof p, "%s/hostile2", d);
+    mkdir(p, 0755);
+    snprintf(cj, sizeof cj, "%s/model.safetensors", p);
+    mkdir(cj, 0755);
+    snprintf(cj, sizeof cj, "%s/config.json", p);
+    t_write_file(cj, text, strlen(text));
+    t_expect_death("model.safetensors is a directory", load_into_whole, p, "model.safetensors", "is a directory");
+}
+
 int main(void) {
     make_specs();
     const char *d = t_tmpdir();
@@ -297,5 +371,6 @@ int main(void) {
     t_write_file(bad, "\x40\xd9\x34\x01", 4);
     t_expect_death("llm.c header too short", read_cfg, bad, "short.bin", "too short");
     check_file_helpers(d);
+    check_hostile_model_files(d);
     return t_finish();
 }

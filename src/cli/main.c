@@ -1,8 +1,11 @@
 // main.c: the lorampi command line. One binary, one cmd_* per subcommand.
 #include "analysis/analysis.h"
+#include "cli/cli.h"
 #include "data/bpe.h"
 #include "core/config.h"
 #include "data/dataset.h"
+#include "run/eval.h"
+#include "run/export.h"
 #include "run/generate.h"
 #include "run/plan.h"
 #include "run/train.h"
@@ -32,9 +35,20 @@ static const char *USAGE =
     "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
     "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
     "  generate CONFIG.ini (--vocab DIR | --bytes) [--prompt TEXT] [--tokens N] [--temperature T]\n"
-    "           [--top-k K] [--seed S] [--resume CKPT | --no-resume] [--set section.key=value ...]\n"
+    "           [--top-k K] [--top-p P] [--seed S] [--no-cache] [--resume CKPT | --no-resume]\n"
+    "           [--set section.key=value ...]\n"
     "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
-    "        --temperature 0 is greedy\n"
+    "        --temperature 0 is greedy; --top-k 0: no top-k cut; --top-p: nucleus sampling;\n"
+    "        keys and values are cached (--no-cache recomputes the window for every token)\n"
+    "  eval CONFIG.ini [--data FILE] [--batches N] [--resume CKPT | --no-resume] [--set ...]\n"
+    "        loss (masked tokens excluded), perplexity and token count of the model and the\n"
+    "        checkpoint training would resume from, on [data] val or FILE; run under mpirun\n"
+    "  export CKPT --out DIR [--force]\n"
+    "        the adapter of a checkpoint as a PEFT directory (adapter_config.json +\n"
+    "        adapter_model.safetensors), from any layout\n"
+    "  plot METRICS.jsonl [MORE.jsonl ...] --out PNG\n"
+    "        training and validation loss, learning rate, gradient norm and tokens/s against\n"
+    "        the step, the runs overlaid with their names\n"
     "  analyze spectrum (CKPT | --run DIR) --out OUT.h5 [--full-svd]\n"
     "  analyze similarity CKPT1 CKPT2 --out OUT.h5 [--vectors A|dw-left|dw-right] [--module M]\n"
     "  analyze vs-base CKPT --model HF_DIR --out OUT.h5 [--full-svd]\n"
@@ -48,7 +62,7 @@ static const char *USAGE =
     "\n"
     "Every configuration key, its default and the file formats: README.md.\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+int lmp_usage_error(const char *fmt, const char *arg) {
     if (lmp_world_rank() == 0) {
         fprintf(stderr, "lorampi: ");
         fprintf(stderr, fmt, arg);
@@ -60,7 +74,7 @@ static int usage_error(const char *fmt, const char *arg) {
 static int parse_count(const char *opt, const char *v, int *out) {
     char *end;
     long x = strtol(v, &end, 10);
-    if (*end || end == v || x < 1 || x > 2000000000) return usage_error("%s: expected a positive integer", opt);
+    if (*end || end == v || x < 1 || x > 2000000000) return lmp_usage_error("%s: expected a positive integer", opt);
     *out = (int)x;
     return 0;
 }
@@ -74,7 +88,7 @@ static int config_args(int argc, char **argv, const char **sets, lmp_config *cfg
     int n_set = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--set")) {
-            if (i + 1 >= argc) return usage_error("%s needs section.key=value", "--set");
+            if (i + 1 >= argc) return lmp_usage_error("%s needs section.key=value", "--set");
             sets[n_set++] = argv[++i];
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_set++] = argv[i] + 6;
@@ -87,16 +101,16 @@ static int config_args(int argc, char **argv, const char **sets, lmp_config *cfg
         } else if (topts && !strcmp(argv[i], "--stop-at") && i + 1 < argc) {
             if (parse_count("--stop-at", argv[++i], &topts->stop_at)) return LMP_EXIT_USAGE;
         } else if (argv[i][0] == '-') {
-            return usage_error("unknown option %s", argv[i]);
+            return lmp_usage_error("unknown option %s", argv[i]);
         } else if (!path) {
             path = argv[i];
         } else {
-            return usage_error("more than one config file (%s)", argv[i]);
+            return lmp_usage_error("more than one config file (%s)", argv[i]);
         }
     }
-    if (!path) return usage_error("%s", "give a config file, e.g. lorampi train run.ini");
-    if (topts && topts->resume && topts->no_resume) return usage_error("%s", "--resume and --no-resume exclude each other");
-    if (ranks && !*ranks) return usage_error("%s", "plan: give --ranks N");
+    if (!path) return lmp_usage_error("%s", "give a config file, e.g. lorampi train run.ini");
+    if (topts && topts->resume && topts->no_resume) return lmp_usage_error("%s", "--resume and --no-resume exclude each other");
+    if (ranks && !*ranks) return lmp_usage_error("%s", "plan: give --ranks N");
     lmp_config_load(cfg, path, sets, n_set);
     return 0;
 }
@@ -156,12 +170,12 @@ static int tokenize(int argc, char **argv, char **files) {
             char *end;
             val_frac = strtod(argv[++i], &end);
             if (*end || !(val_frac >= 0 && val_frac < 1))
-                return usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
+                return lmp_usage_error("--val-fraction %s: expected a number in [0, 1)", argv[i]);
         } else if (!strcmp(argv[i], "--format") && more) {
             i++;
             if (!strcmp(argv[i], "text")) o.format = LMP_FMT_TEXT;
             else if (!strcmp(argv[i], "alpaca")) o.format = LMP_FMT_ALPACA;
-            else return usage_error("--format %s: expected text or alpaca", argv[i]);
+            else return lmp_usage_error("--format %s: expected text or alpaca", argv[i]);
         } else if (!strcmp(argv[i], "--doc-delimiter") && more) o.delimiter = argv[++i];
         else if (!strcmp(argv[i], "--template") && more) o.template_path = argv[++i];
         else if (!strcmp(argv[i], "--train-on-inputs")) o.train_on_inputs = 1;
@@ -170,12 +184,12 @@ static int tokenize(int argc, char **argv, char **files) {
         } else if (!strcmp(argv[i], "--overlong") && more) {
             i++;
             if (!strcmp(argv[i], "drop")) o.drop_long = 1;
-            else if (strcmp(argv[i], "truncate")) return usage_error("--overlong %s: expected truncate or drop", argv[i]);
-        } else if (argv[i][0] == '-') return usage_error("tokenize: unknown option or missing value: %s", argv[i]);
+            else if (strcmp(argv[i], "truncate")) return lmp_usage_error("--overlong %s: expected truncate or drop", argv[i]);
+        } else if (argv[i][0] == '-') return lmp_usage_error("tokenize: unknown option or missing value: %s", argv[i]);
         else files[nfiles++] = argv[i];
     }
-    if (bytes == (vocab != NULL)) return usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
-    if (!out || !nfiles) return usage_error("%s", "tokenize: give --out PREFIX and input files");
+    if (bytes == (vocab != NULL)) return lmp_usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (!out || !nfiles) return lmp_usage_error("%s", "tokenize: give --out PREFIX and input files");
     if (lmp_world_rank() != 0) return 0;
     double t0 = lmp_now();
     lmp_bpe *b = vocab ? lmp_bpe_load(vocab) : NULL;
@@ -206,13 +220,14 @@ static int cmd_tokenize(int argc, char **argv) {
 static int parse_float(const char *opt, const char *v, float *out) {
     char *end;
     *out = strtof(v, &end);
-    if (*end || end == v || !isfinite(*out)) return usage_error("%s: expected a number", opt);
+    if (*end || end == v || !isfinite(*out)) return lmp_usage_error("%s: expected a number", opt);
     return 0;
 }
 
 // rest: room for argc pointers (owned by the caller, so an error return leaks nothing).
 static int generate(int argc, char **argv, char **rest) {
-    lmp_gen_opts g = {NULL, 0, "", 100, 0.8f, 40, 1};
+    lmp_gen_opts g = {.prompt = "", .tokens = 100, .temperature = 0.8f, .top_k = 40, .top_p = 1.0f,
+                      .seed = 1};
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
@@ -224,12 +239,16 @@ static int generate(int argc, char **argv, char **rest) {
         else if (!strcmp(argv[i], "--top-k") && more) {
             char *end;
             long k = strtol(argv[++i], &end, 10);
-            if (*end || k < 0) return usage_error("--top-k %s: expected a non-negative integer", argv[i]);
+            if (*end || k < 0) return lmp_usage_error("--top-k %s: expected a non-negative integer", argv[i]);
             g.top_k = (int)k;
-        } else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(argv[i], "--top-p") && more) {
+            if (parse_float("--top-p", argv[++i], &g.top_p)) return LMP_EXIT_USAGE;
+            if (!(g.top_p > 0 && g.top_p <= 1)) return lmp_usage_error("--top-p %s: expected a number in (0, 1]", argv[i]);
+        } else if (!strcmp(argv[i], "--no-cache")) g.no_cache = 1;
+        else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
         else rest[nrest++] = argv[i];
     }
-    if (!g.bytes == !g.vocab) return usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (!g.bytes == !g.vocab) return lmp_usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
     lmp_config cfg;
     lmp_train_opts topts = {NULL, 0, 0};
     int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
@@ -242,6 +261,38 @@ static int cmd_generate(int argc, char **argv) {
     int rc = generate(argc, argv, rest);
     free(rest);
     return rc;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    lmp_eval_opts e = {NULL, 0};
+    char **rest = lmp_malloc(((size_t)argc + 1) * sizeof(char *));
+    int nrest = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) e.data = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            if (parse_count("--batches", argv[++i], &e.batches)) { free(rest); return LMP_EXIT_USAGE; }
+        } else rest[nrest++] = argv[i];
+    }
+    lmp_config cfg;
+    lmp_train_opts topts = {NULL, 0, 0};
+    int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);
+    free(rest);
+    if (rc) return rc;
+    return lmp_eval(&cfg, &topts, &e);
+}
+
+static int cmd_export(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL;
+    int force = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--force")) force = 1;
+        else if (argv[i][0] == '-') return lmp_usage_error("export: unknown option %s", argv[i]);
+        else if (!ckpt) ckpt = argv[i];
+        else return lmp_usage_error("export: more than one checkpoint (%s)", argv[i]);
+    }
+    if (!ckpt || !out) return lmp_usage_error("%s", "export: give CKPT and --out DIR");
+    return lmp_export(ckpt, out, force);
 }
 
 int main(int argc, char **argv) {
@@ -263,7 +314,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "tokenize")) rc = cmd_tokenize(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "analyze")) rc = lmp_analyze_main(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
-    else rc = usage_error("unknown command '%s'", argv[1]);
+    else if (!strcmp(argv[1], "plot")) rc = lmp_cmd_plot(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "export")) rc = cmd_export(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "eval")) rc = cmd_eval(argc - 2, argv + 2);
+    else rc = lmp_usage_error("unknown command '%s'", argv[1]);
     LMP_CHECK_MPI(MPI_Finalize());
     return rc;
 }

@@ -5,12 +5,14 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS } ktype;
 
@@ -67,6 +69,7 @@ static const key_t_ KEYS[] = {
     {"train", "eval_batches", K_INT, O(train.eval_batches), 0, 1, 1e6, 0, 0, "8", "a positive integer", 0},
     {"train", "save_model", K_STR, O(train.save_model), S(train.save_model), 0, 0, 0, 0, "", "a path", 0},
     {"train", "save_adapter", K_STR, O(train.save_adapter), S(train.save_adapter), 0, 0, 0, 0, "", "a path", 0},
+    {"train", "nonfinite", K_STR, O(train.nonfinite), S(train.nonfinite), 0, 0, 0, 0, "stop", "stop or skip", 0},
     {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path", 0},
     {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path", 0},
     {"log", "metrics", K_STR, O(log.metrics), S(log.metrics), 0, 0, 0, 0, "", "a path", LMP_KEY_RUN_ONLY},
@@ -164,39 +167,57 @@ static const char *METHODS[] = {"none", "lora"};
 static const char *INITS[] = {"kaiming", "gaussian"};
 static const char *SCHEDS[] = {"cosine", "linear", "constant"};
 
-int lmp_config_set(lmp_config *c, const char *section, const char *key, const char *value,
-                   char *err, int errlen) {
-    const key_t_ *k = NULL;
-    for (size_t i = 0; i < NKEYS; i++)
-        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) k = &KEYS[i];
-    if (!k) {
-        int known_section = 0;
-        char list[1024] = "";
-        for (size_t i = 0; i < NKEYS; i++)
-            if (!strcmp(KEYS[i].section, section)) {
-                known_section = 1;
-                if (list[0]) strcat(list, ", ");
-                strcat(list, KEYS[i].key);
-            }
-        if (known_section) snprintf(err, errlen, "unknown key [%s] %s (known keys: %s)", section, key, list);
-        else snprintf(err, errlen, "unknown section [%s] (key %s; sections: model, adapter, train, data, log, parallel, checkpoint)", section, key);
+// A number for key k from text v into *p (int or float), range-checked after conversion to
+// the stored type: a float that rounds to a bound, to 0, or to a subnormal is refused, as the
+// run would use a value other than the one written. 0, or -1 with err.
+static int set_number(const key_t_ *k, const char *v, void *p, char *err, int errlen) {
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    // ERANGE: an overflow (refused) or an underflow to 0 or a subnormal (refused below).
+    int under = errno == ERANGE && fabs(d) < 1;
+    int bad = end == v || *end || (errno && !under) || !isfinite(d);
+    if (!bad && k->type == K_INT && (d != floor(d) || under)) bad = 1;
+    double stored = k->type == K_INT ? d : (double)(float)d;
+    if (!bad && k->type == K_FLOAT && (under || (d != 0 && !(fabs(stored) >= FLT_MIN)))) {
+        snprintf(err, errlen, "[%s] %s = \"%s\": below the smallest float (%g); it would be stored as %g "
+                 "(expected %s)", k->section, k->key, v, (double)FLT_MIN, stored, k->expect);
         return -1;
     }
-    char *p = (char *)c + k->off;
-    char vbuf[LMP_PATH_MAX];
-    snprintf(vbuf, sizeof vbuf, "%s", value);
-    char *v = trim(vbuf), *end;
+    int rounded = 0;  // in range as written, out of range as stored
+    for (int i = 0; i < 2 && !bad; i++) {  // as written, then as stored against stored bounds
+        double x = i ? stored : d, lo = k->lo, hi = k->hi;
+        if (i && k->type == K_FLOAT) { lo = (double)(float)lo; hi = (double)(float)hi; }
+        bad = x < lo || x > hi || (k->lo_open && x == lo) || (k->hi_open && x == hi);
+        rounded = bad && i;
+    }
+    if (bad) {
+        snprintf(err, errlen, "[%s] %s = \"%.200s\": expected %s%s", k->section, k->key, v, k->expect,
+                 rounded ? " (it rounds to a float outside that range)" : "");
+        return -1;
+    }
+    if (k->type == K_INT) *(int *)p = (int)d;
+    else *(float *)p = (float)d;
+    return 0;
+}
+
+// A value INI text can hold as it is: no control character (a line break; inih trims \v and
+// \f like blanks), no ';' first or after a blank (inih takes that
+// for an inline comment), so a dumped configuration (checkpoints store one) reads back equal.
+static int ini_safe(const char *v) {
+    for (const char *q = v; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f || (*q == ';' && (q == v || q[-1] == ' ' || q[-1] == '\t')))
+            return 0;
+    return 1;
+}
+
+// lmp_config_set for a known key k and its trimmed value v.
+static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, int errlen) {
+    char *p = (char *)c + k->off, *end;
+    const char *section = k->section, *key = k->key;
     int bad = 0;
     switch (k->type) {
-    case K_INT: case K_FLOAT: {
-        errno = 0;
-        double d = strtod(v, &end);
-        if (end == v || *end || errno || !isfinite(d)) bad = 1;
-        else if (k->type == K_INT && d != floor(d)) bad = 1;
-        else if (d < k->lo || d > k->hi || (k->lo_open && d == k->lo) || (k->hi_open && d == k->hi)) bad = 1;
-        if (!bad) { if (k->type == K_INT) *(int *)p = (int)d; else *(float *)p = (float)d; }
-        break;
-    }
+    case K_INT: case K_FLOAT: return set_number(k, v, p, err, errlen);
     case K_U64: {
         errno = 0;
         unsigned long long u = strtoull(v, &end, 10);
@@ -212,7 +233,12 @@ int lmp_config_set(lmp_config *c, const char *section, const char *key, const ch
         break;
     }
     case K_STR:
-        if (strlen(v) >= k->size) { snprintf(err, errlen, "[%s] %s: value longer than %zu characters", section, key, k->size - 1); return -1; }
+        if (strlen(v) >= k->size) { snprintf(err, errlen, "[%s] %s: value longer than %zu characters (%zu given)", section, key, k->size - 1, strlen(v)); return -1; }
+        if (!ini_safe(v)) {
+            snprintf(err, errlen, "[%s] %s = \"%.200s\": a control character, or a ';' first or after a space, cannot "
+                     "be written back to an INI file (it starts a comment there)", section, key, v);
+            return -1;
+        }
         strcpy(p, v);
         break;
     case K_METHOD: { int e = parse_enum(v, METHODS, 2); if (e < 0) bad = 1; else c->adapter.method = (lmp_method)e; break; }
@@ -221,12 +247,39 @@ int lmp_config_set(lmp_config *c, const char *section, const char *key, const ch
     case K_TARGETS: case K_LAYERS: {
         char why[256];
         int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why) : parse_layers(c, v, why, sizeof why);
-        if (rc) { snprintf(err, errlen, "[%s] %s = \"%s\": %s; expected %s", section, key, v, why, k->expect); return -1; }
+        if (rc) { snprintf(err, errlen, "[%s] %s = \"%.200s\": %s; expected %s", section, key, v, why, k->expect); return -1; }
         break;
     }
     }
-    if (bad) { snprintf(err, errlen, "[%s] %s = \"%s\": expected %s", section, key, v, k->expect); return -1; }
+    if (bad) { snprintf(err, errlen, "[%s] %s = \"%.200s\": expected %s", section, key, v, k->expect); return -1; }
     return 0;
+}
+
+int lmp_config_set(lmp_config *c, const char *section, const char *key, const char *value,
+                   char *err, int errlen) {
+    const key_t_ *k = NULL;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(KEYS[i].section, section) && !strcmp(KEYS[i].key, key)) k = &KEYS[i];
+    if (!k) {
+        int known_section = 0;
+        char list[1024] = "";
+        for (size_t i = 0; i < NKEYS; i++)
+            if (!strcmp(KEYS[i].section, section)) {
+                known_section = 1;
+                if (list[0]) strcat(list, ", ");
+                strcat(list, KEYS[i].key);
+            }
+        if (known_section) snprintf(err, errlen, "unknown key [%s] %s (known keys: %s)", section, key, list);
+        else snprintf(err, errlen, "unknown section [%.100s] (key %.100s; sections: model, adapter, train, data, log, parallel, checkpoint)", section, key);
+        return -1;
+    }
+    // A copy as long as the value: a fixed buffer would cut a long value silently.
+    size_t n = strlen(value);
+    char *vbuf = lmp_malloc(n + 1);
+    memcpy(vbuf, value, n + 1);
+    int rc = set_value(c, k, trim(vbuf), err, errlen);
+    free(vbuf);
+    return rc;
 }
 
 void lmp_config_defaults(lmp_config *c) {
@@ -258,56 +311,104 @@ int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
 
 typedef struct { lmp_config *c; const char *path; char err[1024]; } parse_ctx;
 
-// Debian's inih passes no line number to the handler: the handler keeps the first error's
-// text and ini_parse_file's return value (the first failing line) completes it.
+// One key = value of the INI text (inih's handler): keeps the first error's text and stops
+// taking values (0), else 1. inih passes no line number; it returns the first failing one.
 static int handler(void *user, const char *section, const char *name, const char *value) {
     parse_ctx *x = user;
     if (x->err[0]) return 0;
     if (!section[0]) {
-        snprintf(x->err, sizeof x->err, "key %s is outside any [section]", name);
+        snprintf(x->err, sizeof x->err, "key %.200s is outside any [section]", name);
         return 0;
     }
     if (lmp_config_set(x->c, section, name, value, x->err, sizeof x->err)) return 0;
     return 1;
 }
 
-// err = "origin:line: why" for inih's result rc (0 ok, > 0 the first failing line, < 0 the
-// file could not be read or memory ran out); 0 or -1.
-static int parse_result(int rc, const parse_ctx *x, const char *origin, char *err, int errlen) {
+// INI text through inih. Debian's inih reads lines into a fixed 200-byte buffer by default
+// and takes the rest of a longer line for further lines (a long path failed as "not an INI
+// line" on a line past the end); its run-time switches give a heap buffer that grows to any
+// line length. Returns 0, or the number of the first failing line (x->err set, or empty for
+// a line that is not INI).
+static int parse_ini(const char *text, parse_ctx *x) {
+    ini_use_stack = 0;
+    ini_allow_realloc = 1;
+    // An indented line is a key of its own, not the previous value continued (inih would pass
+    // it as a second value of that key, which replaced the first).
+    ini_allow_multiline = 0;
+    ini_max_line = 1 << 30;
+    int rc = ini_parse_string(text, handler, x);
+    LMP_CHECK(rc != -2, "out of memory parsing a config");
+    return rc;
+}
+
+// Parses text (len bytes, modified) from origin into c; 0, or -1 with "origin:line: why".
+static int parse_buffer(lmp_config *c, char *text, size_t len, const char *origin, char *err, int errlen) {
+    parse_ctx x = {c, origin, ""};
+    if (strlen(text) != len) {  // a NUL byte would end the text early, unseen
+        int line = 1;
+        for (const char *q = text; *q; q++) line += *q == '\n';
+        snprintf(err, errlen, "%s:%d: a NUL byte: not a text file", origin, line);
+        return -1;
+    }
+    int rc = parse_ini(text, &x);
     if (rc == 0) return 0;
-    if (rc < 0) snprintf(err, errlen, "%s: cannot read it (out of memory?)", origin);
-    else if (x->err[0]) snprintf(err, errlen, "%s:%d: %s", origin, rc, x->err);
+    if (x.err[0]) snprintf(err, errlen, "%s:%d: %s", origin, rc, x.err);
     else snprintf(err, errlen, "%s:%d: not an INI line (expected [section] or key = value)", origin, rc);
     return -1;
 }
 
 int lmp_config_parse_text(lmp_config *c, const char *text, const char *origin, char *err, int errlen) {
     lmp_config_defaults(c);
-    parse_ctx x = {c, origin, ""};
-    return parse_result(ini_parse_string(text, handler, &x), &x, origin, err, errlen);
+    size_t n = strlen(text);
+    char *copy = lmp_malloc(n + 1);
+    memcpy(copy, text, n + 1);
+    int rc = parse_buffer(c, copy, n, origin, err, errlen);
+    free(copy);
+    return rc;
+}
+
+// The whole config file (any length, a pipe too); dies on every rank naming it.
+static char *read_config(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) lmp_die_all("cannot open config %s: %s", path, strerror(errno));
+    struct stat st;  // fopen succeeds on a directory, and reading it gives an empty "config"
+    if (fstat(fileno(f), &st) != 0) lmp_die_all("cannot stat config %s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) lmp_die_all("cannot read config %s: is a directory", path);
+    size_t cap = 4096, n = 0, k;
+    char *buf = lmp_malloc(cap + 1);
+    while ((k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) { cap *= 2; buf = realloc(buf, cap + 1); LMP_CHECK(buf, "out of memory"); }
+    }
+    if (ferror(f)) lmp_die_all("cannot read config %s: %s", path, strerror(errno));
+    fclose(f);
+    buf[n] = 0;
+    *len = n;
+    return buf;
 }
 
 void lmp_config_load(lmp_config *c, const char *path, const char *const *sets, int n_set) {
     lmp_config_defaults(c);
     if (path) {
-        FILE *f = fopen(path, "r");
-        if (!f) lmp_die_all("cannot open config %s: %s", path, strerror(errno));
-        parse_ctx x = {c, path, ""};
-        char e[1200];
-        int rc = parse_result(ini_parse_file(f, handler, &x), &x, path, e, sizeof e);
-        fclose(f);
+        size_t len;
+        char *text = read_config(path, &len), e[1200];
+        int rc = parse_buffer(c, text, len, path, e, sizeof e);
+        free(text);
         if (rc) lmp_die_all("%s", e);
     }
     for (int i = 0; i < n_set; i++) {
-        char buf[LMP_PATH_MAX + 128], e[900];
-        snprintf(buf, sizeof buf, "%s", sets[i]);
+        // A copy as long as the override: a fixed buffer would cut a long value silently.
+        size_t n = strlen(sets[i]);
+        char *buf = lmp_malloc(n + 1), e[1200];
+        memcpy(buf, sets[i], n + 1);
         char *eq = strchr(buf, '='), *dot = strchr(buf, '.');
         if (!eq || !dot || dot > eq)
-            lmp_die_all("--set %s: expected section.key=value", sets[i]);
+            lmp_die_all("--set %.200s: expected section.key=value", sets[i]);
         *eq = 0;
         *dot = 0;
         if (lmp_config_set(c, trim(buf), trim(dot + 1), eq + 1, e, sizeof e))
-            lmp_die_all("--set %s: %s", sets[i], e);
+            lmp_die_all("--set %.200s%s: %s", sets[i], n > 200 ? "..." : "", e);
+        free(buf);
     }
     char e[1024];
     if (lmp_config_validate(c, e, sizeof e)) lmp_die_all("%s%s%s", path ? path : "", path ? ": " : "", e);

@@ -45,6 +45,7 @@ typedef struct {
         int eval_every, eval_batches;
         char save_model[LMP_PATH_MAX];    // write the trained model as an HF directory (method none)
         char save_adapter[LMP_PATH_MAX];  // write the adapter as a PEFT directory (method lora)
+        char nonfinite[8];                // stop | skip: a step that leaves Inf/NaN (train.c)
     } train;
     struct {
         char train[LMP_PATH_MAX], val[LMP_PATH_MAX];

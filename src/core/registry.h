@@ -75,6 +75,7 @@ typedef struct {
     int slice;                   // -1: the whole linear; g: output block g of a fused linear (q/k/v)
     int64_t in, out;             // the adapted matrix: ΔW is (out, in)
     int64_t out_offset;          // its first output feature within the base linear
+    int64_t base_in, base_out;   // the base linear's shape (in, out features): W0 is (out, in)
     int r;                       // rank (LoRA-style methods)
     float alpha, scale;          // lora_alpha and the scaling of ΔW = scale·B·A
     int tensor[4], n_tensor;     // its registry entries, in the method's order

@@ -10,6 +10,10 @@
 #include <errno.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char **environ;
 #include <unistd.h>
 
 char *openblas_get_corename(void);  // OpenBLAS extension, not in Debian's cblas.h
@@ -33,10 +37,9 @@ int lmp_world_size(void) {
     return s;
 }
 
-static void vreport(const char *kind, const char *fmt, va_list ap) {
-    fflush(stdout);  // what was printed before the message stays before it
-    char msg[4096];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+// "lorampi: <kind> (rank r): <msg>" on stderr, after what was printed before it.
+static void vreport_msg(const char *kind, const char *msg) {
+    fflush(stdout);
     if (lmp_world_size() > 1)
         fprintf(stderr, "lorampi: %s (rank %d): %s\n", kind, lmp_world_rank(), msg);
     else
@@ -44,29 +47,55 @@ static void vreport(const char *kind, const char *fmt, va_list ap) {
     fflush(stderr);
 }
 
+static void vreport(const char *kind, const char *fmt, va_list ap) {
+    char msg[4096];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    vreport_msg(kind, msg);
+}
+
+static lmp_die_hook die_hook;
+
+void lmp_set_die_hook(lmp_die_hook hook) { die_hook = hook; }
+
+// Runs the die hook once with the message (it may append to it, or not return); 1 if one ran.
+// It is removed first, so an error inside it ends the process without it.
+static int run_die_hook(char *msg, size_t n) {
+    lmp_die_hook hook = die_hook;
+    die_hook = NULL;
+    if (hook) hook(msg, n);
+    return hook != NULL;
+}
+
 void lmp_die(const char *fmt, ...) {
+    char msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    vreport("error", fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    int hooked = run_die_hook(msg, sizeof msg);
+    vreport_msg("error", msg);
     fflush(stdout);
     if (lmp_world_size() > 1) MPI_Abort(MPI_COMM_WORLD, LMP_EXIT_ERROR);
+    // After a cleanup hook no library exit handler (HDF5's closes open files) may touch a file
+    // whose writes failed.
+    if (hooked) _exit(LMP_EXIT_ERROR);
     exit(LMP_EXIT_ERROR);
 }
 
 void lmp_die_all(const char *fmt, ...) {
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int hooked = run_die_hook(msg, sizeof msg);
+    fflush(stdout);
     if (lmp_world_rank() == 0) {
-        char msg[4096];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        fflush(stdout);
         fprintf(stderr, "lorampi: error: %s\n", msg);
         fflush(stderr);
     }
-    fflush(stdout);
     if (mpi_up()) MPI_Finalize();
+    if (hooked) _exit(LMP_EXIT_ERROR);
     exit(LMP_EXIT_ERROR);
 }
 
@@ -168,22 +197,35 @@ char *lmp_read_file(const char *path, size_t *len) {
     return buf;
 }
 
-// One directory of lmp_mkdir_p: made, or already there as a directory.
-static void mkdir_one(const char *dir, const char *full) {
-    if (mkdir(dir, 0755) == 0) return;
+// One directory of lmp_mkdir_p: made, or already there as a directory; else -1 with err.
+static int mkdir_one(const char *dir, const char *full, char *err, size_t n) {
+    if (mkdir(dir, 0755) == 0) return 0;
     int e = errno;
-    if (e == EEXIST && lmp_is_dir(dir)) return;
-    if (e == EEXIST) lmp_die("cannot create directory %s: %s exists and is not a directory", full, dir);
-    lmp_die("cannot create directory %s: %s: %s", full, dir, strerror(e));
+    if (e == EEXIST && lmp_is_dir(dir)) return 0;
+    if (e == EEXIST) snprintf(err, n, "cannot create directory %s: %s exists and is not a directory", full, dir);
+    else snprintf(err, n, "cannot create directory %s: %s: %s", full, dir, strerror(e));
+    return -1;
+}
+
+int lmp_mkdir_p_err(const char *dir, char *err, size_t n) {
+    char tmp[4096];
+    if (!dir[0] || strlen(dir) >= sizeof tmp) {
+        snprintf(err, n, "cannot create directory '%.200s': %s", dir, dir[0] ? "name too long" : "empty name");
+        return -1;
+    }
+    strcpy(tmp, dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/' && p[-1] != '/') {
+            *p = 0;
+            if (mkdir_one(tmp, dir, err, n)) return -1;
+            *p = '/';
+        }
+    return mkdir_one(tmp, dir, err, n);
 }
 
 void lmp_mkdir_p(const char *dir) {
-    char tmp[4096];
-    lmp_fmt(tmp, sizeof tmp, "%s", dir);
-    if (!tmp[0]) lmp_die("cannot create a directory with an empty name");
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/' && p[-1] != '/') { *p = 0; mkdir_one(tmp, dir); *p = '/'; }
-    mkdir_one(tmp, dir);
+    char err[4200];
+    if (lmp_mkdir_p_err(dir, err, sizeof err)) lmp_die("%s", err);
 }
 
 int lmp_is_dir(const char *path) {
@@ -194,6 +236,8 @@ int lmp_is_dir(const char *path) {
 uint64_t lmp_fd_size(int fd, const char *path) {
     struct stat st;
     if (fstat(fd, &st) != 0) lmp_die("cannot stat %s: %s", path, strerror(errno));
+    // open() succeeds on a directory; its st_size is the file system's, not data to read.
+    if (S_ISDIR(st.st_mode)) lmp_die("cannot read %s: is a directory", path);
     return (uint64_t)st.st_size;
 }
 
@@ -226,4 +270,23 @@ char *lmp_path_join(char *out, size_t n, const char *dir, const char *name) {
     if (k < 0 || (size_t)k >= n)
         lmp_die("path too long (%d bytes, room for %zu): %s/%s", k, n, dir, name);
     return out;
+}
+
+int lmp_run_program(char *const argv[], char *err, size_t errlen) {
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ), st = 0;
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot run %s: %s", argv[0], strerror(rc));
+        return -1;
+    }
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) {
+            snprintf(err, errlen, "waiting for %s failed: %s", argv[0], strerror(errno));
+            return -1;
+        }
+    if (!WIFEXITED(st)) {
+        snprintf(err, errlen, "%s died on signal %d", argv[0], WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        return -1;
+    }
+    return WEXITSTATUS(st);
 }

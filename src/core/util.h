@@ -22,6 +22,20 @@ void lmp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 // prints the message once, every rank finalises MPI and exits with LMP_EXIT_ERROR.
 void lmp_die_all(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// A hook that lmp_die and lmp_die_all run once, with the message (msg, size n), before it is
+// printed and before MPI is touched; it is removed before it runs (an error inside it ends
+// the process without it). Two uses:
+//  - a cleanup that returns: the checkpoint writer appends the cause of a failed write and
+//    removes its partial file; it must not call collectives (peers may be in another one).
+//    After a hook ran, the process ends with _exit: no library exit handler (HDF5's closes
+//    open files) touches a file whose writes failed;
+//  - test harnesses (the fuzz targets): a hook that longjmps back turns a die into a return,
+//    so one process tries many bad inputs (it installs itself again; what the dying code had
+//    allocated leaks).
+// NULL removes it.
+typedef void (*lmp_die_hook)(char *msg, size_t n);
+void lmp_set_die_hook(lmp_die_hook hook);
+
 // lmp_die for a failed MPI call: "<file>:<line>: <call> failed: <MPI_Error_string of rc>".
 void lmp_die_mpi(int rc, const char *file, int line, const char *call) __attribute__((noreturn));
 
@@ -66,8 +80,15 @@ char *lmp_path_join(char *out, size_t n, const char *dir, const char *name);
 // snprintf into out (size n), returned; dies when the text does not fit (names, paths).
 char *lmp_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+// Runs argv[0] (a path) with argv and waits for it: no shell, so no quoting of paths.
+// Returns its exit status, or -1 with the reason in err (it could not start, or died on a
+// signal).
+int lmp_run_program(char *const argv[], char *err, size_t errlen);
+
 // mkdir -p: creates dir and its missing parents; dies naming the path on failure.
 void lmp_mkdir_p(const char *dir);
+// The same returning 0, or -1 with the reason in err (size n).
+int lmp_mkdir_p_err(const char *dir, char *err, size_t n);
 
 // Reads a whole regular file into a malloc'd buffer (NUL-terminated); dies naming the path
 // on error (a directory included, which stdio would otherwise read as an empty file).

@@ -192,16 +192,16 @@ static void load_vocab(lmp_bpe *b, const char *path, const int *byte_of_cp) {
     b->tok = lmp_calloc((size_t)b->n_ids * sizeof *b->tok);
     b->tok_len = lmp_calloc((size_t)b->n_ids * sizeof *b->tok_len);
     b->eot = -1;
-    char buf[4096];
     json_object_foreach(root, key, v) {
         int id = (int)json_integer_value(v);
-        if (strlen(key) >= sizeof buf) lmp_die("%s: token of id %d is too long", path, id);
-        int n = token_bytes(key, byte_of_cp, buf);
+        // A token's bytes are at most its text's (one byte per code point): no fixed buffer.
+        size_t kl = strlen(key);
+        if (kl > INT_MAX / 2) lmp_die("%s: token of id %d is %zu bytes long", path, id, kl);
+        if (b->tok[id]) lmp_die("%s: id %d is given to two tokens", path, id);
+        b->tok[id] = lmp_malloc(kl + 1);
+        int n = token_bytes(key, byte_of_cp, b->tok[id]);
         if (n < 0)
             lmp_die("%s: token \"%s\" (id %d) has a character outside GPT-2's byte alphabet", path, key, id);
-        if (b->tok[id]) lmp_die("%s: id %d is given to two tokens", path, id);
-        b->tok[id] = lmp_malloc((size_t)n + 1);
-        memcpy(b->tok[id], buf, (size_t)n);
         b->tok_len[id] = n;
         if (!strcmp(key, "<|endoftext|>")) b->eot = id;
     }
@@ -227,7 +227,13 @@ static void load_merges(lmp_bpe *b, const char *path, const int *byte_of_cp) {
     b->pair_rank = lmp_calloc(b->pair_cap * sizeof *b->pair_rank);
     b->pair_id = lmp_calloc(b->pair_cap * sizeof *b->pair_id);
     int rank = 0, lineno = 0;
-    char ba[4096], bb[4096];
+    // Both tokens' bytes, then the merged token's, fit in a line's length (one byte per code
+    // point at most): a buffer as long as the longest line, no fixed limit.
+    size_t longest = 0;
+    for (size_t i = 0, start = 0; i <= len; i++)
+        if (i == len || text[i] == '\n') { if (i - start > longest) longest = i - start; start = i + 1; }
+    if (longest > INT_MAX / 2) lmp_die("%s: a line of %zu bytes", path, longest);
+    char *ba = lmp_malloc(longest + 1), *bb = lmp_malloc(longest + 1);
     for (char *save, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         lineno++;
         size_t l = strlen(line);
@@ -238,7 +244,6 @@ static void load_merges(lmp_bpe *b, const char *path, const int *byte_of_cp) {
         if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' '))
             lmp_die("%s:%d: expected two tokens separated by one space, got \"%s\"", path, lineno, line);
         *sp = 0;
-        if (strlen(line) >= sizeof ba || strlen(sp + 1) >= sizeof bb) lmp_die("%s:%d: token too long", path, lineno);
         int na = token_bytes(line, byte_of_cp, ba), nb = token_bytes(sp + 1, byte_of_cp, bb);
         if (na < 0 || nb < 0)
             lmp_die("%s:%d: a character outside GPT-2's byte alphabet", path, lineno);
@@ -254,6 +259,8 @@ static void load_merges(lmp_bpe *b, const char *path, const int *byte_of_cp) {
         b->pair_rank[h] = rank++;
         b->pair_id[h] = im;
     }
+    free(ba);
+    free(bb);
     free(text);
     if (!rank) lmp_die("%s: no merges", path);
 }

@@ -54,11 +54,19 @@ static void build_perm(lmp_loader *d, int64_t epoch) {
     d->perm_epoch = epoch;
 }
 
-// Offset of the first token of sequence idx's window.
+// Offset of the first token of sequence idx's window. idx comes from the step (a
+// checkpoint's attribute): a negative one (or one that wrapped) would index before the
+// permutation, so it is refused; the window itself is checked against the file.
 static size_t window(lmp_loader *d, int64_t idx) {
+    if (idx < 0)
+        lmp_die("%s: sequence index %lld is negative (a step out of range, e.g. from a "
+                "corrupt checkpoint)", d->path, (long long)idx);
     int64_t epoch = idx / d->n_windows;
     if (epoch != d->perm_epoch) build_perm(d, epoch);
-    return (size_t)d->perm[idx % d->n_windows] * (size_t)d->T;
+    int64_t w = d->perm[idx % d->n_windows];
+    if (w < 0 || w >= d->n_windows || (size_t)w * (size_t)d->T + (size_t)d->T >= d->n)
+        lmp_die("internal: %s: window %lld outside the file's %zu tokens", d->path, (long long)w, d->n);
+    return (size_t)w * (size_t)d->T;
 }
 
 void lmp_loader_get(lmp_loader *d, int64_t idx, int *inp, int *tgt, float *w) {

@@ -32,6 +32,7 @@ typedef struct {
     uint64_t base_checksum;   // lmp_base_checksum of the weights training started from
     int64_t seq_per_step;     // global sequences per optimizer step (batch x accumulation)
     int64_t n_windows;        // sequences per data epoch
+    char lineage[40];         // run lineage: made by a fresh run, carried over on resume
 } lmp_ckpt_meta;
 
 // Layout-independent checksum of every base (non-adapter) tensor: a wrapping sum over all
@@ -41,7 +42,8 @@ typedef struct {
 uint64_t lmp_base_checksum(const lmp_registry *r, lmp_comm *c);
 
 // Writes every trainable tensor with its AdamW moments to DIR/ckpt-<step>.h5 atomically and
-// then deletes all but the newest `keep` checkpoints (keep = 0: none) and stale temporaries.
+// then deletes all but the newest `keep` checkpoints of meta->lineage (keep = 0: none; other
+// lineages' files are never deleted) and stale temporaries.
 // Collective. Returns the file size in bytes.
 int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm *c,
                       const lmp_config *cfg, const lmp_ckpt_meta *meta);
@@ -52,9 +54,14 @@ typedef struct {
     char name[256];   // file name within the directory, e.g. "ckpt-00000500.h5"
 } lmp_ckpt_entry;
 
-// The complete checkpoints (ckpt-<digits>.h5, never .tmp) of dir in ascending step order,
+// The complete checkpoints (regular files ckpt-<digits>.h5, never .tmp; others are skipped
+// with a warning) of dir in ascending step order,
 // malloc'd, *n of them; NULL and 0 when there are none or dir does not exist. Local.
 lmp_ckpt_entry *lmp_ckpt_list(const char *dir, int *n);
+
+// The lineage attribute of checkpoint path into out (size n): "" when it has none (written
+// before lineages existed) or cannot be read. Local.
+void lmp_ckpt_lineage(const char *path, char *out, size_t n);
 
 // Newest complete checkpoint (highest step) in dir into path (size n); returns 0 when there
 // is none (or dir does not exist). Temporaries are never picked. Rank 0 scans, all agree.

@@ -29,7 +29,8 @@ int lmp_ckpt_select_local(hid_t fs, const lmp_param *p);
 const char *lmp_ckpt_base_desc(const lmp_config *cfg, char *buf, size_t n);
 
 // Rank 0, after a new checkpoint is in place in dir: deletes all but the newest `keep`
-// (0: none) and any temporary left by a crash (ckpt_list.c).
-void lmp_ckpt_apply_retention(const char *dir, int keep);
+// (0: none) of the checkpoints whose lineage attribute is `lineage` (this run's: written by
+// it or by the runs it resumed from), and any temporary left by a crash (ckpt_list.c).
+void lmp_ckpt_apply_retention(const char *dir, int keep, const char *lineage);
 
 #endif

@@ -1,6 +1,8 @@
 // ckpt_list.c: the checkpoints of a directory: listing, the newest, retention.
 #include "io/ckpt_hdf5.h"
 #include "io/ckpt_layout.h"
+#include "io/ckpt_read.h"
+#include "io/h5attr.h"
 #include "core/util.h"
 
 #include <ctype.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 // Step of "ckpt-<digits>.h5" (tmp = 0) or "ckpt-<digits>.h5.tmp" (tmp = 1), else -1.
@@ -35,6 +38,14 @@ lmp_ckpt_entry *lmp_ckpt_list(const char *dir, int *n) {
     while ((e = readdir(d))) {
         long long s = ckpt_step_of(e->d_name, 0);
         if (s < 0) continue;
+        // Only regular files: opening a FIFO named like a checkpoint blocks for ever.
+        char path[LMP_PATH_MAX + 300];
+        struct stat st;
+        lmp_path_join(path, sizeof path, dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            lmp_warn("checkpoint: skipping %s: not a regular file", path);
+            continue;
+        }
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             list = realloc(list, (size_t)cap * sizeof *list);
@@ -63,8 +74,21 @@ int lmp_ckpt_find_latest(const char *dir, char *path, size_t n, lmp_comm *c) {
     return 1;
 }
 
-void lmp_ckpt_apply_retention(const char *dir, int keep) {
-    char path[LMP_PATH_MAX + 300];
+void lmp_ckpt_lineage(const char *path, char *out, size_t n) {
+    lmp_ckpt_reader rd;
+    char err[LMP_PATH_MAX + 256], *s = NULL;
+    out[0] = 0;
+    if (lmp_ckpt_open(&rd, path, err, sizeof err)) return;
+    if (lmp_h5_get_str(rd.file, "lineage", &s) == LMP_H5_OK && strlen(s) < n) strcpy(out, s);
+    free(s);
+    lmp_ckpt_close(&rd, err, sizeof err);
+}
+
+// Retention counts and deletes only the checkpoints of this run's lineage: another run's
+// files (a --no-resume run in a directory that holds them, a file copied in) are never
+// this run's to delete, whatever their step.
+void lmp_ckpt_apply_retention(const char *dir, int keep, const char *lineage) {
+    char path[LMP_PATH_MAX + 300], other[40];
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d)))
@@ -73,9 +97,14 @@ void lmp_ckpt_apply_retention(const char *dir, int keep) {
             if (unlink(path) == 0) lmp_log("checkpoint: removed %s (left by an interrupted write)\n", path);
         }
     if (d) closedir(d);
-    int n;
+    int n, mine = 0;
     lmp_ckpt_entry *list = lmp_ckpt_list(dir, &n);
-    for (int i = 0; keep > 0 && i < n - keep; i++) {
+    for (int i = 0; i < n; i++) {  // keep this lineage's entries, in step order
+        lmp_path_join(path, sizeof path, dir, list[i].name);
+        lmp_ckpt_lineage(path, other, sizeof other);
+        if (lineage[0] && !strcmp(other, lineage)) list[mine++] = list[i];
+    }
+    for (int i = 0; keep > 0 && i < mine - keep; i++) {
         lmp_path_join(path, sizeof path, dir, list[i].name);
         if (unlink(path) != 0)
             lmp_warn("checkpoint: cannot remove old %s: %s", path, strerror(errno));

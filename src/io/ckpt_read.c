@@ -33,6 +33,11 @@ int lmp_ckpt_open(lmp_ckpt_reader *rd, const char *path, char *err, size_t errn)
         snprintf(err, errn, "cannot open checkpoint %s: %s", path, strerror(errno));
         return -1;
     }
+    if (!S_ISREG(st.st_mode)) {  // a FIFO would block the open for ever, a directory fail oddly
+        snprintf(err, errn, "cannot open checkpoint %s: not a regular file (%s)", path,
+                 S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket");
+        return -1;
+    }
     lmp_fmt(rd->path, sizeof rd->path, "%s", path);
     // Every rank would print HDF5's error stack; lorampi reports one message instead.
     H5Eget_auto2(H5E_DEFAULT, &rd->old_fn, &rd->old_data);
@@ -154,7 +159,11 @@ static int module_attrs(const lmp_ckpt_reader *rd, hid_t mg, lmp_ckpt_module *m,
     lmp_fmt(where, sizeof where, "/adapter/%s", m->name);
     if (attr_text(rd, mg, where, "method", m->method, sizeof m->method, err, errn) ||
         attr_text(rd, mg, where, "target", m->target, sizeof m->target, err, errn) ||
+        attr_text(rd, mg, where, "module", m->module, sizeof m->module, err, errn) ||
+        attr_text(rd, mg, where, "site", m->site, sizeof m->site, err, errn) ||
         attr_text(rd, mg, where, "base_weight", m->base_weight, sizeof m->base_weight, err, errn) ||
+        attr(rd, mg, where, "base_in", A_I64, &m->base_in, err, errn) ||
+        attr(rd, mg, where, "base_out", A_I64, &m->base_out, err, errn) ||
         attr(rd, mg, where, "layer", A_I64, &m->layer, err, errn) ||
         attr(rd, mg, where, "slice", A_I64, &m->slice, err, errn) ||
         attr(rd, mg, where, "in", A_I64, &m->in, err, errn) ||
@@ -165,10 +174,12 @@ static int module_attrs(const lmp_ckpt_reader *rd, hid_t mg, lmp_ckpt_module *m,
         attr(rd, mg, where, "scaling", A_F64, &m->scale, err, errn))
         return -1;
     if (m->in < 1 || m->out < 1 || m->in > INT_MAX || m->out > INT_MAX || m->out_offset < 0 ||
-        m->r < 0 || m->r > INT_MAX || m->layer < 0 || m->slice < -1)
-        return fail(rd, err, errn, "%s: in %lld, out %lld, out_offset %lld, r %lld, layer %lld, "
-                    "slice %lld are out of range", where, (long long)m->in, (long long)m->out,
-                    (long long)m->out_offset, (long long)m->r, (long long)m->layer, (long long)m->slice);
+        m->r < 0 || m->r > INT_MAX || m->layer < 0 || m->slice < -1 || m->base_in != m->in ||
+        m->base_out < m->out_offset + m->out || m->base_out > INT_MAX)
+        return fail(rd, err, errn, "%s: in %lld, out %lld, out_offset %lld, base (%lld, %lld), r %lld, "
+                    "layer %lld, slice %lld are out of range", where, (long long)m->in, (long long)m->out,
+                    (long long)m->out_offset, (long long)m->base_in, (long long)m->base_out,
+                    (long long)m->r, (long long)m->layer, (long long)m->slice);
     return 0;
 }
 
@@ -242,7 +253,10 @@ static int open_dataset(const lmp_ckpt_reader *rd, const char *dpath, hid_t *ds,
 // Closes what open_dataset opened (and ms when >= 0); rc, or -1 when a close fails.
 static int close_dataset(const lmp_ckpt_reader *rd, const char *dpath, hid_t ds, hid_t fs, hid_t ms,
                          int rc, char *err, size_t errn) {
-    int bad = (ms >= 0 && H5Sclose(ms) < 0) | (H5Sclose(fs) < 0) | (H5Dclose(ds) < 0);
+    int bad = 0;  // every id is closed, whichever close fails
+    if (ms >= 0 && H5Sclose(ms) < 0) bad = 1;
+    if (H5Sclose(fs) < 0) bad = 1;
+    if (H5Dclose(ds) < 0) bad = 1;
     if (bad && !rc) rc = fail(rd, err, errn, "HDF5 failed to release dataset /%s", dpath);
     return rc;
 }
@@ -295,6 +309,23 @@ static int check_matrix(const lmp_ckpt_reader *rd, const char *dpath, int nd, co
     return 0;
 }
 
+// A dataset's extents are metadata: a chunked one can claim terabytes in a small file, its
+// chunks never written (read back as fill values). lorampi writes every chunk uncompressed,
+// so the stored bytes cover n elements of the file's type; fewer means the data is not there,
+// and the whole-matrix buffer is not allocated for it.
+static int check_stored(const lmp_ckpt_reader *rd, const char *dpath, hid_t ds, hsize_t n,
+                        char *err, size_t errn) {
+    hid_t t = H5Dget_type(ds);
+    size_t es = t < 0 ? 0 : H5Tget_size(t);
+    if (t >= 0) H5Tclose(t);
+    hsize_t stored = H5Dget_storage_size(ds);
+    if (es == 0 || (n > 0 && stored / es < n))
+        return fail(rd, err, errn, "dataset /%s holds %llu bytes for %llu elements: its data was "
+                    "never written, or the file is truncated", dpath, (unsigned long long)stored,
+                    (unsigned long long)n);
+    return 0;
+}
+
 int lmp_ckpt_read_matrix(lmp_ckpt_reader *rd, const char *dpath, int64_t want_rows,
                          int64_t want_cols, double **x, int64_t *rows, int64_t *cols, char *err,
                          size_t errn) {
@@ -306,6 +337,7 @@ int lmp_ckpt_read_matrix(lmp_ckpt_reader *rd, const char *dpath, int64_t want_ro
     if (rc == 1) fail(rd, err, errn, "dataset /%s is missing", dpath);
     if (rc) return -1;
     rc = check_matrix(rd, dpath, nd, dims, want_rows, want_cols, err, errn);
+    if (!rc) rc = check_stored(rd, dpath, ds, dims[0] * dims[1], err, errn);
     if (!rc) {
         *x = lmp_malloc((size_t)(dims[0] * dims[1] + 1) * sizeof(double));
         if (dims[0] * dims[1] > 0 && H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *x) < 0)

@@ -32,7 +32,10 @@ typedef struct {
     char name[LMP_NAME_MAX + 16];   // group under /adapter, e.g. "transformer.h.0.attn.c_attn"
     char method[32];                // "lora"
     char target[32];                // "c_attn", "q", "attn.c_proj", ...
+    char module[LMP_NAME_MAX];      // the adapted layer, e.g. "h.0.attn.c_attn"
+    char site[48];                  // that layer within a block, e.g. "attn.c_attn"
     char base_weight[LMP_NAME_MAX]; // the adapted base weight, e.g. "h.0.attn.c_attn.weight"
+    int64_t base_in, base_out;      // its shape as a linear layer: W0 is (base_out, base_in)
     int64_t layer, slice;           // block index; -1 or the q/k/v block of a fused linear
     int64_t in, out, out_offset;    // ΔW is (out, in), its rows start at out_offset of W's
     int64_t r;

@@ -1,6 +1,7 @@
 // ckpt_write.c: writing a checkpoint with parallel HDF5, atomically (see ckpt_hdf5.h).
 #include "io/ckpt_hdf5.h"
 #include "io/ckpt_layout.h"
+#include "io/ckpt_read.h"
 #include "io/h5attr.h"
 #include "core/util.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +95,7 @@ static void write_attrs(hid_t file, const lmp_comm *c, const lmp_config *cfg,
     char base[LMP_PATH_MAX + 64];
     lmp_h5_put_str(file, "base_model", lmp_ckpt_base_desc(cfg, base, sizeof base));
     lmp_h5_put_u64(file, "base_checksum", meta->base_checksum);
+    lmp_h5_put_str(file, "lineage", meta->lineage);
     free(text);
 
     hid_t g = H5Gopen2(file, "optim", H5P_DEFAULT);
@@ -135,7 +138,11 @@ static void write_module_attrs(hid_t file, const lmp_adapter_rec *rec) {
     lmp_h5_put_i64(mg, "layer", rec->layer);
     lmp_h5_put_str(mg, "target", rec->target);
     lmp_h5_put_i64(mg, "slice", rec->slice);
+    lmp_h5_put_str(mg, "module", rec->module);
+    lmp_h5_put_str(mg, "site", rec->site);
     lmp_h5_put_str(mg, "base_weight", rec->base);
+    lmp_h5_put_i64(mg, "base_in", rec->base_in);
+    lmp_h5_put_i64(mg, "base_out", rec->base_out);
     lmp_h5_put_i64(mg, "out_offset", rec->out_offset);
     lmp_h5_put_i64(mg, "in", rec->in);
     lmp_h5_put_i64(mg, "out", rec->out);
@@ -169,6 +176,45 @@ static void fsync_path(const char *path, int dir) {
     close(fd);
 }
 
+// The checkpoint being written, for the error path (write_failed).
+static struct {
+    char dir[LMP_PATH_MAX], tmp[LMP_PATH_MAX + 80];
+    hid_t file;
+    int ranks;
+} cur = {.file = -1};
+
+// Why a write in dir failed, from errno right after the failing call, else from the free
+// space left (HDF5 and MPI-IO do not always keep errno); "" when neither tells.
+static const char *write_cause(const char *dir, int err, char *buf, size_t n) {
+    struct statvfs fs;
+    int vfs = statvfs(dir, &fs) == 0;
+    unsigned long long avail = vfs ? (unsigned long long)fs.f_bavail * fs.f_frsize : 0;
+    if (err == ENOSPC || (vfs && (avail < (1u << 20) || fs.f_favail == 0)))
+        snprintf(buf, n, "disk full: %llu KB left on the file system of %s", avail >> 10, dir);
+    else if (err == EDQUOT) snprintf(buf, n, "disk quota exceeded on %s", dir);
+    else if (err == EACCES || err == EPERM) snprintf(buf, n, "permission denied in %s", dir);
+    else if (err == EROFS) snprintf(buf, n, "%s is on a read-only file system", dir);
+    else if (err == EIO) snprintf(buf, n, "I/O error on the file system of %s", dir);
+    else buf[0] = 0;
+    return buf;
+}
+
+// lmp_die's hook while a checkpoint is written: names the cause, removes the partial file
+// (every failing rank tries; the first wins) and, on one rank, closes the file so that
+// HDF5's exit handler has nothing left to flush. With more ranks the file stays open: its
+// close is collective and the peers are elsewhere; MPI_Abort ends them all.
+static void write_failed(char *msg, size_t n) {
+    int err = errno;
+    char cause[LMP_PATH_MAX + 96];
+    write_cause(cur.dir, err, cause, sizeof cause);
+    if (cur.ranks == 1 && cur.file >= 0) H5Fclose(cur.file);
+    cur.file = -1;
+    int gone = unlink(cur.tmp) == 0 || errno == ENOENT;
+    size_t k = strlen(msg);
+    snprintf(msg + k, n - k, "%s%s; %s %s; older checkpoints are untouched", cause[0] ? ": " : "", cause,
+             gone ? "removed the partial" : "could not remove the partial", cur.tmp);
+}
+
 static hid_t mpio_fapl(lmp_comm *c) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     LMP_CHECK_H5(fapl);
@@ -193,19 +239,76 @@ static void write_tensors(hid_t file, hid_t lcpl, hid_t dxpl, const lmp_registry
     }
 }
 
-int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm *c,
-                      const lmp_config *cfg, const lmp_ckpt_meta *meta) {
-    double t0 = lmp_now();
-    if (c->rank == 0) lmp_mkdir_p(dir);
-    char final[LMP_PATH_MAX + 64], tmp[LMP_PATH_MAX + 80];
-    char name[64];
-    lmp_path_join(final, sizeof final, dir, lmp_fmt(name, sizeof name, "ckpt-%08lld.h5", (long long)meta->step));
-    lmp_fmt(tmp, sizeof tmp, "%s.tmp", final);
-    LMP_CHECK_MPI(MPI_Barrier(c->world));
+// Reads back this rank's own part of every tensor it wrote and compares it bit for bit:
+// MPI-IO (Open MPI's OMPIO) can lose a collective write on a full disk without returning an
+// error to HDF5, leaving holes that read as zeros, which Fletcher32 accepts. 0, or -1 with err.
+static int verify_tensors(const char *tmp, const lmp_registry *r, const lmp_comm *c, char *err, size_t errn) {
+    lmp_ckpt_reader rd;
+    if (lmp_ckpt_open(&rd, tmp, err, errn)) return -1;
+    int rc = 0;
+    for (int k = 0; k < r->n && !rc; k++) {
+        const lmp_param *p = &r->p[k];
+        if (!p->trainable || c->dp_rank != 0 || (p->split_dim < 0 && c->tp_rank != 0)) continue;
+        size_t len = p->numel;
+        float *buf = lmp_malloc(len * sizeof(float));
+        const float *mem[3] = {p->data, p->m, p->v};
+        char path[LMP_NAME_MAX + 64], dpath[LMP_NAME_MAX + 80];
+        lmp_ckpt_tensor_path(r, p, path, sizeof path);
+        for (int w = 0; w < 3 && !rc; w++) {
+            lmp_fmt(dpath, sizeof dpath, "%s%s", w == 0 ? "" : w == 1 ? "optim/m/" : "optim/v/", path);
+            rc = lmp_ckpt_read_local(&rd, dpath, p, buf, err, errn);
+            if (!rc && memcmp(buf, mem[w], len * sizeof(float)))
+                rc = -1, snprintf(err, errn, "checkpoint: %s: dataset /%s reads back other values than "
+                                  "were written (a write lost without an error)", tmp, dpath);
+        }
+        free(buf);
+    }
+    char cerr[LMP_PATH_MAX + 64];
+    if (lmp_ckpt_close(&rd, cerr, sizeof cerr) && !rc) rc = -1, snprintf(err, errn, "%s", cerr);
+    return rc;
+}
 
+// After every rank closed the file: verifies it; on a failure anywhere, rank 0 removes it and
+// every rank exits with the message of the lowest failing rank, its cause named.
+static void verify_or_die(const char *dir, const char *tmp, const lmp_registry *r, lmp_comm *c) {
+    char why[LMP_PATH_MAX + 512] = "", err[2 * LMP_PATH_MAX + 1024] = "", cause[LMP_PATH_MAX + 96];
+    if (verify_tensors(tmp, r, c, why, sizeof why))
+        snprintf(err, sizeof err, "checkpoint: writing %s failed, it does not read back: %s%s%s", tmp,
+                 why, write_cause(dir, 0, cause, sizeof cause)[0] ? ": " : "", cause);
+    int bad = err[0] != 0;
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, c->world));
+    if (!bad) return;
+    int gone = c->rank != 0 || unlink(tmp) == 0 || errno == ENOENT;
+    if (c->rank == 0 && !gone) lmp_warn("checkpoint: cannot remove %s: %s", tmp, strerror(errno));
+    if (err[0]) {
+        size_t k = strlen(err);
+        snprintf(err + k, sizeof err - k, "; removed the partial %s; older checkpoints are untouched", tmp);
+    }
+    lmp_set_die_hook(NULL);
+    lmp_die_if_any(c, err);
+}
+
+// Test hook, "STEP:SECONDS": widen the window between "data written" and "file complete" of
+// checkpoint STEP so that a test can kill a rank inside it.
+static void test_delay(int64_t step, const char *tmp) {
+    const char *delay = getenv("LORAMPI_TEST_CKPT_DELAY");
+    long long dstep;
+    double dsec;
+    if (delay && sscanf(delay, "%lld:%lf", &dstep, &dsec) == 2 && dstep == step) {
+        lmp_log("checkpoint: test delay of %.0f s before closing %s\n", dsec, tmp);
+        struct timespec ts = {(time_t)dsec, (long)((dsec - (double)(time_t)dsec) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+// Writes the whole file tmp, collectively; on any error write_failed (lmp_die's hook) names
+// the cause and removes tmp.
+static void write_file(const char *tmp, const lmp_registry *r, lmp_comm *c, const lmp_config *cfg,
+                       const lmp_ckpt_meta *meta) {
     hid_t fapl = mpio_fapl(c);
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (file < 0) lmp_die("checkpoint: cannot create %s (is [checkpoint] dir writable?)", tmp);
+    if (file < 0) lmp_die("checkpoint: cannot create %s", tmp);
+    cur.file = file;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE), dxpl = H5Pcreate(H5P_DATASET_XFER);
     LMP_CHECK_H5(lcpl);
     LMP_CHECK_H5(dxpl);
@@ -215,37 +318,56 @@ int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm
     hid_t g = H5Gcreate2(file, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     LMP_CHECK_H5(g);
     LMP_CHECK_H5(H5Gclose(g));
-
     write_tensors(file, lcpl, dxpl, r, c);
     write_adapter_attrs(file, r, cfg);
     write_attrs(file, c, cfg, meta);
-
-    // Test hook, "STEP:SECONDS": widen the window between "data written" and "file
-    // complete" of checkpoint STEP so that a test can kill a rank inside it.
-    const char *delay = getenv("LORAMPI_TEST_CKPT_DELAY");
-    long long dstep;
-    double dsec;
-    if (delay && sscanf(delay, "%lld:%lf", &dstep, &dsec) == 2 && dstep == meta->step) {
-        lmp_log("checkpoint: test delay of %.0f s before closing %s\n", dsec, tmp);
-        struct timespec ts = {(time_t)dsec, (long)((dsec - (double)(time_t)dsec) * 1e9)};
-        nanosleep(&ts, NULL);
-    }
-
+    test_delay(meta->step, tmp);
     LMP_CHECK_H5(H5Pclose(lcpl));
     LMP_CHECK_H5(H5Pclose(dxpl));
     LMP_CHECK_H5(H5Pclose(fapl));
-    LMP_CHECK_H5(H5Fclose(file));
+    cur.file = -1;  // closed or failed: either way no longer ours to close
+    if (H5Fclose(file) < 0) lmp_die("checkpoint: cannot complete %s (HDF5 failed to flush and close it)", tmp);
+}
+
+int64_t lmp_ckpt_save(const char *dir, int keep, const lmp_registry *r, lmp_comm *c,
+                      const lmp_config *cfg, const lmp_ckpt_meta *meta) {
+    double t0 = lmp_now();
+    if (c->rank == 0) lmp_mkdir_p(dir);
+    char final[LMP_PATH_MAX + 64], tmp[LMP_PATH_MAX + 80];
+    char name[64];
+    lmp_path_join(final, sizeof final, dir, lmp_fmt(name, sizeof name, "ckpt-%08lld.h5", (long long)meta->step));
+    lmp_fmt(tmp, sizeof tmp, "%s.tmp", final);
+    // A temporary of the same name (a crash's, or not a file at all: a FIFO would block the
+    // create) goes first.
+    if (c->rank == 0 && unlink(tmp) != 0 && errno != ENOENT)
+        lmp_die("checkpoint: cannot remove the stale %s: %s", tmp, strerror(errno));
     LMP_CHECK_MPI(MPI_Barrier(c->world));
+
+    lmp_fmt(cur.dir, sizeof cur.dir, "%s", dir);
+    lmp_fmt(cur.tmp, sizeof cur.tmp, "%s", tmp);
+    cur.ranks = c->size;
+    lmp_set_die_hook(write_failed);
+    // One message naming the cause (write_failed) instead of HDF5's stack on every rank.
+    H5E_auto2_t efn;
+    void *edata;
+    LMP_CHECK_H5(H5Eget_auto2(H5E_DEFAULT, &efn, &edata));
+    LMP_CHECK_H5(H5Eset_auto2(H5E_DEFAULT, NULL, NULL));
+    write_file(tmp, r, c, cfg, meta);
+    LMP_CHECK_MPI(MPI_Barrier(c->world));
+    verify_or_die(dir, tmp, r, c);
 
     int64_t size = 0;
     if (c->rank == 0) {
         fsync_path(tmp, 0);
         if (rename(tmp, final) != 0) lmp_die("checkpoint: cannot rename %s to %s: %s", tmp, final, strerror(errno));
+        lmp_set_die_hook(NULL);  // the file is in place: nothing partial to remove
         fsync_path(dir, 1);
         struct stat st;
         if (stat(final, &st) == 0) size = st.st_size;
-        lmp_ckpt_apply_retention(dir, keep);
+        lmp_ckpt_apply_retention(dir, keep, meta->lineage);
     }
+    lmp_set_die_hook(NULL);
+    LMP_CHECK_H5(H5Eset_auto2(H5E_DEFAULT, efn, edata));
     LMP_CHECK_MPI(MPI_Bcast(&size, 1, MPI_INT64_T, 0, c->world));
     lmp_log("checkpoint: wrote %s (%.1f MB) in %.2f s\n", final, size / 1e6, lmp_now() - t0);
     return size;

@@ -28,9 +28,7 @@ static int group_modules(const lmp_registry *reg, peft_module *pm) {
             p = &pm[np++];
             p->first = rec;
             p->in = (int)rec->in;
-            const lmp_param *w = lmp_registry_find((lmp_registry *)reg, rec->base);
-            LMP_CHECK(w, "PEFT export: no base weight %s", rec->base);
-            p->out = (int)w->shape[1];  // Conv1D (in, out)
+            p->out = (int)rec->base_out;
         }
         p->r += rec->r;
     }

@@ -48,12 +48,22 @@ static void parse_entry(const char *path, const char *name, json_t *v, uint64_t 
     t->dtype = !strcmp(d, "F32") ? LMP_DT_F32 : !strcmp(d, "F16") ? LMP_DT_F16 : !strcmp(d, "BF16") ? LMP_DT_BF16 : LMP_DT_OTHER;
     if (json_array_size(sh) > 8) lmp_die("%s: tensor %s has %zu dims", path, name, json_array_size(sh));
     t->ndim = (int)json_array_size(sh);
+    // The element count must not wrap: each factor is checked before it multiplies, and a
+    // count above the file's data bytes cannot be held (every dtype is >= 1 byte).
     uint64_t numel = 1;
+    int zero = 0;
     for (int i = 0; i < t->ndim; i++) {
         json_t *x = json_array_get(sh, i);
         if (!json_is_integer(x) || json_integer_value(x) < 0) lmp_die("%s: tensor %s has a bad shape", path, name);
         t->shape[i] = json_integer_value(x);
-        numel *= (uint64_t)t->shape[i];
+        zero |= t->shape[i] == 0;
+        if (!zero && (uint64_t)t->shape[i] > dsize)
+            lmp_die("%s: tensor %s has a shape dimension of %lld, more than the file's %llu data bytes",
+                    path, name, (long long)t->shape[i], (unsigned long long)dsize);
+        numel = zero ? 0 : numel * (uint64_t)t->shape[i];
+        if (numel > dsize)
+            lmp_die("%s: tensor %s has a shape of more elements than the file's %llu data bytes", path,
+                    name, (unsigned long long)dsize);
     }
     json_t *b = json_array_get(of, 0), *e = json_array_get(of, 1);
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
@@ -79,8 +89,16 @@ static json_t *read_header(lmp_st_file *f, uint64_t *hlen) {
     lmp_pread_all(f->fd, h, *hlen, 8, f->path);
     h[*hlen] = 0;
     json_error_t je;
-    json_t *root = json_loadb(h, *hlen, 0, &je);
+    // A name given twice would silently take its last entry: refused by the JSON reader.
+    json_t *root = json_loadb(h, *hlen, JSON_REJECT_DUPLICATES, &je);
     free(h);
+    if (!root && json_error_code(&je) == json_error_duplicate_key) {
+        // jansson's text is "duplicate object key near '"name"'": the name, quoted.
+        char *near = strstr(je.text, "near '"), *q = strrchr(je.text, '\'');
+        if (near && q > near + 6) *q = 0;
+        lmp_die("%s: the header names tensor %s twice (line %d column %d): refused, as either "
+                "entry could be meant", f->path, near && q > near + 6 ? near + 6 : "(unknown)", je.line, je.column);
+    }
     if (!root || !json_is_object(root))
         lmp_die("%s: header is not a JSON object (%s, line %d column %d)", f->path, root ? "not an object" : je.text,
                 je.line, je.column);

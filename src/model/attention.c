@@ -3,6 +3,9 @@
 #include "core/util.h"
 #include "model/kernels.h"
 
+#include <cblas.h>
+#include <math.h>
+
 #include <string.h>
 
 void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *reg, int l,
@@ -46,4 +49,42 @@ void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, con
     lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q, Q + q, Q + q + kv,
                              at->att, at->qkv_l, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
     lmp_linear_backward(&at->qkv, dx, r->dqkv, x, N, r->comm, r->rc, r->ad_scratch);
+}
+
+void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int T) {
+    int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
+    for (int t = 0; t < T; t++) {
+        const float *row = at->qkv_buf + (size_t)t * at->qkv_l;
+        memcpy(kc + (size_t)t * kv, row + q, (size_t)kv * sizeof(float));
+        memcpy(vc + (size_t)t * kv, row + q + kv, (size_t)kv * sizeof(float));
+    }
+}
+
+// One query head over cached keys/values 0..pos: the softmax as in the batch kernel (float
+// exponentials of differences, summed in double), so cached and uncached decoding agree.
+static void decode_head(float *y, const float *qh, const float *kc, const float *vc, int ld,
+                        int pos, int hd, float *sc) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, pos + 1, hd, 1.0f / sqrtf((float)hd), kc, ld, qh, 1,
+                0.0f, sc, 1);
+    float mx = -INFINITY;
+    for (int j = 0; j <= pos; j++) mx = sc[j] > mx ? sc[j] : mx;
+    double sum = 0.0;
+    for (int j = 0; j <= pos; j++) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j <= pos; j++) sc[j] *= inv;
+    cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, hd, 1.0f, vc, ld, sc, 1, 0.0f, y, 1);
+}
+
+void lmp_attention_decode(lmp_attention *at, float *out, const float *x, float *kc, float *vc,
+                          int pos, float *sc, lmp_run *r) {
+    int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, grp = at->NH_l / at->KVH_l;
+    lmp_linear_forward(&at->qkv, at->qkv_buf, x, 1, r->comm, r->rc, r->ad_scratch);
+    memcpy(kc + (size_t)pos * kv, at->qkv_buf + q, (size_t)kv * sizeof(float));
+    memcpy(vc + (size_t)pos * kv, at->qkv_buf + q + kv, (size_t)kv * sizeof(float));
+    for (int h = 0; h < at->NH_l; h++) {
+        int kh = h / grp;
+        decode_head(at->y + (size_t)h * at->hd, at->qkv_buf + (size_t)h * at->hd,
+                    kc + (size_t)kh * at->hd, vc + (size_t)kh * at->hd, kv, pos, at->hd, sc);
+    }
+    lmp_linear_forward(&at->out, out, at->y, 1, r->comm, r->rc, r->ad_scratch);
 }

@@ -26,6 +26,13 @@ void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *
 void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T);
 // out (N,C) = attention(x), x (N,C) whole on every tp rank.
 void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_run *r);
+// Decoding (generation with a key/value cache): kc, vc (n_ctx, KVH_l hd) hold this rank's
+// keys and values of positions < pos. Fills them from the last batch forward of T positions
+// (B = 1), or runs one position: out (1,C) from x (1,C), appending its k, v at pos.
+// sc is scratch of n_ctx floats.
+void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int T);
+void lmp_attention_decode(lmp_attention *at, float *out, const float *x, float *kc, float *vc,
+                          int pos, float *sc, lmp_run *r);
 // dx (N,C) = d(loss)/dx from dout (N,C), overwritten (reduced over tp).
 void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, const float *x,
                             lmp_run *r);

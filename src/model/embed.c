@@ -38,9 +38,8 @@ void lmp_embed_acts(lmp_embed *e, lmp_acts *t, int B, int T) {
 
 void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
     lmp_comm *c = r->comm;
-    lmp_embedding_forward(e->encoded, tokens, e->wte->data,
-                          c->tp_rank == 0 && e->wpe ? e->wpe->data : NULL, r->B, r->T, e->C, e->v0,
-                          e->V_l);
+    const float *wpe = c->tp_rank == 0 && e->wpe ? e->wpe->data + (size_t)r->pos0 * e->C : NULL;
+    lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B, r->T, e->C, e->v0, e->V_l);
     lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
 }
 

@@ -32,6 +32,8 @@ static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lm
         rec.in = v.in;
         rec.out = v.out;
         rec.out_offset = t->slice < 0 ? 0 : lmp_param_group_start(L->w, t->slice);
+        rec.base_in = L->w->shape[0];
+        rec.base_out = L->w->shape[1];
         lmp_adapter *a = meth->add_linear(&m->reg, &rec, &v, &o->ad);
         lmp_linear_attach(L, a);
         m->ad[m->n_ad++] = a;
@@ -44,7 +46,8 @@ static void add_block_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp
     int which = m->opts.sublayers ? m->opts.sublayers : 3, C = m->arch.n_embd;
     for (int s = 0; s < 2; s++) {
         if (!(which & (1 << s))) continue;
-        lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = C, .out = C};
+        lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = C, .out = C,
+                               .base_in = C, .base_out = C};
         lmp_fmt(rec.name, sizeof rec.name, "h.%d.%s.adapter", l, SUB[s]);
         lmp_fmt(rec.module, sizeof rec.module, "h.%d.%s", l, SUB[s]);
         lmp_fmt(rec.site, sizeof rec.site, "%s", SUB[s]);
@@ -75,8 +78,15 @@ static void add_adapters(lmp_model *m, lmp_block *b, int l) {
 
 void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                         lmp_comm *comm) {
+    lmp_arch a;
+    lmp_gpt2_arch(cfg, &a);
+    lmp_model_register_arch(m, &a, opts, comm);
+}
+
+void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                             lmp_comm *comm) {
     memset(m, 0, sizeof *m);
-    lmp_gpt2_arch(cfg, &m->arch);
+    m->arch = *arch;
     m->opts = *opts;
     m->comm = comm;
     char err[512], name[LMP_NAME_MAX];
@@ -105,6 +115,12 @@ void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_
     lmp_registry_alloc(&m->reg);
 }
 
+void lmp_model_build_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                          lmp_comm *comm) {
+    lmp_model_register_arch(m, arch, opts, comm);
+    lmp_registry_alloc(&m->reg);
+}
+
 void lmp_model_free(lmp_model *m) {
     for (int i = 0; i < m->n_ad; i++) m->ad[i]->method->free(m->ad[i]);
     lmp_registry_free(&m->reg);
@@ -112,6 +128,8 @@ void lmp_model_free(lmp_model *m) {
     free(m->blocks);
     free(m->act_mem);
     free(m->emb.xstat);
+    free(m->cache.mem);
+    free(m->cache.sc);
     memset(m, 0, sizeof *m);
 }
 
@@ -273,4 +291,73 @@ void lmp_model_logits(lmp_model *m, const int *tokens, float *logits) {
     m->run.rc = &rc;
     forward_trunk(m, tokens);
     lmp_head_logits(&m->emb, m->lnf.out, logits, m->arch.vocab_size, &m->run);
+}
+
+// ---------------------------------------------------------------------------------------
+// Generation with a key/value cache
+
+static size_t cache_width(const lmp_model *m) {
+    return m->arch.n_layer ? (size_t)m->blocks[0].attn.KVH_l * m->blocks[0].attn.hd : 0;
+}
+
+static float *cache_k(lmp_model *m, int l) {
+    return m->cache.mem + (size_t)l * 2 * m->arch.n_ctx * cache_width(m);
+}
+
+static float *cache_v(lmp_model *m, int l) { return cache_k(m, l) + (size_t)m->arch.n_ctx * cache_width(m); }
+
+// The last row of the final norm's output through the head: logits (V).
+static void last_logits(lmp_model *m, int row, float *logits) {
+    lmp_run one = m->run;
+    one.B = one.T = 1;
+    lmp_head_logits(&m->emb, m->lnf.out + (size_t)row * m->arch.n_embd, logits, m->arch.vocab_size, &one);
+}
+
+void lmp_model_prefill(lmp_model *m, const int *tokens, int T, float *logits) {
+    LMP_CHECK(T >= 1 && T <= m->arch.n_ctx, "prefill of %d tokens, context %d", T, m->arch.n_ctx);
+    if (!m->cache.mem) {
+        m->cache.mem = lmp_calloc((size_t)m->arch.n_layer * 2 * m->arch.n_ctx * cache_width(m) * sizeof(float));
+        m->cache.sc = lmp_malloc((size_t)m->arch.n_ctx * sizeof(float));
+    }
+    lmp_rng_ctx rc = {0, 0, 0, 0};
+    lmp_model_set_batch(m, 1, T);
+    m->run.rc = &rc;
+    m->run.pos0 = 0;
+    forward_trunk(m, tokens);
+    for (int l = 0; l < m->arch.n_layer; l++)
+        lmp_attention_fill_cache(&m->blocks[l].attn, cache_k(m, l), cache_v(m, l), T);
+    m->cache.len = T;
+    last_logits(m, T - 1, logits);
+}
+
+// One block on one row at position pos (the cache holds pos earlier positions).
+static void block_decode(lmp_model *m, int l, const float *x, int pos) {
+    lmp_block *b = &m->blocks[l];
+    lmp_run *r = &m->run;
+    size_t C = (size_t)m->arch.n_embd;
+    lmp_norm_forward(&b->ln1, x, 1);
+    lmp_attention_decode(&b->attn, r->tmp, b->ln1.out, cache_k(m, l), cache_v(m, l), pos,
+                         m->cache.sc, r);
+    hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r);
+    lmp_residual_forward(b->res2, x, r->tmp, C);
+    lmp_norm_forward(&b->ln2, b->res2, 1);
+    lmp_mlp_forward(&b->mlp, r->tmp, b->ln2.out, r);
+    hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r);
+    lmp_residual_forward(b->res3, b->res2, r->tmp, C);
+}
+
+void lmp_model_decode(lmp_model *m, int token, float *logits) {
+    int pos = m->cache.len, L = m->arch.n_layer;
+    LMP_CHECK(m->cache.mem && pos < m->arch.n_ctx, "decode at position %d: cache %s, context %d",
+              pos, m->cache.mem ? "full" : "empty", m->arch.n_ctx);
+    lmp_rng_ctx rc = {0, 0, 0, 0};
+    lmp_model_set_batch(m, 1, 1);
+    m->run.rc = &rc;
+    m->run.pos0 = pos;
+    lmp_embed_forward(&m->emb, &token, &m->run);
+    for (int l = 0; l < L; l++) block_decode(m, l, block_input(m, l), pos);
+    lmp_norm_forward(&m->lnf, block_input(m, L), 1);
+    m->run.pos0 = 0;
+    m->cache.len = pos + 1;
+    last_logits(m, 0, logits);
 }

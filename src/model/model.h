@@ -42,6 +42,13 @@ typedef struct {
     float *res2, *res3;             // (N,C) residual after attention, block output
 } lmp_block;
 
+// Keys and values of this rank's heads for every layer and position, for generation.
+typedef struct {
+    float *mem;                     // (n_layer, 2, n_ctx, KVH_l hd)
+    float *sc;                      // (n_ctx) attention scores of one head
+    int len;                        // positions held
+} lmp_kv_cache;
+
 typedef struct {
     lmp_arch arch;
     lmp_model_opts opts;
@@ -56,6 +63,7 @@ typedef struct {
     int B, T;
     float *act_mem;
     lmp_run run;                    // scratch buffers shared by the blocks
+    lmp_kv_cache cache;
 } lmp_model;
 
 // Registers every tensor of the model of cfg (its family's description) and its adapters for
@@ -67,6 +75,12 @@ void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_
 // allocated. Reads only comm->tp_rank and comm->tp_size (plan fills them by hand).
 void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                         lmp_comm *comm);
+// The same from a description directly (a family's lmp_arch; tests build variants, e.g.
+// grouped-query attention, this way).
+void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                             lmp_comm *comm);
+void lmp_model_build_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
+                          lmp_comm *comm);
 void lmp_model_free(lmp_model *m);
 // Floats of activation memory lmp_model_set_batch allocates for B x T on this rank.
 size_t lmp_model_act_floats(lmp_model *m, int B, int T);
@@ -86,5 +100,12 @@ double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const
 // Full logits (B*T, V) of every position, gathered over the tp group (for tests and
 // generation; training never forms them).
 void lmp_model_logits(lmp_model *m, const int *tokens, float *logits);
+
+// Generation with a key/value cache (each rank keeps its heads'): prefill runs the T tokens
+// (T <= n_ctx) as one sequence and fills the cache; decode runs one token at position
+// cache.len and appends to it. Both give the logits (V) of their last position only,
+// gathered over the tp group. Dropout is off.
+void lmp_model_prefill(lmp_model *m, const int *tokens, int T, float *logits);
+void lmp_model_decode(lmp_model *m, int token, float *logits);
 
 #endif

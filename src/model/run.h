@@ -11,6 +11,7 @@ typedef struct {
     lmp_comm *comm;
     const lmp_rng_ctx *rc;
     int B, T, C;
+    int pos0;                     // position of row 0 (generation with a cache), else 0
     float *ad_scratch;            // adapters' shared scratch (N x the largest scratch_per_row)
     float *tmp;                   // (N,C) a sublayer's output before the residual add
     // Backward scratch, shared by the blocks.

@@ -12,37 +12,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Next token from logits (V): argmax, or temperature + top-k sampling with uniform u.
-static int sample(const float *logits, int V, float temperature, int top_k, double u) {
+// Candidates in descending logit order, ties by id (qsort's comparator reads this).
+static const float *sort_logits;
+static int by_logit_desc(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    if (sort_logits[x] != sort_logits[y]) return sort_logits[x] > sort_logits[y] ? -1 : 1;
+    return x - y;
+}
+
+// Next token from logits (V): argmax, or temperature sampling from the top_k largest (0: all)
+// whose probabilities sum to top_p (nucleus; >= 1: all), with uniform u. O(V log V) at most.
+static int sample(const float *logits, int V, float temperature, int top_k, float top_p, double u) {
     int best = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > logits[best]) best = v;
     if (temperature <= 0) return best;
-    int k = top_k > 0 && top_k < V ? top_k : V;
-    // The k largest logits (a partial selection; k is small in practice).
-    int *idx = lmp_malloc((size_t)k * sizeof(int));
-    int n = 0;
-    for (int v = 0; v < V; v++) {
-        if (n < k) {
-            idx[n++] = v;
-        } else {
-            int lo = 0;
-            for (int j = 1; j < k; j++) if (logits[idx[j]] < logits[idx[lo]]) lo = j;
-            if (logits[v] > logits[idx[lo]]) idx[lo] = v;
-        }
+    int k = top_k > 0 && top_k < V ? top_k : V, n = k;
+    unsigned char *keep = lmp_calloc((size_t)V);
+    if (k < V || top_p < 1.0f) {
+        int *idx = lmp_malloc((size_t)V * sizeof(int));
+        for (int v = 0; v < V; v++) idx[v] = v;
+        sort_logits = logits;
+        qsort(idx, (size_t)V, sizeof(int), by_logit_desc);
+        double z = 0, acc = 0;
+        for (int j = 0; j < k; j++) z += exp((logits[idx[j]] - logits[best]) / temperature);
+        for (n = 0; n < k && (n == 0 || acc < top_p * z); n++)
+            acc += exp((logits[idx[n]] - logits[best]) / temperature);
+        for (int j = 0; j < n; j++) keep[idx[j]] = 1;
+        free(idx);
+    } else {
+        memset(keep, 1, (size_t)V);
     }
     double z = 0, acc = 0;
-    for (int j = 0; j < n; j++) z += exp((logits[idx[j]] - logits[best]) / temperature);
-    int pick = idx[n - 1];
+    for (int v = 0; v < V; v++)
+        if (keep[v]) z += exp((logits[v] - logits[best]) / temperature);
+    int pick = best;
     // Walk in id order so the draw does not depend on the selection's order.
-    for (int v = 0, j; v < V; v++) {
-        for (j = 0; j < n && idx[j] != v; j++) {}
-        if (j == n) continue;
+    for (int v = 0; v < V; v++) {
+        if (!keep[v]) continue;
         acc += exp((logits[v] - logits[best]) / temperature) / z;
         pick = v;
         if (u < acc) break;
     }
-    free(idx);
+    free(keep);
     return pick;
 }
 
@@ -53,19 +65,46 @@ static void encode_prompt(lmp_bpe *b, const char *prompt, int eot, lmp_ids *ids)
     if (!ids->n) lmp_ids_push(ids, eot >= 0 ? eot : 0);
 }
 
+// Logits (V) of the position after the last of ids. With the cache: one decode step of the
+// newest token, after (re)filling the cache with up to n_ctx - 1 tokens before it when it
+// does not hold them (the first token, or a full context). Without: a forward of the whole
+// window of the last T tokens. Both see the same window.
+static void next_logits(lmp_model *m, const lmp_gen_opts *g, const lmp_ids *ids, size_t done,
+                        int T, int *win, float *logits) {
+    int n_ctx = m->arch.n_ctx;
+    if (!g->no_cache) {
+        if (ids->n == 1) {
+            lmp_model_prefill(m, ids->v, 1, logits);
+            return;
+        }
+        if (!(done == ids->n - 1 && m->cache.len > 0 && m->cache.len < n_ctx)) {
+            size_t len = ids->n - 1 < (size_t)n_ctx - 1 ? ids->n - 1 : (size_t)n_ctx - 1;
+            lmp_model_prefill(m, ids->v + ids->n - 1 - len, (int)len, logits);
+        }
+        lmp_model_decode(m, ids->v[ids->n - 1], logits);
+        return;
+    }
+    size_t len = ids->n < (size_t)T ? ids->n : (size_t)T;  // the last T tokens
+    memcpy(win, ids->v + ids->n - len, len * sizeof(int));
+    lmp_model_set_batch(m, 1, T);
+    float *all = lmp_malloc((size_t)T * m->arch.vocab_size * sizeof(float));
+    lmp_model_logits(m, win, all);  // causal: padding after len does not matter
+    memcpy(logits, all + (len - 1) * (size_t)m->arch.vocab_size, (size_t)m->arch.vocab_size * sizeof(float));
+    free(all);
+}
+
 // Appends up to g->tokens sampled ids to ids (stopping at eot), every rank the same.
 static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids *ids) {
     int V = m->arch.vocab_size, n_ctx = m->arch.n_ctx;
     int T = (int)(ids->n + (size_t)g->tokens < (size_t)n_ctx ? ids->n + (size_t)g->tokens : (size_t)n_ctx);
-    lmp_model_set_batch(m, 1, T);
     int *win = lmp_calloc((size_t)T * sizeof(int));
-    float *logits = lmp_malloc((size_t)T * V * sizeof(float));
+    float *logits = lmp_malloc((size_t)V * sizeof(float));
+    size_t done = 0;  // ids already in the cache
     for (int i = 0; i < g->tokens; i++) {
-        size_t len = ids->n < (size_t)T ? ids->n : (size_t)T;  // the last T tokens
-        memcpy(win, ids->v + ids->n - len, len * sizeof(int));
-        lmp_model_logits(m, win, logits);  // causal: padding after len does not matter
+        next_logits(m, g, ids, done, T, win, logits);
+        done = ids->n;
         double u = (double)(lmp_rng_bits(g->seed, 0x67656e, (uint64_t)i) >> 11) * 0x1.0p-53;
-        int next = sample(logits + (len - 1) * (size_t)V, V, g->temperature, g->top_k, u);
+        int next = sample(logits, V, g->temperature, g->top_k, g->top_p, u);
         if (next == eot) break;
         lmp_ids_push(ids, next);
     }
@@ -73,7 +112,7 @@ static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids 
     free(logits);
 }
 
-static void print_text(lmp_bpe *b, const lmp_ids *ids, size_t n_prompt) {
+static void print_text(lmp_bpe *b, const lmp_ids *ids, size_t n_prompt, double secs) {
     size_t n;
     char *text;
     if (b) {
@@ -84,7 +123,9 @@ static void print_text(lmp_bpe *b, const lmp_ids *ids, size_t n_prompt) {
         n = ids->n;
         text[n] = 0;
     }
-    printf("generate: %zu prompt tokens + %zu generated\n", n_prompt, ids->n - n_prompt);
+    size_t made = ids->n - n_prompt;
+    printf("generate: %zu prompt tokens + %zu generated in %.2f s (%.1f ms per token)\n", n_prompt,
+           made, secs, made ? 1e3 * secs / (double)made : 0.0);
     fwrite(text, 1, n, stdout);
     printf("\n");
     fflush(stdout);
@@ -105,8 +146,9 @@ int lmp_generate(const lmp_config *cfg, const lmp_train_opts *o, const lmp_gen_o
     lmp_ids ids = {0};
     encode_prompt(b, g->prompt ? g->prompt : "", eot, &ids);
     size_t n_prompt = ids.n;
+    double t0 = lmp_now();
     sample_tokens(&s.model, g, eot, &ids);
-    if (s.comm.rank == 0) print_text(b, &ids, n_prompt);
+    if (s.comm.rank == 0) print_text(b, &ids, n_prompt, lmp_now() - t0);
     lmp_ids_free(&ids);
     lmp_bpe_free(b);
     lmp_session_close(&s);

@@ -13,6 +13,8 @@ typedef struct {
     int tokens;           // tokens to generate
     float temperature;    // <= 0: greedy (argmax)
     int top_k;            // 0: the whole vocabulary
+    float top_p;          // nucleus: smallest set of the top_k with this probability; 1: all
+    int no_cache;         // 1: recompute the whole window for every token (no KV cache)
     uint64_t seed;
 } lmp_gen_opts;
 

@@ -3,6 +3,8 @@
 #include "core/util.h"
 #include "io/ckpt_hdf5.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 // A model with no file: its size from the [model] keys.
@@ -13,12 +15,51 @@ static void config_model(const lmp_config *cfg, lmp_model_config *mc) {
         lmp_die_all("[model] n_embd = %d is not a multiple of n_head = %d", mc->n_embd, mc->n_head);
 }
 
+// Sizes far beyond any machine are refused before anything is computed or allocated from
+// them: element counts in int64 (and plan's figures) would wrap. 2^50 bytes (1 PiB).
+#define LMP_MAX_BYTES 1125899906842624.0
+
+// Weights and a coarse upper bound of the activations (the whole global batch on one rank),
+// in double, against LMP_MAX_BYTES.
+static void check_sizes(const lmp_config *cfg, const lmp_model_config *mc) {
+    double C = mc->n_embd, L = mc->n_layer, V = mc->vocab_size, NH = mc->n_head;
+    double T = cfg->train.seq_len, B = cfg->train.batch_size;
+    double weights = 4 * (V * C + mc->n_ctx * C + L * (12 * C * C + 13 * C) + 2 * C);
+    double acts = 4 * B * T * (L * (16 * C + 2 * NH * T) + 3 * V);
+    if (weights > LMP_MAX_BYTES || acts > LMP_MAX_BYTES)
+        lmp_die_all("the model (n_layer %d, n_embd %d, vocab_size %d, n_ctx %d) with [train] "
+                    "batch_size = %d, seq_len = %d needs about %.3g bytes of %s, beyond lorampi's "
+                    "limit of %.3g (1 PiB): check these sizes", mc->n_layer, mc->n_embd,
+                    mc->vocab_size, mc->n_ctx, cfg->train.batch_size, cfg->train.seq_len,
+                    weights > acts ? weights : acts, weights > acts ? "weights" : "activations",
+                    LMP_MAX_BYTES);
+}
+
+// A LoRA update B A of rank r on an (in, out) matrix has rank at most min(in, out): a larger
+// r adds nothing and the analysis's SVD of ΔW assumes r <= min(in, out). The narrowest side
+// of every target (c_attn C x 3C, q/k/v and attn.c_proj C x C, mlp.c_fc C x 4C, mlp.c_proj
+// 4C x C) is n_embd.
+static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
+    if (cfg->adapter.method == LMP_METHOD_NONE || cfg->adapter.r <= mc->n_embd) return;
+    static const struct { int bit; const char *name; int in, out; } T[] = {
+        {LMP_T_C_ATTN, "attn.c_attn", 1, 3}, {LMP_T_Q, "q", 1, 1}, {LMP_T_K, "k", 1, 1},
+        {LMP_T_V, "v", 1, 1}, {LMP_T_ATTN_PROJ, "attn.c_proj", 1, 1},
+        {LMP_T_MLP_FC, "mlp.c_fc", 1, 4}, {LMP_T_MLP_PROJ, "mlp.c_proj", 4, 1}};
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        if (cfg->adapter.targets & T[i].bit)
+            lmp_die_all("[adapter] r = %d exceeds the rank of the adapted matrix %s (%lld x %lld): "
+                        "r must be at most min(in, out) = %d", cfg->adapter.r, T[i].name,
+                        (long long)T[i].in * mc->n_embd, (long long)T[i].out * mc->n_embd, mc->n_embd);
+}
+
 void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_opts *opts,
                          unsigned char *layer_on) {
     if (cfg->model.path[0]) lmp_model_read_config(cfg->model.path, mc);
     else config_model(cfg, mc);
     if (mc->n_layer > LMP_MAX_LAYERS)
         lmp_die_all("model has %d layers; lorampi supports up to %d", mc->n_layer, LMP_MAX_LAYERS);
+    check_sizes(cfg, mc);
+    check_rank(cfg, mc);
     memset(layer_on, cfg->adapter.n_layers ? 0 : 1, LMP_MAX_LAYERS);
     for (int i = 0; i < cfg->adapter.n_layers; i++) {
         if (cfg->adapter.layers[i] >= mc->n_layer)
@@ -55,10 +96,30 @@ static void pick_checkpoint(lmp_session *s, const lmp_config *cfg, const char *r
         lmp_ckpt_find_latest(cfg->checkpoint.dir, s->ckpt, sizeof s->ckpt, &s->comm);
 }
 
+// A NaN or Inf in the pretrained weights would surface later as "training diverged" with
+// advice about lr; name the file and the tensor instead. Every rank checks its own part.
+static void check_base_finite(const lmp_registry *r, const char *path, lmp_comm *c) {
+    char err[LMP_PATH_MAX + 512] = "";
+    for (int k = 0; k < r->n && !err[0]; k++) {
+        const lmp_param *p = &r->p[k];
+        if (p->role != LMP_ROLE_BASE) continue;
+        for (size_t i = 0; i < p->numel; i++)
+            if (!isfinite(p->data[i])) {
+                snprintf(err, sizeof err, "model %s: tensor %s holds %g (a corrupt or diverged model "
+                         "file; lorampi trains only from finite weights)", path, p->name, (double)p->data[i]);
+                break;
+            }
+    }
+    lmp_die_if_any(c, err);
+}
+
 void lmp_session_load(lmp_session *s, const lmp_config *cfg, const char *resume, int no_resume) {
     lmp_model *m = &s->model;
     lmp_model_build(m, &s->mc, &s->opts, &s->comm);
-    if (cfg->model.path[0]) lmp_model_load(cfg->model.path, &m->reg);
+    if (cfg->model.path[0]) {
+        lmp_model_load(cfg->model.path, &m->reg);
+        check_base_finite(&m->reg, cfg->model.path, &s->comm);
+    }
     else lmp_model_init_base(m, cfg->train.seed);
     lmp_model_init_adapters(m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
     pick_checkpoint(s, cfg, resume, no_resume);

@@ -3,56 +3,22 @@
 #include "io/ckpt_hdf5.h"
 #include "core/comm.h"
 #include "data/data.h"
+#include "run/batches.h"
 #include "run/session.h"
 #include "core/optim.h"
 #include "io/peft.h"
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
-
-typedef struct {
-    int B, T, Bg;           // this replica's rows, sequence length, global rows per micro-step
-    int *tok, *tgt;
-    float *scale;
-} batch_buf;
-
-// Fills this replica's rows of global micro-batch `micro` and runs forward (+backward).
-// The loss is the mean over the targets that count (loss mask) in the optimizer step's
-// global batch: `weight` = 1 / their number (batch_weight).
-static double run_micro(lmp_model *m, lmp_comm *c, lmp_loader *d, batch_buf *bb, int64_t micro,
-                        float weight, uint64_t seed, int backward) {
-    for (int b = 0; b < bb->B; b++) {
-        int64_t idx = lmp_batch_seq(micro, bb->Bg, c->dp_rank, bb->B, b);
-        size_t o = (size_t)b * bb->T;
-        lmp_loader_get(d, idx, bb->tok + o, bb->tgt + o, bb->scale + o);
-    }
-    for (int i = 0; i < bb->B * bb->T; i++) bb->scale[i] *= weight;
-    lmp_rng_ctx rc = {seed, (uint64_t)micro,
-                      lmp_batch_seq(micro, bb->Bg, c->dp_rank, bb->B, 0) * bb->T, backward};
-    return lmp_model_step(m, bb->tok, bb->tgt, bb->scale, &rc, backward);
-}
-
-// 1 / (targets that count in global micro-batches [m0, m0 + n)), 0 when none does. Every
-// rank computes it over the whole global batch, so no communication is needed.
-static float batch_weight(lmp_loader *d, int64_t m0, int n, int Bg) {
-    int64_t count = 0;
-    for (int64_t i = m0 * Bg; i < (m0 + n) * Bg; i++) count += lmp_loader_count(d, i);
-    return count ? 1.0f / (float)count : 0.0f;
-}
-
-static double evaluate(lmp_model *m, lmp_comm *c, lmp_loader *val, batch_buf *bb, int batches) {
-    float w = batch_weight(val, 0, batches, bb->Bg);
-    double loss = 0.0;
-    for (int k = 0; k < batches; k++) loss += run_micro(m, c, val, bb, k, w, 0, 0);
-    lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
-    return loss;
-}
 
 // A resumed run continues the metrics file: lines of steps after the checkpoint (done by
 // the interrupted run, redone now) are dropped so each step appears once.
@@ -122,9 +88,70 @@ static void finished_marker(const lmp_config *cfg, int write, int steps) {
     FILE *f = fopen(tmp, "w");
     if (!f) lmp_die("cannot write %s: %s", tmp, strerror(errno));
     int ok = fprintf(f, "step %d of %d\n", steps, steps) > 0;
-    ok = (fflush(f) == 0) & ok & (fsync(fileno(f)) == 0);
-    ok = (fclose(f) == 0) & ok;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) ok = 0;
+    if (fclose(f) != 0) ok = 0;
     if (!ok || rename(tmp, path) != 0) lmp_die("cannot write %s: %s", path, strerror(errno));
+}
+
+// Rank 0: [checkpoint] dir exists or can be made, is a directory, takes a new file, and has
+// room for one checkpoint of `bytes`; else the reason in err (size n).
+static void probe_ckpt_dir(const char *dir, double bytes, char *err, size_t n) {
+    char why[LMP_PATH_MAX + 256], probe[LMP_PATH_MAX + 64], name[48];
+    if (lmp_mkdir_p_err(dir, why, sizeof why)) {
+        snprintf(err, n, "[checkpoint] dir: %s", why);
+        return;
+    }
+    lmp_path_join(probe, sizeof probe, dir, lmp_fmt(name, sizeof name, ".lorampi-probe-%ld", (long)getpid()));
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) {
+        snprintf(err, n, "[checkpoint] dir = %s: cannot write a file there: %s", dir, strerror(errno));
+        return;
+    }
+    int ok = close(fd) == 0;
+    ok = (unlink(probe) == 0) & ok;
+    struct statvfs fs;
+    if (!ok || statvfs(dir, &fs) != 0) {
+        snprintf(err, n, "[checkpoint] dir = %s: %s", dir, strerror(errno));
+        return;
+    }
+    double avail = (double)fs.f_bavail * (double)fs.f_frsize;
+    if (avail < bytes)
+        snprintf(err, n, "[checkpoint] dir = %s: %.1f MB free, one checkpoint needs about %.1f MB "
+                 "(12 bytes per trainable parameter and metadata; see lorampi plan)", dir,
+                 avail / 1e6, bytes / 1e6);
+}
+
+// Before the first step, not after all of them: the checkpoint dir will take a checkpoint.
+static void check_ckpt_dir(const lmp_config *cfg, lmp_comm *c, const lmp_registry *r) {
+    char err[LMP_PATH_MAX + 512] = "";
+    int64_t trainable, total;
+    lmp_registry_counts(r, &trainable, &total);
+    if (c->rank == 0) probe_ckpt_dir(cfg->checkpoint.dir, 12.0 * (double)trainable * 1.01, err, sizeof err);
+    lmp_die_if_any(c, err);
+}
+
+// The lineage written into every checkpoint of this run (retention deletes only its own,
+// ckpt_layout.h): the resumed checkpoint's, else a new one. A fresh run in a directory that
+// holds other checkpoints is warned about them. Rank 0 decides, every rank writes it.
+static void pick_lineage(const lmp_config *cfg, lmp_session *s, char *lineage, size_t n) {
+    if (s->comm.rank == 0) {
+        lineage[0] = 0;
+        if (s->ckpt[0]) lmp_ckpt_lineage(s->ckpt, lineage, n);
+        if (!lineage[0]) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            snprintf(lineage, n, "%llx-%lx-%lx", (unsigned long long)ts.tv_sec, (long)ts.tv_nsec, (long)getpid());
+        }
+        int k = 0;
+        lmp_ckpt_entry *list = s->ckpt[0] ? NULL : lmp_ckpt_list(cfg->checkpoint.dir, &k);
+        if (k)
+            lmp_warn("[checkpoint] dir %s holds %d checkpoint(s) of another run (newest %s): this run "
+                     "never deletes them (retention counts only its own), and a resume without "
+                     "--resume picks the highest step, which may be theirs", cfg->checkpoint.dir, k,
+                     list[k - 1].name);
+        free(list);
+    }
+    LMP_CHECK_MPI(MPI_Bcast(lineage, (int)n, MPI_CHAR, 0, s->comm.world));
 }
 
 // Everything one run holds besides the session.
@@ -134,11 +161,15 @@ typedef struct {
     lmp_session s;
     lmp_loader train, val;
     int have_val, eval_batches, ckpt_on;
-    batch_buf bb;
+    lmp_batches bb;
     lmp_optim_cfg oc;
     lmp_ckpt_meta meta;
     FILE *metrics;
+    int skip_nonfinite;        // [train] nonfinite = skip
+    float *backup;             // skip: trainable tensors, m, v before the step (3 x n_train)
 } run_state;
+
+static void find_nonfinite(const lmp_registry *r, char *err, size_t n);
 
 // Layout, data and model: every check that can fail before the first step.
 static void setup(run_state *st) {
@@ -151,15 +182,26 @@ static void setup(run_state *st) {
         lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
                     "data-parallel replicas", Bg, c->dp_size);
     if (!cfg->data.train[0]) lmp_die_all("[data] train is not set: give a token file");
+    st->skip_nonfinite = !strcmp(cfg->train.nonfinite, "skip");
+    if (!st->skip_nonfinite && strcmp(cfg->train.nonfinite, "stop"))
+        lmp_die_all("[train] nonfinite = \"%s\": expected stop or skip", cfg->train.nonfinite);
     check_readable(c, "train", cfg->data.train);
     check_readable(c, "val", cfg->data.val);
     lmp_session_load(&st->s, cfg, st->o->resume, st->o->no_resume);
     lmp_model *m = &st->s.model;
-    st->bb = (batch_buf){Bg / c->dp_size, T, Bg, NULL, NULL, NULL};
+    if (st->s.ckpt[0]) {  // one written before the check existed, or by another program
+        char where[512], err[LMP_PATH_MAX + 900] = "";
+        find_nonfinite(&m->reg, where, sizeof where);
+        if (where[0])
+            snprintf(err, sizeof err, "checkpoint %s: %s; resume from an older one with --resume PATH",
+                     st->s.ckpt, where);
+        lmp_die_if_any(c, err);
+    }
+    int trains = st->s.step < cfg->train.steps && !(st->o->stop_at > 0 && st->s.step >= st->o->stop_at);
+    if (st->ckpt_on && trains) check_ckpt_dir(cfg, c, &m->reg);
+    lmp_batches_init(&st->bb, Bg / c->dp_size, T, Bg);
     lmp_model_set_batch(m, st->bb.B, T);
-    st->bb.tok = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
-    st->bb.tgt = lmp_malloc((size_t)st->bb.B * T * sizeof(int));
-    st->bb.scale = lmp_malloc((size_t)st->bb.B * T * sizeof(float));
+    if (st->skip_nonfinite) st->backup = lmp_malloc(3 * m->reg.n_train * sizeof(float));
     lmp_loader_open(&st->train, cfg->data.train, T, st->s.mc.vocab_size, cfg->train.seed, 1);
     st->have_val = cfg->data.val[0] != 0;
     if (st->have_val) lmp_loader_open(&st->val, cfg->data.val, T, st->s.mc.vocab_size, 0, 0);
@@ -203,6 +245,66 @@ static void report_setup(run_state *st, lmp_train_result *res) {
     }
 }
 
+// The first non-finite value of this rank's trainable tensors and moments into err (size n):
+// "<what> of <tensor> holds <value>"; "" when every value is finite.
+static void find_nonfinite(const lmp_registry *r, char *err, size_t n) {
+    err[0] = 0;
+    for (int k = 0; k < r->n; k++) {
+        const lmp_param *p = &r->p[k];
+        if (!p->trainable) continue;
+        const float *buf[3] = {p->data, p->m, p->v};
+        static const char *what[3] = {"the tensor", "AdamW's m", "AdamW's v"};
+        for (int w = 0; w < 3; w++)
+            for (size_t i = 0; i < p->numel; i++)
+                if (!isfinite(buf[w][i])) {
+                    snprintf(err, n, "%s of %s holds %g (local element %zu)", what[w], p->name,
+                             (double)buf[w][i], i);
+                    return;
+                }
+    }
+}
+
+// Before anything is written from the tensors (a checkpoint, the exported model or adapter):
+// a non-finite value stops every rank, naming the tensor and step; the newest checkpoint on
+// disk stays the last good one.
+static void check_finite_before_write(run_state *st, int step) {
+    char where[512], err[1024] = "";
+    find_nonfinite(&st->s.model.reg, where, sizeof where);
+    if (where[0])
+        snprintf(err, sizeof err, "after step %d %s: nothing written, the last checkpoint is the last "
+                 "good state (lower [train] lr, set [train] grad_clip, or [train] nonfinite = skip)",
+                 step, where);
+    lmp_die_if_any(&st->s.comm, err);
+}
+
+// Test hook LORAMPI_TEST_NONFINITE=STEP: the first trainable value becomes +Inf in step STEP
+// (as an overflowing update would make it) so that tests reach the non-finite checks.
+static void test_nonfinite(run_state *st, int step) {
+    const char *e = getenv("LORAMPI_TEST_NONFINITE");
+    lmp_registry *r = &st->s.model.reg;
+    if (!e || atoi(e) != step + 1) return;
+    for (int k = 0; k < r->n; k++)
+        if (r->p[k].trainable && r->p[k].numel) { r->p[k].data[0] = INFINITY; return; }
+}
+
+// [train] nonfinite = skip: a step that left a non-finite value anywhere is undone (the
+// tensors and moments before it restored) with a warning. 1 when the step was skipped.
+static int undo_if_nonfinite(run_state *st, int step) {
+    lmp_registry *r = &st->s.model.reg;
+    char where[512];
+    find_nonfinite(r, where, sizeof where);
+    int bad = where[0] != 0;
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, st->s.comm.world));
+    if (!bad) return 0;
+    size_t n = r->n_train;
+    memcpy(r->train_mem, st->backup, n * sizeof(float));
+    memcpy(r->m_mem, st->backup + n, n * sizeof(float));
+    memcpy(r->v_mem, st->backup + 2 * n, n * sizeof(float));
+    lmp_warn("step %d skipped ([train] nonfinite = skip): it left a non-finite value%s%s; the "
+             "state before it is restored", step + 1, where[0] ? ": " : " on another rank", where);
+    return 1;
+}
+
 // One optimizer step: micro-batches, reductions, the divergence check, AdamW. Returns the loss.
 static double train_step(run_state *st, int step, double *norm, float *lr) {
     const lmp_config *cfg = st->cfg;
@@ -211,9 +313,12 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
     int accum = cfg->train.grad_accum, Bg = st->bb.Bg;
     lmp_registry_zero_grad(&m->reg);
     double loss = 0.0;
-    float weight = batch_weight(&st->train, (int64_t)step * accum, accum, Bg);
+    float weight = lmp_batches_weight(&st->train, (int64_t)step * accum, accum, Bg);
+    if (weight == 0.0f)  // a batch of prompts only: its loss would read as a perfect 0
+        lmp_warn("step %d: the loss mask selects no target in its %d sequences: loss 0, nothing "
+                 "learnt but weight decay", step + 1, Bg * accum);
     for (int a = 0; a < accum; a++)
-        loss += run_micro(m, c, &st->train, &st->bb, (int64_t)step * accum + a, weight,
+        loss += lmp_batches_micro(m, c, &st->train, &st->bb, (int64_t)step * accum + a, weight,
                           cfg->train.seed, 1);
     lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
     lmp_reduce_grads(c, &m->reg);
@@ -222,7 +327,15 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
         lmp_die_all("training diverged at step %d: loss = %g, gradient norm = %g (lower "
                     "[train] lr or set [train] grad_clip)", step + 1, loss, *norm);
     *lr = lmp_lr_at(&st->oc, step);
+    size_t n = m->reg.n_train;
+    if (st->skip_nonfinite) {
+        memcpy(st->backup, m->reg.train_mem, n * sizeof(float));
+        memcpy(st->backup + n, m->reg.m_mem, n * sizeof(float));
+        memcpy(st->backup + 2 * n, m->reg.v_mem, n * sizeof(float));
+    }
     lmp_adamw_step(&m->reg, &st->oc, *lr, step + 1, lmp_clip_scale(*norm, cfg->train.grad_clip));
+    test_nonfinite(st, step);
+    if (st->skip_nonfinite) undo_if_nonfinite(st, step);
     return loss;
 }
 
@@ -230,7 +343,7 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
 static double maybe_eval(run_state *st, int step, int last) {
     int every = st->cfg->train.eval_every;
     if (!st->have_val || !(last || (every > 0 && (step + 1) % every == 0))) return NAN;
-    return evaluate(&st->s.model, &st->s.comm, &st->val, &st->bb, st->eval_batches);
+    return lmp_batches_eval(&st->s.model, &st->s.comm, &st->val, &st->bb, st->eval_batches);
 }
 
 static void log_step(run_state *st, int step, double loss, float lr, double norm, double dt,
@@ -269,6 +382,7 @@ static int stop_and_checkpoint(run_state *st, int step, float lr) {
     if (sig && !last) stop = 2;
     int every = cfg->checkpoint.every;
     if (st->ckpt_on && (last || stop || (every > 0 && (step + 1) % every == 0))) {
+        check_finite_before_write(st, step + 1);
         st->meta.step = step + 1;
         st->meta.lr = lr;
         lmp_ckpt_save(cfg->checkpoint.dir, cfg->checkpoint.keep, &st->s.model.reg, &st->s.comm,
@@ -313,6 +427,8 @@ static void finish(run_state *st, lmp_train_result *res) {
     const lmp_config *cfg = st->cfg;
     lmp_comm *c = &st->s.comm;
     lmp_model *m = &st->s.model;
+    if ((cfg->train.save_model[0] || cfg->train.save_adapter[0]) && !res->stopped)
+        check_finite_before_write(st, res->steps);
     if (cfg->train.save_model[0] && !res->stopped) {
         if (c->tp_size > 1) lmp_die_all("[train] save_model needs tp = 1 for now");
         if (c->rank == 0) lmp_model_save_hf(cfg->train.save_model, &st->s.mc, &m->reg);
@@ -347,14 +463,15 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     if (st.s.comm.rank == 0 && st.ckpt_on && start < cfg->train.steps) finished_marker(cfg, 0, 0);
     res->first_val = res->last_val = res->first_loss = res->last_loss = NAN;
     if (st.have_val && start == 0) {
-        res->first_val = evaluate(&st.s.model, &st.s.comm, &st.val, &st.bb, st.eval_batches);
+        res->first_val = lmp_batches_eval(&st.s.model, &st.s.comm, &st.val, &st.bb, st.eval_batches);
         lmp_log("val loss before training: %.4f\n", res->first_val);
     }
     st.oc = (lmp_optim_cfg){cfg->train.lr, cfg->train.beta1, cfg->train.beta2, cfg->train.eps,
                             cfg->train.weight_decay, cfg->train.warmup_steps, cfg->train.steps,
                             cfg->train.schedule, cfg->train.min_lr_ratio};
     st.meta = (lmp_ckpt_meta){0, 0.0f, st.s.base_checksum, (int64_t)st.bb.Bg * cfg->train.grad_accum,
-                              st.train.n_windows};
+                              st.train.n_windows, ""};
+    if (st.ckpt_on) pick_lineage(cfg, &st.s, st.meta.lineage, sizeof st.meta.lineage);
     if (o->stop_at > 0 && start >= o->stop_at && start < cfg->train.steps) {
         lmp_log("already at step %d, at or past --stop-at %d: nothing to do\n", start, o->stop_at);
         res->stopped = 1;
@@ -366,9 +483,8 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     finish(&st, res);
     lmp_loader_close(&st.train);
     if (st.have_val) lmp_loader_close(&st.val);
-    free(st.bb.tok);
-    free(st.bb.tgt);
-    free(st.bb.scale);
+    lmp_batches_free(&st.bb);
+    free(st.backup);
     lmp_session_close(&st.s);
     return 0;
 }

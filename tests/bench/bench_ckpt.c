@@ -57,7 +57,7 @@ static void run_mode(lmp_comm *c, const char *dir, int full, int reps) {
     double t0 = lmp_now();
     uint64_t sum = lmp_base_checksum(&m.reg, c);
     double t_sum = lmp_now() - t0;
-    lmp_ckpt_meta meta = {1, 1e-4f, sum, 8, 1000};
+    lmp_ckpt_meta meta = {1, 1e-4f, sum, 8, 1000, "bench"};
     double best_w = 1e30, best_r = 1e30;
     int64_t size = 0;
     char path[LMP_PATH_MAX + 64];

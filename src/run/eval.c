@@ -1,0 +1,51 @@
+// eval.c: loss of a model and its adapter on held-out data (eval.h).
+#include "run/eval.h"
+#include "core/util.h"
+#include "run/batches.h"
+#include "run/session.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int lmp_eval(const lmp_config *cfg, const lmp_train_opts *o, const lmp_eval_opts *e) {
+    const char *data = e->data ? e->data : cfg->data.val;
+    if (!data[0]) lmp_die_all("eval: give --data FILE or set [data] val");
+    lmp_session s;
+    lmp_session_open(&s, cfg);
+    int T = cfg->train.seq_len, Bg = cfg->train.batch_size;
+    if (Bg % s.comm.dp_size)
+        lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
+                    "data-parallel replicas", Bg, s.comm.dp_size);
+    lmp_session_load(&s, cfg, o->resume, o->no_resume);
+    lmp_loader d;
+    lmp_loader_open(&d, data, T, s.mc.vocab_size, 0, 0);
+    int batches = e->batches > 0 ? e->batches : cfg->train.eval_batches;
+    if (batches * (int64_t)Bg > d.n_windows) batches = (int)(d.n_windows / Bg);
+    if (batches < 1)
+        lmp_die_all("eval: %s holds %lld sequences of %d tokens, fewer than one global batch of %d",
+                    data, (long long)d.n_windows, T, Bg);
+    lmp_batches bb;
+    lmp_batches_init(&bb, Bg / s.comm.dp_size, T, Bg);
+    lmp_model_set_batch(&s.model, bb.B, T);
+    double loss = lmp_batches_eval(&s.model, &s.comm, &d, &bb, batches);
+    int64_t tokens = lmp_batches_targets(&d, batches, Bg);
+    const char *what = s.ckpt[0] ? s.ckpt : "no checkpoint";
+    lmp_log("eval: %s with %s on %s: loss %.6f, perplexity %.4f, %lld tokens in %d batches of %d x %d\n",
+            cfg->model.path[0] ? cfg->model.path : "the model", what, data, loss, exp(loss),
+            (long long)tokens, batches, Bg, T);
+    if (s.comm.rank == 0) {
+        json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:s, s:s, s:I}", "loss", loss, "perplexity",
+                              exp(loss), "tokens", (json_int_t)tokens, "sequences", batches * Bg,
+                              "data", data, "checkpoint", s.ckpt, "step", (json_int_t)s.step);
+        LMP_CHECK(j && json_dumpf(j, stdout, JSON_COMPACT) == 0, "eval: cannot print the JSON line");
+        printf("\n");
+        fflush(stdout);
+        json_decref(j);
+    }
+    lmp_batches_free(&bb);
+    lmp_loader_close(&d);
+    lmp_session_close(&s);
+    return 0;
+}

