@@ -60,18 +60,12 @@ void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int
     }
 }
 
-// One query head over cached keys/values 0..pos: the softmax as in the batch kernel (float
-// exponentials of differences, summed in double), so cached and uncached decoding agree.
+// One query head over cached keys/values 0..pos, with the batch kernel's softmax.
 static void decode_head(float *y, const float *qh, const float *kc, const float *vc, int ld,
                         int pos, int hd, float *sc) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, pos + 1, hd, 1.0f / sqrtf((float)hd), kc, ld, qh, 1,
                 0.0f, sc, 1);
-    float mx = -INFINITY;
-    for (int j = 0; j <= pos; j++) mx = sc[j] > mx ? sc[j] : mx;
-    double sum = 0.0;
-    for (int j = 0; j <= pos; j++) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
-    float inv = (float)(1.0 / sum);
-    for (int j = 0; j <= pos; j++) sc[j] *= inv;
+    lmp_softmax_inplace(sc, pos + 1);
     cblas_sgemv(CblasRowMajor, CblasTrans, pos + 1, hd, 1.0f, vc, ld, sc, 1, 0.0f, y, 1);
 }
 

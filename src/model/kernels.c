@@ -119,16 +119,20 @@ void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t 
     }
 }
 
+void lmp_softmax_inplace(float *x, int n) {
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    double sum = 0.0;
+    for (int j = 0; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float inv = (float)(1.0 / sum);
+    for (int j = 0; j < n; j++) x[j] *= inv;
+}
+
 // Row-wise causal softmax of scores (T,T), in place: row t over columns 0..t, zeros after.
 static void softmax_causal(float *a, int T) {
     for (int t = 0; t < T; t++) {
         float *row = a + (size_t)t * T;
-        float mx = -INFINITY;
-        for (int j = 0; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-        double sum = 0.0;
-        for (int j = 0; j <= t; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
-        float inv = (float)(1.0 / sum);
-        for (int j = 0; j <= t; j++) row[j] *= inv;
+        lmp_softmax_inplace(row, t + 1);
         for (int j = t + 1; j < T; j++) row[j] = 0.0f;
     }
 }

@@ -27,6 +27,10 @@ void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout
 void lmp_gelu_forward(float *out, const float *inp, size_t n);
 void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 
+// x (n) <- softmax(x): float exponentials of differences from the max, summed in double.
+// The attention kernels and cached decoding share it, so both give the same probabilities.
+void lmp_softmax_inplace(float *x, int n);
+
 // y (N,OC) += bias (OC) on every row.
 void lmp_add_bias(float *y, const float *bias, int N, int OC);
 
