@@ -94,13 +94,16 @@ static void next_logits(lmp_model *m, const lmp_gen_opts *g, const lmp_ids *ids,
 }
 
 // Appends up to g->tokens sampled ids to ids (stopping at eot), every rank the same.
-static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids *ids) {
+// secs[0]: the first token's time (with the cache: the prompt's prefill), secs[1]: the rest's.
+static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids *ids, double *secs) {
     int V = m->arch.vocab_size, n_ctx = m->arch.n_ctx;
     int T = (int)(ids->n + (size_t)g->tokens < (size_t)n_ctx ? ids->n + (size_t)g->tokens : (size_t)n_ctx);
     int *win = lmp_calloc((size_t)T * sizeof(int));
     float *logits = lmp_malloc((size_t)V * sizeof(float));
     size_t done = 0;  // ids already in the cache
+    double t0 = lmp_now();
     for (int i = 0; i < g->tokens; i++) {
+        if (i == 1) secs[0] = lmp_now() - t0;
         next_logits(m, g, ids, done, T, win, logits);
         done = ids->n;
         double u = (double)(lmp_rng_bits(g->seed, 0x67656e, (uint64_t)i) >> 11) * 0x1.0p-53;
@@ -108,11 +111,12 @@ static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids 
         if (next == eot) break;
         lmp_ids_push(ids, next);
     }
+    secs[1] = lmp_now() - t0 - secs[0];
     free(win);
     free(logits);
 }
 
-static void print_text(lmp_bpe *b, const lmp_ids *ids, size_t n_prompt, double secs) {
+static void print_text(lmp_bpe *b, const lmp_ids *ids, size_t n_prompt, const double *secs) {
     size_t n;
     char *text;
     if (b) {
@@ -124,8 +128,9 @@ static void print_text(lmp_bpe *b, const lmp_ids *ids, size_t n_prompt, double s
         text[n] = 0;
     }
     size_t made = ids->n - n_prompt;
-    printf("generate: %zu prompt tokens + %zu generated in %.2f s (%.1f ms per token)\n", n_prompt,
-           made, secs, made ? 1e3 * secs / (double)made : 0.0);
+    printf("generate: %zu prompt tokens + %zu generated in %.2f s (first token %.0f ms, then %.1f "
+           "ms per token)\n", n_prompt, made, secs[0] + secs[1], 1e3 * secs[0],
+           made > 1 ? 1e3 * secs[1] / (double)(made - 1) : 0.0);
     fwrite(text, 1, n, stdout);
     printf("\n");
     fflush(stdout);
@@ -146,9 +151,9 @@ int lmp_generate(const lmp_config *cfg, const lmp_train_opts *o, const lmp_gen_o
     lmp_ids ids = {0};
     encode_prompt(b, g->prompt ? g->prompt : "", eot, &ids);
     size_t n_prompt = ids.n;
-    double t0 = lmp_now();
-    sample_tokens(&s.model, g, eot, &ids);
-    if (s.comm.rank == 0) print_text(b, &ids, n_prompt, lmp_now() - t0);
+    double secs[2] = {0, 0};
+    sample_tokens(&s.model, g, eot, &ids, secs);
+    if (s.comm.rank == 0) print_text(b, &ids, n_prompt, secs);
     lmp_ids_free(&ids);
     lmp_bpe_free(b);
     lmp_session_close(&s);
