@@ -6,12 +6,8 @@
 #include "core/util.h"
 
 #include <errno.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-
-extern char **environ;
 
 void lmp_an_out_create(lmp_an_out *o, const char *path, const char *command, const char *method) {
     lmp_fmt(o->path, sizeof o->path, "%s", path);
@@ -70,23 +66,14 @@ void lmp_an_csv_close(FILE *f, const char *csv_path) {
     if (fclose(f) != 0 || bad) lmp_die("cannot write %s: %s", csv_path, strerror(errno));
 }
 
-// python3 plot.py OUT.h5 as an argv array: no shell, so no quoting of the paths.
+// python3 plot.py OUT.h5 as an argv array (lmp_run_program): no shell, no quoting of paths.
 void lmp_an_plot(const char *out_h5, int no_plot) {
     if (no_plot || lmp_world_rank() != 0) return;
     const char *script = getenv("LORAMPI_PLOT_SCRIPT");
     if (!script) script = LMP_SOURCE_DIR "/analysis/plot.py";
-    char *argv[] = {"python3", (char *)script, (char *)out_h5, NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, "/usr/bin/python3", NULL, NULL, argv, environ), st = 0;
-    if (rc != 0) {
-        lmp_warn("plotting failed: cannot run /usr/bin/python3: %s; the HDF5 and CSV results are complete", strerror(rc));
-        return;
-    }
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) {
-            lmp_warn("plotting: waiting for python3 failed: %s", strerror(errno));
-            return;
-        }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    char *argv[] = {"/usr/bin/python3", (char *)script, (char *)out_h5, NULL}, err[512];
+    int rc = lmp_run_program(argv, err, sizeof err);
+    if (rc < 0) lmp_warn("plotting failed: %s; the HDF5 and CSV results are complete", err);
+    else if (rc != 0)
         lmp_warn("plotting failed (/usr/bin/python3 %s %s); the HDF5 and CSV results are complete", script, out_h5);
 }

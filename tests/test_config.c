@@ -9,6 +9,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+// A value lmp_config_set must refuse, and a part of the message that names what was wanted.
+typedef struct { const char *sec, *key, *val, *want; } bad_value;
+
+// Each of b[0..n) is refused with a message naming its key and what was expected.
+static void expect_refused(const bad_value *b, size_t n) {
+    lmp_config c;
+    char err[1024];
+    for (size_t i = 0; i < n; i++) {
+        lmp_config_defaults(&c);
+        int rc = lmp_config_set(&c, b[i].sec, b[i].key, b[i].val, err, sizeof err);
+        T_CHECK(rc == -1 && strstr(err, b[i].key) && strstr(err, b[i].want), "[%s] %s = %s: rc %d, '%s'",
+                b[i].sec, b[i].key, b[i].val, rc, err);
+    }
+}
+
 static const char *dir;
 
 typedef struct { int n, tensors, run_only; char last[256]; } diff_seen;
@@ -103,17 +118,12 @@ static void check_hostile_values(void) {
     lmp_config c;
     char err[1024];
     // After conversion to float: a non-zero value stays non-zero, a value stays in its range.
-    struct { const char *sec, *key, *val, *want; } bad[] = {
+    bad_value bad[] = {
         {"train", "lr", "1e-50", "smallest float"}, {"train", "eps", "1e-40", "smallest float"},
         {"adapter", "alpha", "1e-45", "smallest float"}, {"train", "beta2", "0.99999999", "[0, 1)"},
         {"adapter", "dropout", "0.999999999", "[0, 1)"}, {"train", "weight_decay", "1e-300", "smallest float"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        lmp_config_defaults(&c);
-        int rc = lmp_config_set(&c, bad[i].sec, bad[i].key, bad[i].val, err, sizeof err);
-        T_CHECK(rc == -1 && strstr(err, bad[i].key) && strstr(err, bad[i].want), "[%s] %s = %s: rc %d, '%s'",
-                bad[i].sec, bad[i].key, bad[i].val, rc, err);
-    }
+    expect_refused(bad, sizeof bad / sizeof bad[0]);
     lmp_config_defaults(&c);
     T_CHECK(lmp_config_set(&c, "train", "weight_decay", "0", err, sizeof err) == 0 && c.train.weight_decay == 0,
             "weight_decay 0 is fine");
@@ -185,7 +195,7 @@ int main(void) {
     free(text);
 
     char err[512];
-    struct { const char *sec, *key, *val, *want; } bad[] = {
+    bad_value bad[] = {
         {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
         {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "lora or none"},
         {"adapter", "rslora", "maybe", "true or false"}, {"adapter", "targets", "c_attn,q", "overlaps"},
@@ -194,12 +204,7 @@ int main(void) {
         {"data", "train", "a\vb", "control character"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
         {"train", "schedule", "step", "cosine"}, {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        lmp_config_defaults(&c);
-        int rc = lmp_config_set(&c, bad[i].sec, bad[i].key, bad[i].val, err, sizeof err);
-        T_CHECK(rc == -1 && strstr(err, bad[i].key) && strstr(err, bad[i].want), "[%s] %s = %s: rc %d, '%s'",
-                bad[i].sec, bad[i].key, bad[i].val, rc, err);
-    }
+    expect_refused(bad, sizeof bad / sizeof bad[0]);
     lmp_config_defaults(&c);
     c.train.warmup_steps = c.train.steps + 1;
     T_CHECK(lmp_config_validate(&c, err, sizeof err) == -1 && strstr(err, "warmup_steps"), "warmup > steps");

@@ -4,7 +4,11 @@
 
 #include <stdlib.h>
 
-void lmp_batches_init(lmp_batches *bb, int B, int T, int Bg) {
+void lmp_batches_init(lmp_batches *bb, int Bg, int T, const lmp_comm *c) {
+    if (Bg % c->dp_size)
+        lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
+                    "data-parallel replicas", Bg, c->dp_size);
+    int B = Bg / c->dp_size;
     *bb = (lmp_batches){B, T, Bg, NULL, NULL, NULL};
     bb->tok = lmp_malloc((size_t)B * T * sizeof(int));
     bb->tgt = lmp_malloc((size_t)B * T * sizeof(int));
@@ -42,6 +46,14 @@ float lmp_batches_weight(lmp_loader *d, int64_t m0, int n, int Bg) {
     int64_t count = 0;
     for (int64_t i = m0 * Bg; i < (m0 + n) * Bg; i++) count += lmp_loader_count(d, i);
     return count ? 1.0f / (float)count : 0.0f;
+}
+
+int lmp_batches_available(const lmp_loader *d, int want, int Bg, const char *what) {
+    int n = want * (int64_t)Bg > d->n_windows ? (int)(d->n_windows / Bg) : want;
+    if (n < 1)
+        lmp_die_all("%s holds %lld sequences of %d tokens, fewer than one global batch of %d", what,
+                    (long long)d->n_windows, d->T, Bg);
+    return n;
 }
 
 double lmp_batches_eval(lmp_model *m, lmp_comm *c, lmp_loader *d, lmp_batches *bb, int batches) {

@@ -15,8 +15,9 @@ typedef struct {
     float *scale;           // (B,T) loss weight of each target
 } lmp_batches;
 
-// Buffers for B of Bg global rows of T tokens; lmp_batches_free releases them.
-void lmp_batches_init(lmp_batches *bb, int B, int T, int Bg);
+// Buffers for this dp replica's rows of global batches of Bg rows of T tokens; dies on every
+// rank when the dp replicas cannot split Bg ([train] batch_size). lmp_batches_free releases them.
+void lmp_batches_init(lmp_batches *bb, int Bg, int T, const lmp_comm *c);
 void lmp_batches_free(lmp_batches *bb);
 // Fills this replica's rows of global micro-batch `micro` and runs forward (+backward);
 // `weight` = 1 / the counted targets of the optimizer step's global batch (lmp_batches_weight).
@@ -28,6 +29,9 @@ double lmp_batches_micro(lmp_model *m, lmp_comm *c, lmp_loader *d, lmp_batches *
 float lmp_batches_weight(lmp_loader *d, int64_t m0, int n, int Bg);
 // Targets that count in global micro-batches [0, n).
 int64_t lmp_batches_targets(lmp_loader *d, int n, int Bg);
+// The global batches of d an evaluation runs: `want`, or as many as d holds when fewer; dies
+// on every rank when d holds not even one ("<what> holds N sequences ...").
+int lmp_batches_available(const lmp_loader *d, int want, int Bg, const char *what);
 // Mean loss over the counted targets of the first `batches` global batches of d (warns when
 // the mask selects none), the same on every rank. Collective.
 double lmp_batches_eval(lmp_model *m, lmp_comm *c, lmp_loader *d, lmp_batches *bb, int batches);

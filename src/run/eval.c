@@ -15,25 +15,20 @@ int lmp_eval(const lmp_config *cfg, const lmp_train_opts *o, const lmp_eval_opts
     lmp_session s;
     lmp_session_open(&s, cfg);
     int T = cfg->train.seq_len, Bg = cfg->train.batch_size;
-    if (Bg % s.comm.dp_size)
-        lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
-                    "data-parallel replicas", Bg, s.comm.dp_size);
+    lmp_batches bb;
+    lmp_batches_init(&bb, Bg, T, &s.comm);
     lmp_session_load(&s, cfg, o->resume, o->no_resume);
     lmp_loader d;
     lmp_loader_open(&d, data, T, s.mc.vocab_size, 0, 0);
-    int batches = e->batches > 0 ? e->batches : cfg->train.eval_batches;
-    if (batches * (int64_t)Bg > d.n_windows) batches = (int)(d.n_windows / Bg);
-    if (batches < 1)
-        lmp_die_all("eval: %s holds %lld sequences of %d tokens, fewer than one global batch of %d",
-                    data, (long long)d.n_windows, T, Bg);
-    lmp_batches bb;
-    lmp_batches_init(&bb, Bg / s.comm.dp_size, T, Bg);
+    char what[LMP_PATH_MAX + 16];
+    int batches = lmp_batches_available(&d, e->batches > 0 ? e->batches : cfg->train.eval_batches,
+                                        Bg, lmp_fmt(what, sizeof what, "eval: %s", data));
     lmp_model_set_batch(&s.model, bb.B, T);
     double loss = lmp_batches_eval(&s.model, &s.comm, &d, &bb, batches);
     int64_t tokens = lmp_batches_targets(&d, batches, Bg);
-    const char *what = s.ckpt[0] ? s.ckpt : "no checkpoint";
+    const char *ckpt = s.ckpt[0] ? s.ckpt : "no checkpoint";
     lmp_log("eval: %s with %s on %s: loss %.6f, perplexity %.4f, %lld tokens in %d batches of %d x %d\n",
-            cfg->model.path[0] ? cfg->model.path : "the model", what, data, loss, exp(loss),
+            cfg->model.path[0] ? cfg->model.path : "the model", ckpt, data, loss, exp(loss),
             (long long)tokens, batches, Bg, T);
     if (s.comm.rank == 0) {
         json_t *j = json_pack("{s:f, s:f, s:I, s:i, s:s, s:s, s:I}", "loss", loss, "perplexity",

@@ -70,7 +70,7 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
     int adapt = cfg->adapter.method != LMP_METHOD_NONE;
     *opts = (lmp_model_opts){
         .full_finetune = !adapt,
-        .method = "lora",
+        .method = adapt ? "lora" : NULL,
         .targets = adapt ? cfg->adapter.targets : 0,
         .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
                .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN},

@@ -178,9 +178,7 @@ static void setup(run_state *st) {
     lmp_comm_report(c);
     lmp_check_blas_core();
     int T = cfg->train.seq_len, Bg = cfg->train.batch_size;
-    if (Bg % c->dp_size)
-        lmp_die_all("[train] batch_size = %d (the global batch) is not divisible by the %d "
-                    "data-parallel replicas", Bg, c->dp_size);
+    lmp_batches_init(&st->bb, Bg, T, c);
     if (!cfg->data.train[0]) lmp_die_all("[data] train is not set: give a token file");
     st->skip_nonfinite = !strcmp(cfg->train.nonfinite, "skip");
     if (!st->skip_nonfinite && strcmp(cfg->train.nonfinite, "stop"))
@@ -199,18 +197,15 @@ static void setup(run_state *st) {
     }
     int trains = st->s.step < cfg->train.steps && !(st->o->stop_at > 0 && st->s.step >= st->o->stop_at);
     if (st->ckpt_on && trains) check_ckpt_dir(cfg, c, &m->reg);
-    lmp_batches_init(&st->bb, Bg / c->dp_size, T, Bg);
     lmp_model_set_batch(m, st->bb.B, T);
     if (st->skip_nonfinite) st->backup = lmp_malloc(3 * m->reg.n_train * sizeof(float));
     lmp_loader_open(&st->train, cfg->data.train, T, st->s.mc.vocab_size, cfg->train.seed, 1);
     st->have_val = cfg->data.val[0] != 0;
     if (st->have_val) lmp_loader_open(&st->val, cfg->data.val, T, st->s.mc.vocab_size, 0, 0);
-    st->eval_batches = cfg->train.eval_batches;
-    if (st->have_val && st->eval_batches * (int64_t)Bg > st->val.n_windows) {
-        st->eval_batches = (int)(st->val.n_windows / Bg);
-        if (st->eval_batches < 1)
-            lmp_die_all("[data] val %s holds %lld sequences of %d tokens, fewer than one global "
-                        "batch of %d", cfg->data.val, (long long)st->val.n_windows, T, Bg);
+    if (st->have_val) {
+        char what[LMP_PATH_MAX + 16];
+        st->eval_batches = lmp_batches_available(&st->val, cfg->train.eval_batches, Bg,
+                                                 lmp_fmt(what, sizeof what, "[data] val %s", cfg->data.val));
     }
 }
 
