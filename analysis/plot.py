@@ -64,21 +64,28 @@ def spectrum(f, out):
 
 
 def similarity(f, out):
+    # Each module's measured phi beside the expectation for random subspaces of the same
+    # sizes (phi_random = max(i, j) / n), as the LoRA paper compares them; constrained layout
+    # keeps axis labels clear of the next row's titles.
     names = pick(sorted(f.keys()))
-    rows, cols = grid(len(names))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.flat[len(names):]:
+    panels = [(n, k) for n in names for k in ("phi", "phi_random") if k in f[n]]
+    rows, cols = grid(len(panels))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.9 * rows), squeeze=False,
+                             constrained_layout=True)
+    for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for ax, name in zip(axes.flat, names):
-        phi = f[name]["phi"][()]
+    for ax, (name, key) in zip(axes.flat, panels):
+        phi = f[name][key][()]
         im = ax.imshow(phi, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="upper",
                        extent=(0.5, phi.shape[1] + 0.5, phi.shape[0] + 0.5, 0.5))
-        ax.set_title(short(name), fontsize=8)
-        ax.set_xlabel("j", fontsize=7)
-        ax.set_ylabel("i", fontsize=7)
+        title = short(name) if key == "phi" else "random, n = %d" % f[name].attrs["n"]
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("j", fontsize=7, labelpad=1)
+        ax.set_ylabel("i", fontsize=7, labelpad=1)
         ax.tick_params(labelsize=6)
     fig.colorbar(im, ax=axes, shrink=0.6, label="phi(i, j)")
-    fig.suptitle("Subspace similarity phi(i, j) (%s vectors)" % f.attrs["vectors"])
+    fig.suptitle("Subspace similarity phi(i, j) (%s vectors), each beside random subspaces"
+                 % f.attrs["vectors"])
     fig.savefig(out + ".png", dpi=120)
 
 

@@ -79,6 +79,18 @@ static double *phi_of(const adapter_set *a, const adapter_set *b, const int *ia,
     return phi;
 }
 
+// The baseline the LoRA paper sets φ against: subspaces drawn uniformly at random. For
+// independent random i- and j-dimensional subspaces of R^n, E ||U_i^T U_j||_F^2 = i j / n, so
+// E φ(i, j) = max(i, j) / n; written beside the measured φ as phi_random (with n).
+static void put_random_phi(lmp_an_out *o, hid_t grp, int r1, int r2, int n) {
+    double *e = lmp_malloc((size_t)r1 * r2 * sizeof(double));
+    for (int i = 0; i < r1; i++)
+        for (int j = 0; j < r2; j++) e[(size_t)i * r2 + j] = (double)(i > j ? i + 1 : j + 1) / n;
+    lmp_an_put_data(o, grp, "phi_random", e, r1, r2);
+    lmp_h5_put_f64(grp, "n", n);
+    free(e);
+}
+
 static void write_phi(const adapter_set *a, const adapter_set *b, const int *ia, const int *ib, int np,
                       const double *phi, lmp_an_vec vk, const char *out, double secs) {
     lmp_an_out o;
@@ -94,6 +106,7 @@ static void write_phi(const adapter_set *a, const adapter_set *b, const int *ia,
         const adapter_mod *m1 = &a->mod[ia[p]], *m2 = &b->mod[ib[p]];
         hid_t grp = lmp_an_group(&o, m1->name);
         lmp_an_put_data(&o, grp, "phi", phi + off, m1->r, m2->r);
+        put_random_phi(&o, grp, m1->r, m2->r, vk == VEC_DW_LEFT ? m1->out : m1->in);
         lmp_h5_put_f64(grp, "r1", m1->r);
         lmp_h5_put_f64(grp, "r2", m2->r);
         for (int i = 0; i < m1->r; i++)

@@ -88,6 +88,36 @@ def check_similarity(c1, c2, out, kind):
             if err > 1e-9:
                 print("similarity %s: phi off by %g" % (name, err))
                 bad += 1
+            bad += check_random_phi(f[name], U1.shape[0], r1, r2, name == next(iter(a)))
+    return bad
+
+
+def check_random_phi(g, n, r1, r2, simulate):
+    """phi_random must be what random subspaces give: checked by drawing them (simulate, once
+    per file: 300 pairs of uniformly random orthonormal bases, mean phi within 4 standard
+    errors), and then element by element against that expectation."""
+    bad = 0
+    if g.attrs["n"] != n:
+        print("similarity: n = %g, the vectors have %d rows" % (g.attrs["n"], n))
+        bad += 1
+    got = g["phi_random"][()]
+    if simulate:
+        rng = np.random.default_rng(5)
+        draws = []
+        for _ in range(300):
+            q1 = np.linalg.qr(rng.standard_normal((n, r1)))[0]
+            q2 = np.linalg.qr(rng.standard_normal((n, r2)))[0]
+            c = np.cumsum(np.cumsum((q1.T @ q2) ** 2, 0), 1)
+            draws.append(c / np.minimum.outer(np.arange(1, r1 + 1), np.arange(1, r2 + 1)))
+        mean, se = np.mean(draws, 0), np.std(draws, 0) / np.sqrt(len(draws))
+        if np.any(np.abs(got - mean) > 4 * se + 1e-12):
+            print("similarity: phi_random is not the mean phi of random subspaces (max diff %g)"
+                  % np.max(np.abs(got - mean)))
+            bad += 1
+    want = np.maximum.outer(np.arange(1, r1 + 1), np.arange(1, r2 + 1)) / n
+    if np.max(np.abs(got - want)) > 1e-12:
+        print("similarity: phi_random off by %g" % np.max(np.abs(got - want)))
+        bad += 1
     return bad
 
 
