@@ -43,5 +43,10 @@ typedef struct {
 // Writes `n` fp32 tensors to a safetensors file; `metadata_json` is a JSON object of
 // strings (or NULL). Writes to path.tmp then renames, so a crash leaves no half file.
 void lmp_st_write(const char *path, const lmp_st_out *t, int n, const char *metadata_json);
+// The JSON header of n tensors (data unused) stored as `dtype` (F32, BF16 or F16) one after
+// the other in the given order: metadata, then each tensor's dtype, shape and data offsets;
+// compact, in order, unpadded; malloc'd. lmp_st_write and the parallel writer
+// (st_parallel.h) share it.
+char *lmp_st_header(const lmp_st_out *t, int n, lmp_dtype dtype, const char *metadata_json);
 
 #endif
