@@ -8,7 +8,8 @@
 #    save_model on tp = 2 loads back to the run's validation loss);
 #  - B = 0 (lora_B zeroed in the checkpoint) gives the base model bit for bit: every tensor,
 #    names and order; with the transformers-written fixture the whole file is identical;
-#  - --format llmc writes an llm.c .bin that loads back to the same loss, the same on 1 and 2 ranks;
+#  - --format llmc writes an llm.c .bin that loads back to the same loss, the same on 1 and 2
+#    ranks; an llm.c input merges to llm.c, with B = 0 the same file;
 #  - --dtype bf16 / f16: header dtypes, values the fp32 merge rounded to nearest even, bit for
 #    bit, and the loss within 1% (derivation at the check);
 #  - a non-empty --out without --force: one message naming the dir, every rank exits
@@ -145,6 +146,11 @@ done
 cmp llmc_1/model.bin llmc_2/model.bin && ok || fail "llm.c files differ between 1 and 2 ranks"
 ev ev_llmc.log --no-resume --set model.path=llmc_2/model.bin --set adapter.method=none
 close "$(loss ev_all_merged.log)" "$(loss ev_llmc.log)" 1e-5 && ok || fail "llm.c merged loss $(loss ev_llmc.log) vs $(loss ev_all_merged.log)"
+# An llm.c input merges to llm.c by default; with B = 0 it is the input file byte for byte.
+mpi 1 "$bin" train lora.ini --set model.path=llmc_1/model.bin --set checkpoint.dir=cklc --set train.steps=6 > lc.log 2>&1 || { cat lc.log; fail "LoRA run on the llm.c file"; }
+cp cklc/ckpt-00000006.h5 lczero.h5 && zero_b lczero.h5 || fail "zeroing lora_B (llm.c)"
+mpi 4 "$bin" merge lczero.h5 --out lczero > lczero.log 2>&1 || { cat lczero.log; fail "merge llm.c B = 0"; }
+cmp llmc_1/model.bin lczero/model.bin && ok || fail "llm.c, B = 0: the file differs from the input"
 
 # (5) bf16 / f16: the fp32 merge rounded to nearest even, bit for bit. Loss tolerance: each
 # weight carries a relative rounding error of at most 2^-9 (bf16's 8-bit significand; f16:

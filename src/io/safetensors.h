@@ -1,6 +1,7 @@
 // safetensors.h: safetensors files, read by slice and written whole. Reading validates the
 // header against the file (every offset, dtype size and shape; no overlaps) and converts
-// F16/BF16 to fp32; writing is fp32 only, through a temporary file and a rename.
+// F16/BF16 to fp32; lmp_st_write writes fp32 through a temporary file and a rename (the
+// parallel writer, st_parallel.h, shares the header and also writes BF16/F16).
 #ifndef LORAMPI_SAFETENSORS_H
 #define LORAMPI_SAFETENSORS_H
 #include <stddef.h>
