@@ -4,8 +4,8 @@
 #    (eval --resume CKPT) within 1e-5 relative: all targets trained on tp = 2, and q/v slices
 #    trained on 1 rank;
 #  - merge on 1, 2 and 4 ranks writes identical files; [train] save_model on tp = 2 in a LoRA
-#    run writes the same file as `merge` of its final checkpoint (and full fine-tuning's
-#    save_model on tp = 2 loads back to the run's validation loss);
+#    run writes the same file as `merge` of its final checkpoint, and so does full
+#    fine-tuning's save_model on tp = 2 (the trained weights, no adapters);
 #  - B = 0 (lora_B zeroed in the checkpoint) gives the base model bit for bit: every tensor,
 #    names and order; with the transformers-written fixture the whole file is identical;
 #  - --format llmc writes an llm.c .bin that loads back to the same loss, the same on 1 and 2
@@ -38,6 +38,11 @@ INI
 # The base: full fine-tuning from scratch, saved on tp = 2 (the path every save_model takes).
 mpi 2 "$bin" train base.ini --set parallel.tp=2 --set train.save_model=base > base.log 2>&1 || { cat base.log; fail "base run"; }
 [ -s base/model.safetensors ] && [ -s base/config.json ] && ok || fail "save_model (full fine-tuning, tp = 2) wrote no HF directory"
+# Full fine-tuning (no adapters) from it: save_model = merge of the final checkpoint on 4 ranks.
+mpi 2 "$bin" train base.ini --set model.path=base --set train.steps=4 --set checkpoint.dir=ckff --set checkpoint.every=4 \
+  --set parallel.tp=2 --set train.save_model=ffsaved > ff.log 2>&1 || { cat ff.log; fail "full fine-tuning run"; }
+mpi 4 "$bin" merge ckff/ckpt-00000004.h5 --out ffm > ffm.log 2>&1 || { cat ffm.log; fail "merge of a full fine-tuning checkpoint"; }
+cmp ffsaved/model.safetensors ffm/model.safetensors && ok || fail "full fine-tuning: save_model differs from merge"
 
 cat > lora.ini <<'INI'
 [model]
