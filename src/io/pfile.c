@@ -54,6 +54,7 @@ static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off) {
     while (n > 0) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);
         if (w < 0 && errno == EINTR) continue;
+        if (w == 0) errno = EIO;  // no progress and no error: say so rather than a stale errno
         if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;
