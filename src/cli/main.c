@@ -7,6 +7,7 @@
 #include "run/eval.h"
 #include "run/export.h"
 #include "run/generate.h"
+#include "run/merge.h"
 #include "run/plan.h"
 #include "run/train.h"
 #include "core/util.h"
@@ -46,6 +47,11 @@ static const char *USAGE =
     "  export CKPT --out DIR [--force]\n"
     "        the adapter of a checkpoint as a PEFT directory (adapter_config.json +\n"
     "        adapter_model.safetensors), from any layout\n"
+    "  merge CKPT --out DIR [--model PATH] [--format hf|llmc] [--dtype f32|bf16|f16] [--force]\n"
+    "        the checkpoint's model with its adapter merged (W0 + scale*B*A) as an HF directory\n"
+    "        (config.json + model.safetensors; the default unless the model is an llm.c file)\n"
+    "        or an llm.c DIR/model.bin (fp32); --model: read W0 from PATH instead of the path\n"
+    "        the checkpoint's config names; under mpirun each rank merges and writes its shard\n"
     "  plot METRICS.jsonl [MORE.jsonl ...] --out PNG\n"
     "        training and validation loss, learning rate, gradient norm and tokens/s against\n"
     "        the step, the runs overlaid with their names\n"
@@ -295,6 +301,32 @@ static int cmd_export(int argc, char **argv) {
     return lmp_export(ckpt, out, force);
 }
 
+static int cmd_merge(int argc, char **argv) {
+    lmp_merge_args a = {.format = -1, .dtype = LMP_DT_F32};
+    for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (!strcmp(argv[i], "--out") && more) a.out = argv[++i];
+        else if (!strcmp(argv[i], "--model") && more) a.model = argv[++i];
+        else if (!strcmp(argv[i], "--force")) a.force = 1;
+        else if (!strcmp(argv[i], "--format") && more) {
+            i++;
+            if (!strcmp(argv[i], "hf")) a.format = LMP_MERGED_HF;
+            else if (!strcmp(argv[i], "llmc")) a.format = LMP_MERGED_LLMC;
+            else return lmp_usage_error("merge: --format %s: expected hf or llmc", argv[i]);
+        } else if (!strcmp(argv[i], "--dtype") && more) {
+            i++;
+            if (!strcmp(argv[i], "f32")) a.dtype = LMP_DT_F32;
+            else if (!strcmp(argv[i], "bf16")) a.dtype = LMP_DT_BF16;
+            else if (!strcmp(argv[i], "f16")) a.dtype = LMP_DT_F16;
+            else return lmp_usage_error("merge: --dtype %s: expected f32, bf16 or f16", argv[i]);
+        } else if (argv[i][0] == '-') return lmp_usage_error("merge: unknown option or missing value: %s", argv[i]);
+        else if (!a.ckpt) a.ckpt = argv[i];
+        else return lmp_usage_error("merge: more than one checkpoint (%s)", argv[i]);
+    }
+    if (!a.ckpt || !a.out) return lmp_usage_error("%s", "merge: give CKPT and --out DIR");
+    return lmp_merge(&a);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(USAGE, argc < 2 ? stderr : stdout);
@@ -316,6 +348,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "generate")) rc = cmd_generate(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "plot")) rc = lmp_cmd_plot(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "export")) rc = cmd_export(argc - 2, argv + 2);
+    else if (!strcmp(argv[1], "merge")) rc = cmd_merge(argc - 2, argv + 2);
     else if (!strcmp(argv[1], "eval")) rc = cmd_eval(argc - 2, argv + 2);
     else rc = lmp_usage_error("unknown command '%s'", argv[1]);
     LMP_CHECK_MPI(MPI_Finalize());

@@ -159,8 +159,10 @@ void lmp_st_read_block(const lmp_st_file *f, const lmp_st_tensor *t, int64_t r0,
     free(buf);
 }
 
-// The header of lmp_st_write: metadata, then each tensor's dtype, shape and data offsets.
-static char *write_header(const lmp_st_out *t, int n, const char *metadata_json) {
+char *lmp_st_header(const lmp_st_out *t, int n, lmp_dtype dtype, const char *metadata_json) {
+    LMP_CHECK(dtype != LMP_DT_OTHER, "internal: safetensors header of an unknown dtype");
+    const char *dname = dtype == LMP_DT_F32 ? "F32" : dtype == LMP_DT_BF16 ? "BF16" : "F16";
+    uint64_t es = (uint64_t)dtype_size(dtype);
     json_t *h = json_object();
     uint64_t off = 0;
     if (metadata_json) {
@@ -173,9 +175,9 @@ static char *write_header(const lmp_st_out *t, int n, const char *metadata_json)
         uint64_t numel = 1;
         json_t *shape = json_array();
         for (int d = 0; d < t[i].ndim; d++) { json_array_append_new(shape, json_integer(t[i].shape[d])); numel *= (uint64_t)t[i].shape[d]; }
-        json_object_set_new(h, t[i].name, json_pack("{s:s, s:o, s:[I, I]}", "dtype", "F32", "shape", shape,
-                                                    "data_offsets", (json_int_t)off, (json_int_t)(off + 4 * numel)));
-        off += 4 * numel;
+        json_object_set_new(h, t[i].name, json_pack("{s:s, s:o, s:[I, I]}", "dtype", dname, "shape", shape,
+                                                    "data_offsets", (json_int_t)off, (json_int_t)(off + es * numel)));
+        off += es * numel;
     }
     char *js = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(h);
@@ -184,7 +186,7 @@ static char *write_header(const lmp_st_out *t, int n, const char *metadata_json)
 }
 
 void lmp_st_write(const char *path, const lmp_st_out *t, int n, const char *metadata_json) {
-    char *js = write_header(t, n, metadata_json);
+    char *js = lmp_st_header(t, n, LMP_DT_F32, metadata_json);
     size_t jl = strlen(js), padded = (jl + 7) / 8 * 8;
     char tmp[4096];
     lmp_fmt(tmp, sizeof tmp, "%s.tmp", path);

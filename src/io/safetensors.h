@@ -1,6 +1,7 @@
 // safetensors.h: safetensors files, read by slice and written whole. Reading validates the
 // header against the file (every offset, dtype size and shape; no overlaps) and converts
-// F16/BF16 to fp32; writing is fp32 only, through a temporary file and a rename.
+// F16/BF16 to fp32; lmp_st_write writes fp32 through a temporary file and a rename (the
+// parallel writer, st_parallel.h, shares the header and also writes BF16/F16).
 #ifndef LORAMPI_SAFETENSORS_H
 #define LORAMPI_SAFETENSORS_H
 #include <stddef.h>
@@ -43,5 +44,10 @@ typedef struct {
 // Writes `n` fp32 tensors to a safetensors file; `metadata_json` is a JSON object of
 // strings (or NULL). Writes to path.tmp then renames, so a crash leaves no half file.
 void lmp_st_write(const char *path, const lmp_st_out *t, int n, const char *metadata_json);
+// The JSON header of n tensors (data unused) stored as `dtype` (F32, BF16 or F16) one after
+// the other in the given order: metadata, then each tensor's dtype, shape and data offsets;
+// compact, in order, unpadded; malloc'd. lmp_st_write and the parallel writer
+// (st_parallel.h) share it.
+char *lmp_st_header(const lmp_st_out *t, int n, lmp_dtype dtype, const char *metadata_json);
 
 #endif

@@ -2,7 +2,7 @@
 // grid, the model of [model] (its family's description) with the adapters of [adapter], its
 // weights (the pretrained file or the family's init), the checkpoint to continue from (the
 // one named, else the newest in [checkpoint] dir), the base-weight checksum that ties them,
-// and the load. Used by train, generate and plan (and the coming eval, export, merge).
+// and the load. Used by train, generate, plan, eval and merge.
 #ifndef LORAMPI_SESSION_H
 #define LORAMPI_SESSION_H
 #include <stdint.h>

@@ -4,6 +4,7 @@
 #include "core/comm.h"
 #include "data/data.h"
 #include "run/batches.h"
+#include "run/merged.h"
 #include "run/session.h"
 #include "core/optim.h"
 #include "io/peft.h"
@@ -425,8 +426,10 @@ static void finish(run_state *st, lmp_train_result *res) {
     if ((cfg->train.save_model[0] || cfg->train.save_adapter[0]) && !res->stopped)
         check_finite_before_write(st, res->steps);
     if (cfg->train.save_model[0] && !res->stopped) {
-        if (c->tp_size > 1) lmp_die_all("[train] save_model needs tp = 1 for now");
-        if (c->rank == 0) lmp_model_save_hf(cfg->train.save_model, &st->s.mc, &m->reg);
+        // The trained weights with the adapters merged (full fine-tuning: no adapters), by
+        // every tp rank of dp replica 0 into one file: the code of `lorampi merge`.
+        lmp_merged_opts mo = {LMP_MERGED_HF, LMP_DT_F32, cfg->model.path};
+        lmp_merged_save(cfg->train.save_model, &st->s, &mo);
         lmp_log("saved model to %s\n", cfg->train.save_model);
     }
     if (cfg->train.save_adapter[0] && !st->s.opts.full_finetune && !res->stopped) {
