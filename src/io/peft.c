@@ -88,11 +88,12 @@ static void add_module_config(const peft_module *p, const lmp_registry *reg, con
     double scale = p->first->scale;
     double alpha = nrec == 1 ? (double)p->first->alpha
                  : cfg->adapter.rslora ? scale * sqrt(p->r) : scale * p->r;
-    if (p->r == cfg->adapter.r && (float)alpha == cfg->adapter.alpha) return;
     char key[LMP_NAME_MAX + 32];
     lmp_peft_module(key, sizeof key, nm, p->first->module);
-    LMP_CHECK(json_object_set_new(rank_pat, key, json_integer(p->r)) == 0 &&
-              json_object_set_new(alpha_pat, key, json_real(alpha)) == 0, "cannot build adapter_config.json");
+    if (p->r != cfg->adapter.r)
+        LMP_CHECK(json_object_set_new(rank_pat, key, json_integer(p->r)) == 0, "cannot build adapter_config.json");
+    if ((float)alpha != cfg->adapter.alpha)
+        LMP_CHECK(json_object_set_new(alpha_pat, key, json_real(alpha)) == 0, "cannot build adapter_config.json");
 }
 
 void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg) {
