@@ -9,7 +9,9 @@
 //    a module matches an entry it equals or ends with "." + entry; or a string: a regex that
 //    must match the whole module name, Python's re.fullmatch), layers_to_transform (an int or
 //    a list; only for the list form of target_modules, as in PEFT), layers_pattern (a string
-//    or a list), rank_pattern and alpha_pattern (objects: module -> r, module -> alpha);
+//    or a list of segment names, compared literally: PEFT pastes them into a regex, but real
+//    ones are plain names like "h" or "layers"), rank_pattern and alpha_pattern (objects:
+//    module regex -> r, module regex -> alpha);
 //  - ignored whatever their value (metadata, or how PEFT initialised weights that the file
 //    now holds): task_type, base_model_name_or_path, revision, peft_version, inference_mode,
 //    auto_mapping, megatron_core, qalora_group_size (used only with use_qalora), loftq_config,
