@@ -81,6 +81,17 @@ static void check_text_and_diff(void) {
     b.adapter.seed = 9;
     memset(&d, 0, sizeof d);
     T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 2 && d.tensors == 0 && d.run_only == 0, "dropout, seed: not flagged");
+    // init_from only seeds step 0: a resume takes the checkpoint's tensors, and the keys it
+    // sets (r, alpha, targets, ...) are compared as themselves. Not a tensor key.
+    lmp_config_defaults(&b);
+    T_CHECK(lmp_config_set(&b, "adapter", "init_from", "peft/dir", err, sizeof err) == 0 &&
+            !strcmp(b.adapter.init_from, "peft/dir"), "init_from set (%s)", err);
+    memset(&d, 0, sizeof d);
+    T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 1 && d.tensors == 0 && d.run_only == 0, "init_from: not flagged");
+    T_CHECK(lmp_config_validate(&b, err, sizeof err) == 0, "init_from with lora: valid (%s)", err);
+    b.adapter.method = LMP_METHOD_NONE;
+    T_CHECK(lmp_config_validate(&b, err, sizeof err) == -1 && strstr(err, "init_from") && strstr(err, "method = lora"),
+            "init_from with full fine-tuning refused: '%s'", err);
 }
 
 static const char *write_ini(const char *name, const char *text) {

@@ -7,6 +7,7 @@
 #include "run/eval.h"
 #include "run/export.h"
 #include "run/generate.h"
+#include "run/init_from.h"
 #include "run/merge.h"
 #include "run/plan.h"
 #include "run/train.h"
@@ -118,6 +119,7 @@ static int config_args(int argc, char **argv, const char **sets, lmp_config *cfg
     if (topts && topts->resume && topts->no_resume) return lmp_usage_error("%s", "--resume and --no-resume exclude each other");
     if (ranks && !*ranks) return lmp_usage_error("%s", "plan: give --ranks N");
     lmp_config_load(cfg, path, sets, n_set);
+    lmp_init_from_apply(cfg);  // a PEFT adapter's config replaces [adapter] keys (init_from.h)
     return 0;
 }
 

@@ -51,6 +51,10 @@ static const key_t_ KEYS[] = {
     {"adapter", "rslora", K_BOOL, O(adapter.rslora), 0, 0, 0, 0, 0, "false", "true or false", LMP_KEY_TENSORS},
     {"adapter", "init", K_INIT, O(adapter.init), 0, 0, 0, 0, 0, "kaiming", "kaiming or gaussian", 0},
     {"adapter", "seed", K_U64, O(adapter.seed), 0, 0, 0, 0, 0, "1234", "a non-negative integer", 0},
+    // Not LMP_KEY_TENSORS: it only seeds step 0 (a resume takes the checkpoint's tensors), and
+    // the r, alpha, targets, layers it sets are compared as themselves.
+    {"adapter", "init_from", K_STR, O(adapter.init_from), S(adapter.init_from), 0, 0, 0, 0, "",
+     "a PEFT LoRA directory", 0},
     {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer", 0},
     {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer", 0},
     {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
@@ -291,6 +295,11 @@ void lmp_config_defaults(lmp_config *c) {
 }
 
 int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
+    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA) {
+        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora (a PEFT LoRA "
+                 "adapter cannot seed full fine-tuning)", c->adapter.init_from);
+        return -1;
+    }
     if (c->train.warmup_steps > c->train.steps) {
         snprintf(err, errlen, "[train] warmup_steps = %d exceeds [train] steps = %d", c->train.warmup_steps, c->train.steps);
         return -1;

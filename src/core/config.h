@@ -32,6 +32,11 @@ typedef struct {
         int rslora;               // scaling alpha/sqrt(r) instead of alpha/r
         lmp_lora_init init;
         unsigned long long seed;
+        char init_from[LMP_PATH_MAX];  // PEFT LoRA directory whose adapter seeds step 0
+        // Not keys: per-module r and alpha that init_from took from a PEFT rank_pattern /
+        // alpha_pattern, [layer][target bit index]; 0: r and alpha above.
+        int r_at[LMP_MAX_LAYERS][LMP_N_TARGETS];
+        float alpha_at[LMP_MAX_LAYERS][LMP_N_TARGETS];
     } adapter;
     struct {
         int steps, batch_size, seq_len;

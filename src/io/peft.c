@@ -9,6 +9,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const lmp_peft_naming NAMING[] = {
+    {"gpt2", "transformer.", 1},
+};
+
+const lmp_peft_naming *lmp_peft_naming_of(const char *family) {
+    if (!family) return &NAMING[0];
+    for (size_t i = 0; i < sizeof NAMING / sizeof NAMING[0]; i++)
+        if (!strcmp(NAMING[i].family, family)) return &NAMING[i];
+    return NULL;
+}
+
+char *lmp_peft_module(char *out, size_t n, const lmp_peft_naming *nm, const char *module) {
+    return lmp_fmt(out, n, "%s%s", nm->prefix, module);
+}
+
+char *lmp_peft_tensor(char *out, size_t n, const lmp_peft_naming *nm, const char *module,
+                      const char *leaf) {
+    return lmp_fmt(out, n, "base_model.model.%s%s.%s.weight", nm->prefix, module, leaf);
+}
+
 // One PEFT module: the LoRA records of one base linear layer, merged.
 typedef struct {
     const lmp_adapter_rec *first;
@@ -53,18 +73,42 @@ static void fill_module(const lmp_registry *reg, peft_module *p) {
     }
 }
 
+// One module's part of adapter_config.json: its site in target_modules (once), and its r and
+// alpha in rank_pattern/alpha_pattern when they differ from the config's. A single record's
+// alpha is its own; merged q/k/v records keep their common scaling at the summed r.
+static void add_module_config(const peft_module *p, const lmp_registry *reg, const lmp_config *cfg,
+                              const lmp_peft_naming *nm, json_t *targets, json_t *rank_pat,
+                              json_t *alpha_pat) {
+    const char *leaf = p->first->site;  // "attn.c_attn"
+    int seen = 0, nrec = 0;
+    for (size_t j = 0; j < json_array_size(targets); j++)
+        if (!strcmp(json_string_value(json_array_get(targets, j)), leaf)) seen = 1;
+    if (!seen) LMP_CHECK(json_array_append_new(targets, json_string(leaf)) == 0, "cannot build adapter_config.json");
+    for (int i = 0; i < reg->n_rec; i++) nrec += !strcmp(reg->rec[i].module, p->first->module);
+    double scale = p->first->scale;
+    double alpha = nrec == 1 ? (double)p->first->alpha
+                 : cfg->adapter.rslora ? scale * sqrt(p->r) : scale * p->r;
+    char key[LMP_NAME_MAX + 32];
+    lmp_peft_module(key, sizeof key, nm, p->first->module);
+    if (p->r != cfg->adapter.r)
+        LMP_CHECK(json_object_set_new(rank_pat, key, json_integer(p->r)) == 0, "cannot build adapter_config.json");
+    if ((float)alpha != cfg->adapter.alpha)
+        LMP_CHECK(json_object_set_new(alpha_pat, key, json_real(alpha)) == 0, "cannot build adapter_config.json");
+}
+
 void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg) {
     lmp_mkdir_p(dir);
     peft_module *pm = lmp_calloc((size_t)(reg->n_rec + 1) * sizeof *pm);
     int np = group_modules(reg, pm);
     LMP_CHECK(np > 0, "PEFT export: the model has no adapters");
     for (int k = 0; k < np; k++) fill_module(reg, &pm[k]);
-    float base_scale = reg->rec[0].scale;
+    // Checkpoints and registries name no family yet: GPT-2's naming (see lmp_peft_naming).
+    const lmp_peft_naming *nm = lmp_peft_naming_of(NULL);
     lmp_st_out *t = lmp_malloc(2 * (size_t)np * sizeof *t);
     char (*names)[LMP_NAME_MAX + 64] = lmp_malloc(2 * (size_t)np * sizeof *names);
     for (int k = 0; k < np; k++) {
-        lmp_fmt(names[2 * k], sizeof names[0], "base_model.model.transformer.%s.lora_A.weight", pm[k].first->module);
-        lmp_fmt(names[2 * k + 1], sizeof names[0], "base_model.model.transformer.%s.lora_B.weight", pm[k].first->module);
+        lmp_peft_tensor(names[2 * k], sizeof names[0], nm, pm[k].first->module, "lora_A");
+        lmp_peft_tensor(names[2 * k + 1], sizeof names[0], nm, pm[k].first->module, "lora_B");
         t[2 * k] = (lmp_st_out){names[2 * k], 2, {pm[k].r, pm[k].in}, pm[k].A};
         t[2 * k + 1] = (lmp_st_out){names[2 * k + 1], 2, {pm[k].out, pm[k].r}, pm[k].B};
     }
@@ -73,31 +117,19 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     lmp_st_write(path, t, 2 * np, "{\"format\": \"pt\"}");
 
     // adapter_config.json. PEFT's scaling is lora_alpha / r (or / sqrt(r) with rsLoRA); a
-    // merged q/k/v module has a larger r, so its alpha is set to keep the same scaling.
+    // merged q/k/v module has a larger r, so its alpha is set to keep the same scaling. A
+    // module whose r or alpha differs from [adapter] r, alpha (per-module values that
+    // init_from took from a PEFT rank_pattern/alpha_pattern) gets its own pattern entries.
     json_t *targets = json_array(), *rank_pat = json_object(), *alpha_pat = json_object();
-    int r = cfg->adapter.r;
-    for (int k = 0; k < np; k++) {
-        const char *leaf = pm[k].first->site;  // "attn.c_attn"
-        int seen = 0;
-        for (size_t j = 0; j < json_array_size(targets); j++)
-            if (!strcmp(json_string_value(json_array_get(targets, j)), leaf)) seen = 1;
-        if (!seen) json_array_append_new(targets, json_string(leaf));
-        if (pm[k].r != r) {
-            char key[LMP_NAME_MAX + 16];
-            lmp_fmt(key, sizeof key, "transformer.%s", pm[k].first->module);
-            double alpha = cfg->adapter.rslora ? base_scale * sqrt(pm[k].r) : base_scale * pm[k].r;
-            json_object_set_new(rank_pat, key, json_integer(pm[k].r));
-            json_object_set_new(alpha_pat, key, json_real(alpha));
-        }
-    }
+    for (int k = 0; k < np; k++) add_module_config(&pm[k], reg, cfg, nm, targets, rank_pat, alpha_pat);
     json_t *layers = json_null();
     if (cfg->adapter.n_layers) {
         layers = json_array();
         for (int i = 0; i < cfg->adapter.n_layers; i++) json_array_append_new(layers, json_integer(cfg->adapter.layers[i]));
     }
     json_t *c = json_pack("{s:s, s:s, s:i, s:f, s:f, s:o, s:b, s:s, s:b, s:s, s:o, s:o, s:o, s:b, s:b, s:n}",
-        "peft_type", "LORA", "task_type", "CAUSAL_LM", "r", r, "lora_alpha", (double)cfg->adapter.alpha,
-        "lora_dropout", (double)cfg->adapter.dropout, "target_modules", targets, "fan_in_fan_out", 1,
+        "peft_type", "LORA", "task_type", "CAUSAL_LM", "r", cfg->adapter.r, "lora_alpha", (double)cfg->adapter.alpha,
+        "lora_dropout", (double)cfg->adapter.dropout, "target_modules", targets, "fan_in_fan_out", nm->fan_in_fan_out,
         "bias", "none", "use_rslora", cfg->adapter.rslora, "base_model_name_or_path", cfg->model.path,
         "rank_pattern", rank_pat, "alpha_pattern", alpha_pat, "layers_to_transform", layers,
         "inference_mode", 1, "init_lora_weights", 1, "modules_to_save");

@@ -5,6 +5,31 @@
 #include "core/config.h"
 #include "core/registry.h"
 
+#include <stddef.h>
+
+// How PEFT names the modules of a model family, in ONE place for the writer (peft.c) and the
+// reader (peft_read.c). PEFT keys are "base_model.model." + the module's name in the HF model;
+// lorampi's records name modules without the family's HF prefix ("h.0.attn.c_attn"). GPT-2's
+// HF modules live under "transformer." and are Conv1D, which PEFT adapts with
+// fan_in_fan_out = true. The Llama family (next issue) has HF names that already start with
+// "model." (lorampi's records will carry them whole: prefix "") and nn.Linear layers
+// (fan_in_fan_out = false): one more line in the table of peft.c.
+typedef struct {
+    const char *family;   // lmp_arch.family: "gpt2"
+    const char *prefix;   // HF module prefix before a record's module name: "transformer."
+    int fan_in_fan_out;   // what PEFT uses for the family's adapted layers
+} lmp_peft_naming;
+// The naming of `family` (NULL: gpt2, the family checkpoints written so far come from), or
+// NULL for a family PEFT export/import does not know yet.
+const lmp_peft_naming *lmp_peft_naming_of(const char *family);
+// The PEFT module name of a record's module: prefix + module ("transformer.h.0.attn.c_attn"),
+// as rank_pattern/alpha_pattern keys and target_modules matching see it.
+char *lmp_peft_module(char *out, size_t n, const lmp_peft_naming *nm, const char *module);
+// The safetensors key of a module's tensor `leaf` ("lora_A", "lora_B"):
+// "base_model.model." + lmp_peft_module + "." + leaf + ".weight".
+char *lmp_peft_tensor(char *out, size_t n, const lmp_peft_naming *nm, const char *module,
+                      const char *leaf);
+
 // Writes the LoRA adapters recorded in reg (its adapter records) to `dir` (created). Keys are
 // base_model.model.transformer.<module>.lora_{A,B}.weight with A (r, in), B (out, r). LoRA on
 // q/k/v blocks of c_attn has no PEFT module of its own: the blocks of one layer are written

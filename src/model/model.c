@@ -34,7 +34,11 @@ static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lm
         rec.out_offset = t->slice < 0 ? 0 : lmp_param_group_start(L->w, t->slice);
         rec.base_in = L->w->shape[0];
         rec.base_out = L->w->shape[1];
-        lmp_adapter *a = meth->add_linear(&m->reg, &rec, &v, &o->ad);
+        lmp_adapter_opts ad = o->ad;  // this module's r and alpha, when given per module
+        int at = l * LMP_N_TARGETS + __builtin_ctz((unsigned)t->bit);
+        if (o->r_at && o->r_at[at]) ad.r = o->r_at[at];
+        if (o->alpha_at && o->alpha_at[at]) ad.alpha = o->alpha_at[at];
+        lmp_adapter *a = meth->add_linear(&m->reg, &rec, &v, &ad);
         lmp_linear_attach(L, a);
         m->ad[m->n_ad++] = a;
     }

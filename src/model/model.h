@@ -21,6 +21,10 @@ typedef struct {
     int targets;                    // LMP_T_* bits (linear-layer methods)
     int sublayers;                  // block-level methods: 1 attention, 2 MLP (0: both)
     lmp_adapter_opts ad;            // r, alpha, dropout, rslora, init
+    // Per-module r and alpha (a PEFT rank_pattern/alpha_pattern read by init_from), indexed
+    // [layer * LMP_N_TARGETS + target bit index]; 0 or NULL: ad's.
+    const int *r_at;
+    const float *alpha_at;
     const unsigned char *layer_on;  // [n_layer]: 1 where adapters go; NULL: every layer
 } lmp_model_opts;
 

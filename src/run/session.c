@@ -2,6 +2,7 @@
 #include "run/session.h"
 #include "core/util.h"
 #include "io/ckpt_hdf5.h"
+#include "run/init_from.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +75,7 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
         .targets = adapt ? cfg->adapter.targets : 0,
         .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
                .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN},
+        .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
         .layer_on = layer_on};
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
@@ -123,6 +125,8 @@ void lmp_session_load(lmp_session *s, const lmp_config *cfg, const char *resume,
     else lmp_model_init_base(m, cfg->train.seed);
     lmp_model_init_adapters(m, cfg->adapter.init == LMP_INIT_GAUSSIAN, cfg->adapter.seed);
     pick_checkpoint(s, cfg, resume, no_resume);
+    // A checkpoint continues a run; init_from only seeds a fresh one.
+    if (!s->ckpt[0] && cfg->adapter.init_from[0]) lmp_init_from_load(cfg, &m->reg, &s->comm);
     // The checksum ties a checkpoint to the base weights it was trained from.
     if (s->ckpt[0] || cfg->checkpoint.dir[0]) s->base_checksum = lmp_base_checksum(&m->reg, &s->comm);
     if (s->ckpt[0])

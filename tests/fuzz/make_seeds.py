@@ -120,6 +120,38 @@ def ckpt():
     put("fuzz_ckpt", "array-step", b"\1" + bytes([0, 0, 9, 1]))  # step: a 1-element array
 
 
+# PEFT 0.21's adapter_config.json of the hf-tiny GPT-2 fixture (../shared/fixtures), as written.
+PEFT_FIXTURE = {
+    "alora_invocation_tokens": None, "alpha_pattern": {}, "arrow_config": None, "auto_mapping": None,
+    "base_model_name_or_path": "../model", "bias": "none", "corda_config": None,
+    "ensure_weight_tying": False, "eva_config": None, "exclude_modules": None, "fan_in_fan_out": True,
+    "inference_mode": True, "init_lora_weights": True, "kasa_config": None, "layer_replication": None,
+    "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": 8,
+    "lora_bias": False, "lora_dropout": 0.0, "lora_ga_config": None, "megatron_config": None,
+    "megatron_core": "megatron.core", "modules_to_save": None, "monteclora_config": None,
+    "peft_type": "LORA", "peft_version": "0.21.0", "qalora_group_size": 16, "r": 4, "rank_pattern": {},
+    "revision": None, "target_modules": ["c_proj", "c_fc", "c_attn"], "target_parameters": None,
+    "task_type": "CAUSAL_LM", "trainable_token_indices": None, "use_bdlora": None, "use_dora": False,
+    "use_qalora": False, "use_rslora": False, "velora_config": None}
+
+
+def peft_config():
+    def put_cfg(name, **changes):
+        c = dict(PEFT_FIXTURE, **changes)
+        put("fuzz_peft_config", name, json.dumps(c, indent=2))
+    put_cfg("fixture")
+    put_cfg("regex", target_modules=r"transformer\.h\.[0-2]\.(attn\.c_attn|mlp\.c_fc)")
+    put_cfg("patterns", rank_pattern={"h.1.mlp.c_fc": 2, r"h\.[0-1]\.attn\.c_proj": 8},
+            alpha_pattern={"c_attn": 5.5}, use_rslora=True, layers_to_transform=[1, 2], layers_pattern="h")
+    put_cfg("layer-int", layers_to_transform=3, layers_pattern=["h", "layers"], target_modules=["attn.c_attn"])
+    put_cfg("lorampi-export", fan_in_fan_out=True, lora_dropout=0.1, init_lora_weights="gaussian")
+    put_cfg("bad-dora", use_dora=True)
+    put_cfg("bad-bias", bias="all")
+    put_cfg("bad-unknown", something_new=[1])
+    put_cfg("bad-type", peft_type="IA3")
+    put("fuzz_peft_config", "bad-truncated", json.dumps(PEFT_FIXTURE)[:200])
+
+
 def dicts():
     d = {
         "fuzz_safetensors": ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"F32"', '"F16"',
@@ -127,6 +159,8 @@ def dicts():
         "fuzz_model_config": ['"n_layer"', '"n_head"', '"n_embd"', '"vocab_size"', '"n_positions"', '"n_ctx"',
                               '"layer_norm_epsilon"', '"activation_function"', '"gelu_new"'],
         "fuzz_dataset": ['"instruction"', '"input"', '"output"', '"---"', '"<|endoftext|>"', '"{instruction}"'],
+        "fuzz_peft_config": ['"%s"' % k for k in sorted(PEFT_FIXTURE)] + ['"LORA"', '"none"', '"all"', '"true"',
+                             '"null"', '"{}"', '"[]"', '"c_attn"', '"attn.c_proj"', '"mlp.c_fc"', '"\\\\."', '".*"'],
         "fuzz_bpe": ['"#version: 0.2"', '"\\xc4\\xa0"', '"<|endoftext|>"', '"\\x0a=====\\x0a"'],
     }
     keys = []
@@ -141,5 +175,5 @@ def dicts():
             f.write("".join(w + "\n" for w in words))
 
 
-for fn in (tokens, llmc, model_config, safetensors, config, bpe, dataset, ckpt, dicts):
+for fn in (tokens, llmc, model_config, safetensors, config, bpe, dataset, ckpt, peft_config, dicts):
     fn()
