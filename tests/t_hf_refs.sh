@@ -2,13 +2,16 @@
 # Losses against the libraries users run: models (and merged adapters) written by Hugging Face
 # transformers / PEFT, evaluated by `lorampi eval` on their own token files, must give the
 # loss those libraries computed on the same tokens (ref.json), within 1e-5 relative, on one
-# rank and on tp = 2 (every rank checked). Fixtures: ../shared/fixtures/hf-tiny and
-# tests/fixtures/hf-variants (tests/fixtures/README.md says what made each).
+# rank and on tp = 2 (every rank checked). And `lorampi merge` of hf-tiny GPT-2's PEFT LoRA
+# (taken in by init_from, one step at lr 1e-30: no value moves) equals PEFT's merge_and_unload tensor by tensor:
+# the same key names, shapes and values within fp32 rounding, on 1 and 2 ranks. Fixtures:
+# ../shared/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
 tiny="$src/../shared/fixtures/hf-tiny"
 var="$src/tests/fixtures/hf-variants"
+py=/usr/bin/python3  # Debian's, with numpy (install-deps.sh test)
 
 # ref_loss REF.JSON KEY: the reference loss (KEY "loss" or "lora.loss").
 ref_loss() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); [j:=j[k] for k in sys.argv[2].split('.')]; print(j)" "$1" "$2"; }
@@ -46,4 +49,32 @@ fi
 m="$var/gpt2_merged"
 check gpt2_merged "$m/model" "$g/data.bin" 1 32 "$(ref_loss "$m/ref.json" loss)"
 check gpt2_merged_tp2 "$m/model" "$g/data.bin" 1 32 "$(ref_loss "$m/ref.json" loss)" 2 2
+
+# merge against PEFT: init_from the fixture adapter, a checkpoint after one step at lr 1e-30: no value moves
+if [ -d "$g" ]; then
+  printf '[model]\npath = %s\n[adapter]\ninit_from = %s\n[train]\nsteps = 1\nlr = 1e-30\nbatch_size = 1\nseq_len = 32\n[data]\ntrain = %s\n[checkpoint]\ndir = ck\n' \
+    "$g/model" "$g/lora" "$g/data.bin" > peft.ini
+  "$bin" train peft.ini > peft.log 2>&1 || { fail "train from the PEFT adapter"; cat peft.log; }
+  for np in 1 2; do
+    if mpi $np "$bin" merge ck/ckpt-00000001.h5 --out merged$np > merge$np.log 2>&1; then
+      $py - merged$np/model.safetensors "$m/model/model.safetensors" <<'PY' && ok || fail "merge on $np ranks differs from PEFT's merge_and_unload"
+import json, struct, sys
+import numpy as np
+def read(path):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32).reshape(v["shape"])
+            for k, v in h.items() if v["dtype"] == "F32"}
+ours, peft = read(sys.argv[1]), read(sys.argv[2])
+assert set(ours) == set(peft), "keys differ: %s" % sorted(set(ours) ^ set(peft))
+worst = max(float(np.max(np.abs(ours[k] - peft[k]) / (np.abs(peft[k]) + 1e-3))) for k in peft)
+print("merge vs PEFT: %d tensors, worst relative difference %.2e" % (len(peft), worst))
+sys.exit(0 if worst < 1e-5 else 1)
+PY
+    else
+      fail "merge on $np ranks"; cat merge$np.log
+    fi
+  done
+  check merged_by_lorampi merged1 "$g/data.bin" 1 32 "$(ref_loss "$m/ref.json" loss)"
+fi
 finish
