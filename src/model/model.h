@@ -64,6 +64,7 @@ typedef struct {
     float *act_mem;
     lmp_run run;                    // scratch buffers shared by the blocks
     lmp_kv_cache cache;
+    float *rope_cos;                // rotary tables (n_ctx, hd/2): cos, then sin; or NULL
 } lmp_model;
 
 // Registers every tensor of the model of cfg (its family's description) and its adapters for

@@ -9,8 +9,9 @@
 
 // A model with no file: its size from the [model] keys.
 static void config_model(const lmp_config *cfg, lmp_model_config *mc) {
-    *mc = (lmp_model_config){cfg->model.n_layer, cfg->model.n_head, cfg->model.n_embd,
-                             cfg->model.vocab_size, cfg->model.n_ctx, 1e-5f};
+    *mc = (lmp_model_config){.n_layer = cfg->model.n_layer, .n_head = cfg->model.n_head,
+                             .n_embd = cfg->model.n_embd, .vocab_size = cfg->model.vocab_size,
+                             .n_ctx = cfg->model.n_ctx, .ln_eps = 1e-5f};
     if (mc->n_embd % mc->n_head)
         lmp_die_all("[model] n_embd = %d is not a multiple of n_head = %d", mc->n_embd, mc->n_head);
 }
