@@ -63,8 +63,9 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     lmp_st_out *t = lmp_malloc(2 * (size_t)np * sizeof *t);
     char (*names)[LMP_NAME_MAX + 64] = lmp_malloc(2 * (size_t)np * sizeof *names);
     for (int k = 0; k < np; k++) {
-        lmp_fmt(names[2 * k], sizeof names[0], "base_model.model.transformer.%s.lora_A.weight", pm[k].first->module);
-        lmp_fmt(names[2 * k + 1], sizeof names[0], "base_model.model.transformer.%s.lora_B.weight", pm[k].first->module);
+        const char *pre = lmp_hf_prefix(pm[k].first->module);
+        lmp_fmt(names[2 * k], sizeof names[0], "base_model.model.%s%s.lora_A.weight", pre, pm[k].first->module);
+        lmp_fmt(names[2 * k + 1], sizeof names[0], "base_model.model.%s%s.lora_B.weight", pre, pm[k].first->module);
         t[2 * k] = (lmp_st_out){names[2 * k], 2, {pm[k].r, pm[k].in}, pm[k].A};
         t[2 * k + 1] = (lmp_st_out){names[2 * k + 1], 2, {pm[k].out, pm[k].r}, pm[k].B};
     }
@@ -84,7 +85,7 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
         if (!seen) json_array_append_new(targets, json_string(leaf));
         if (pm[k].r != r) {
             char key[LMP_NAME_MAX + 16];
-            lmp_fmt(key, sizeof key, "transformer.%s", pm[k].first->module);
+            lmp_fmt(key, sizeof key, "%s%s", lmp_hf_prefix(pm[k].first->module), pm[k].first->module);
             double alpha = cfg->adapter.rslora ? base_scale * sqrt(pm[k].r) : base_scale * pm[k].r;
             json_object_set_new(rank_pat, key, json_integer(pm[k].r));
             json_object_set_new(alpha_pat, key, json_real(alpha));
@@ -97,7 +98,8 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     }
     json_t *c = json_pack("{s:s, s:s, s:i, s:f, s:f, s:o, s:b, s:s, s:b, s:s, s:o, s:o, s:o, s:b, s:b, s:n}",
         "peft_type", "LORA", "task_type", "CAUSAL_LM", "r", r, "lora_alpha", (double)cfg->adapter.alpha,
-        "lora_dropout", (double)cfg->adapter.dropout, "target_modules", targets, "fan_in_fan_out", 1,
+        "lora_dropout", (double)cfg->adapter.dropout, "target_modules", targets,
+        "fan_in_fan_out", *lmp_hf_prefix(reg->rec[0].module) != 0,  // GPT-2's Conv1D: (in, out)
         "bias", "none", "use_rslora", cfg->adapter.rslora, "base_model_name_or_path", cfg->model.path,
         "rank_pattern", rank_pat, "alpha_pattern", alpha_pat, "layers_to_transform", layers,
         "inference_mode", 1, "init_lora_weights", 1, "modules_to_save");

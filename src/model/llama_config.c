@@ -76,8 +76,8 @@ static void read_rope_scaling(json_t *s, const char *cp, lmp_rope_params *r) {
     r->low_freq_factor = get_float(s, "low_freq_factor", cp, 0.0f, 1e-6, 1e6);
     r->high_freq_factor = get_float(s, "high_freq_factor", cp, 0.0f, 1e-6, 1e6);
     r->original_max_pos = pos_int(s, "original_max_position_embeddings", cp, 1, 0);
-    if (!(r->high_freq_factor > r->low_freq_factor))
-        lmp_die("%s: rope llama3 needs high_freq_factor > low_freq_factor", cp);
+    if (!(r->low_freq_factor > 0 && r->high_freq_factor > r->low_freq_factor))
+        lmp_die("%s: rope llama3 needs low_freq_factor > 0 and high_freq_factor > low_freq_factor", cp);
 }
 
 // transformers 5: rope_parameters {rope_theta, rope_type, ...}; transformers 4: top-level
