@@ -88,6 +88,9 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);
+    // Refused before training rather than after it: no config.json writer for this family yet.
+    if (mc->family != LMP_FAMILY_GPT2 && cfg->train.save_model[0])
+        lmp_die_all("[train] save_model of a %s model is not implemented yet (save_adapter is)", mc->arch);
     // Sliding-window attention is not implemented; it changes nothing while the window
     // covers every training sequence.
     if (mc->sliding_window && cfg->train.seq_len > mc->sliding_window)
