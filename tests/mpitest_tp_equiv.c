@@ -4,9 +4,9 @@
 // abs reference value), in LoRA mode (all targets, with dropout), LoRA on q/v slices, and
 // full fine-tuning; and for grouped-query attention (4 query heads over 2 key/value heads,
 // q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full; and for a
-// Llama-family model with every component (RMSNorm, RoPE, 4 query over 2 KV heads, q/k/v
-// biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all seven
-// projections (with dropout), on q_proj/v_proj, and full. Also: each rank's frozen bytes
+// Llama-family model with every component (RMSNorm, RoPE, 4 query over 2 KV heads, q/k/v,
+// o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
+// seven projections (with dropout), on q_proj/v_proj, and full. Also: each rank's frozen bytes
 // equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
@@ -27,7 +27,7 @@ static const lmp_model_config CFG = {.n_layer = 2, .n_head = 4, .n_embd = 16, .v
 static const lmp_model_config LCFG = {
     .n_layer = 2, .n_head = 4, .n_embd = 16, .vocab_size = 37, .n_ctx = 8, .ln_eps = 1e-6f,
     .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 2, .head_dim = 6, .mlp_hidden = 20,
-    .qkv_bias = 1, .qk_norm = 1, .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
+    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1, .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
 
 typedef struct {
     double loss;
@@ -95,7 +95,8 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     int64_t expect = V_l * C + CFG.n_ctx * C + L * per_layer + 2 * C;
     if (kv < 0) {  // Llama: 2 norms; q, k, v (+ biases) by heads; o; q/k norms; gate, up, down
         int64_t hd = a.head_dim, q = a.n_head * hd / tp, k = a.n_kv_head * hd / tp, H = a.mlp_hidden / tp;
-        per_layer = 2 * C + (q + 2 * k) * (C + 1) + q * C + 2 * hd + 3 * H * C;
+        // biases: q, k, v and gate, up split; o_proj and down_proj whole (row-parallel)
+        per_layer = 2 * C + (q + 2 * k) * (C + 1) + q * C + C + 2 * hd + 3 * H * C + 2 * H + C;
         expect = 2 * V_l * C + L * per_layer + C;
     }
     T_CHECK((int64_t)(full ? m.reg.n_train : m.reg.n_frozen) == expect,

@@ -13,7 +13,8 @@
 #  - refused with their names: tp not dividing num_key_value_heads (listing the tp values that
 #    work), a GPT-2 target on a Llama model, rope_type yarn, MixtralForCausalLM, num_experts,
 #    a Mistral sliding_window shorter than seq_len (and accepted when it covers it),
-#    save_model (not implemented for this family yet) before training starts.
+#    save_model (not implemented for this family yet) before training starts; sizes of
+#    config.json the file's tensors contradict (checked from headers before allocating).
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -174,6 +175,12 @@ variant mixtral 'c["architectures"] = ["MixtralForCausalLM"]; c["model_type"] = 
 refuse "Mixtral" "model MixtralForCausalLM (model_type mixtral) is not implemented" 1 "$bin" train run.ini $one --set model.path=mixtral
 variant moe 'c["num_experts"] = 8'
 refuse "MoE" "num_experts is set: mixture-of-experts" 1 "$bin" train run.ini $one --set model.path=moe
+variant bigvocab 'c["vocab_size"] = 1 << 30'
+refuse "vocab_size beyond the file" "model.embed_tokens.weight has shape \[256, 64\], config.json needs \[1073741824, 64\]" \
+  1 "$bin" train run.ini $one --set model.path=bigvocab
+variant fewer 'c["num_hidden_layers"] = 1'
+refuse "fewer layers than the file" "holds model.layers.1.self_attn.q_proj.weight, but config.json says num_hidden_layers = 1" \
+  1 "$bin" train run.ini $one --set model.path=fewer
 variant swa 'c["architectures"] = ["MistralForCausalLM"]; c["model_type"] = "mistral"; c["sliding_window"] = 8'
 refuse "sliding window" "sliding_window = 8 applies at \[train\] seq_len = 16" 1 "$bin" train run.ini $one --set model.path=swa
 mpi 1 "$bin" train run.ini $one --set model.path=swa --set train.seq_len=8 > swa.log 2>&1 && ok || { fail "window covering seq_len"; cat swa.log; }

@@ -9,7 +9,8 @@
 //    against the adapter interface alone (toy_adapters.c): finite-difference gradients of
 //    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init;
 //  - a Llama-family model with every component (RMSNorm, RoPE llama3, GQA 2 over 1, q/k/v
-//    biases, q/k norm, gated SiLU, untied head): every gradient (LoRA on all seven
+//    biases, o_proj and MLP biases (Llama's attention_bias, mlp_bias), q/k norm, gated SiLU,
+//    untied head): every gradient (LoRA on all seven
 //    projections, v/up/down with dropout, full) and generation with the cache (RoPE at each position).
 #include "testutil.h"
 #include "model/gpt2.h"
@@ -29,7 +30,8 @@ static const lmp_model_config CFG = {.n_layer = 2, .n_head = 2, .n_embd = 8, .vo
 static const lmp_model_config LCFG = {
     .n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-6f,
     .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 1, .head_dim = 4, .mlp_hidden = 12,
-    .qkv_bias = 1, .qk_norm = 1, .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
+    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1,
+    .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
 static int tokens[N], targets[N];
 static float scale[N];
 
@@ -63,7 +65,10 @@ static double loss_of(lmp_model *m, const lmp_rng_ctx *rc) {
 
 // Compares analytic and central-difference gradients for every element of every trainable
 // entry. Tolerance: fp32 forward, h = 1e-3 -> max abs error <= 2e-2 * max|grad| per tensor.
-static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
+// floor: an absolute allowance for tensors whose gradient is near the central differences'
+// noise (fp32 loss ~1e-8 relative over 2h = 2e-3: ~1e-5); the Llama model's q/k norm makes
+// q_proj/k_proj scale-invariant, so their gradients are small (~3e-4).
+static void check_grads_floor(lmp_model *m, const char *what, const lmp_rng_ctx *rc, double floor) {
     // Base weights at GPT-2 init (std 0.02) make the adapter gradients tiny; make B and the
     // weights non-trivial so every path carries signal.
     for (int i = 0; i < m->reg.n; i++) {
@@ -93,11 +98,15 @@ static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
             maxerr = fmax(maxerr, fabs(num - p->grad[k]));
         }
         checked++;
-        T_CHECK(maxerr <= 2e-2 * maxg, "%s: %s max|fd - grad| = %.3g, max|grad| = %.3g", what,
+        T_CHECK(maxerr <= 2e-2 * maxg + floor, "%s: %s max|fd - grad| = %.3g, max|grad| = %.3g", what,
                 p->name, maxerr, maxg);
         T_CHECK(maxg > 1e-6, "%s: %s has an all-zero gradient", what, p->name);
     }
     T_CHECK(checked > 0, "%s: no trainable tensor", what);
+}
+
+static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
+    check_grads_floor(m, what, rc, 0.0);
 }
 
 int main(int argc, char **argv) {
@@ -169,7 +178,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < sizeof llama / sizeof llama[0]; k++) {
         lmp_model m;
         build_llama(&m, &c, llama[k].full, llama[k].targets, llama[k].dropout);
-        check_grads(&m, llama[k].what, &train_rc);
+        check_grads_floor(&m, llama[k].what, &train_rc, 2e-5);
         lmp_model_free(&m);
     }
     // Generation with the key/value cache: prefill of 2 tokens, then one decode step per

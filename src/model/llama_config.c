@@ -3,10 +3,12 @@
 // Qwen3Config), and every field whose meaning lorampi does not implement is refused by name.
 #include "model/model_config.h"
 #include "core/util.h"
+#include "io/safetensors.h"
 
 #include <float.h>
 #include <jansson.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct { const char *arch, *type; } FAMILY[] = {
     {"LlamaForCausalLM", "llama"}, {"MistralForCausalLM", "mistral"},
@@ -153,4 +155,51 @@ int lmp_llama_read_config(const char *cp, lmp_model_config *cfg) {
                 cfg->n_head, cfg->n_kv_head);
     if (cfg->head_dim % 2) lmp_die("%s: head_dim %d is odd (rotary embeddings rotate pairs)", cp, cfg->head_dim);
     return 1;
+}
+
+// Shape of tensor `name` in the model of dir (model.safetensors, or the file the index's
+// weight_map names): its ndim, or -1 when absent. Only headers are read.
+static int tensor_shape(const char *dir, json_t *map, const char *name, int64_t *shape) {
+    char path[4096];
+    json_t *v = map ? json_object_get(map, name) : NULL;
+    if (map && !json_is_string(v)) return -1;
+    lmp_path_join(path, sizeof path, dir, map ? json_string_value(v) : "model.safetensors");
+    if (map && strchr(json_string_value(v), '/')) lmp_die("%s: weight_map names a file outside the directory", dir);
+    lmp_st_file f;
+    lmp_st_open(&f, path);
+    const lmp_st_tensor *t = lmp_st_find(&f, name);
+    int nd = t ? t->ndim : -1;
+    for (int d = 0; t && d < nd && d < 2; d++) shape[d] = t->shape[d];
+    lmp_st_close(&f);
+    return nd;
+}
+
+void lmp_llama_check_tensors(const char *dir, const lmp_model_config *c) {
+    char index[4096], name[4][96];
+    lmp_path_join(index, sizeof index, dir, "model.safetensors.index.json");
+    json_t *idx = NULL, *map = NULL;
+    char single[4096];
+    lmp_path_join(single, sizeof single, dir, "model.safetensors");
+    if (access(single, F_OK) != 0 && access(index, F_OK) == 0) {
+        json_error_t je;
+        if (!(idx = json_load_file(index, 0, &je))) lmp_die("%s: %s (line %d)", index, je.text, je.line);
+        if (!json_is_object(map = json_object_get(idx, "weight_map"))) lmp_die("%s: no \"weight_map\" object", index);
+    }
+    lmp_fmt(name[0], sizeof name[0], "model.embed_tokens.weight");
+    lmp_fmt(name[1], sizeof name[1], "model.layers.%d.self_attn.k_proj.weight", c->n_layer - 1);
+    lmp_fmt(name[2], sizeof name[2], "model.layers.%d.mlp.down_proj.weight", c->n_layer - 1);
+    lmp_fmt(name[3], sizeof name[3], "model.layers.%d.self_attn.q_proj.weight", c->n_layer);
+    const int64_t want[4][2] = {{c->vocab_size, c->n_embd}, {(int64_t)c->n_kv_head * c->head_dim, c->n_embd},
+                                {c->n_embd, c->mlp_hidden}, {-1, -1}};
+    for (int i = 0; i < 4; i++) {
+        int64_t sh[2] = {0, 0};
+        int nd = tensor_shape(dir, map, name[i], sh);
+        if (want[i][0] < 0 && nd >= 0) lmp_die("%s: holds %s, but config.json says num_hidden_layers = %d", dir, name[i], c->n_layer);
+        if (want[i][0] < 0) continue;
+        if (nd < 0) lmp_die("%s: no tensor %s (config.json: num_hidden_layers = %d)", dir, name[i], c->n_layer);
+        if (nd != 2 || sh[0] != want[i][0] || sh[1] != want[i][1])
+            lmp_die("%s: tensor %s has shape [%lld, %lld], config.json needs [%lld, %lld]", dir, name[i],
+                    (long long)sh[0], (long long)sh[1], (long long)want[i][0], (long long)want[i][1]);
+    }
+    json_decref(idx);
 }

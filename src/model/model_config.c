@@ -56,7 +56,10 @@ static void check_hf_tensors(const char *dir, const lmp_model_config *c) {
 static void read_hf_config(const char *dir, lmp_model_config *cfg) {
     char cp[4096];
     lmp_path_join(cp, sizeof cp, dir, "config.json");
-    if (lmp_llama_read_config(cp, cfg)) return;
+    if (lmp_llama_read_config(cp, cfg)) {
+        lmp_llama_check_tensors(dir, cfg);
+        return;
+    }
     json_error_t je;
     json_t *o = json_load_file(cp, 0, &je);
     if (!o) lmp_die("%s: %s (line %d, column %d)", cp, je.text, je.line, je.column);

@@ -30,6 +30,10 @@ typedef struct {
 // by the caller); dies naming the key on a field lorampi does not implement (MoE, another
 // rope_type, an activation other than silu) or a bad value.
 int lmp_llama_read_config(const char *cp, lmp_model_config *cfg);
+// The sizes of a Llama-family config against the tensors of dir (model.safetensors or the
+// sharded files of model.safetensors.index.json; headers only), before anything is
+// allocated from them: the embedding, the last layer's k_proj and down_proj, no layer after.
+void lmp_llama_check_tensors(const char *dir, const lmp_model_config *cfg);
 
 // Reads the hyperparameters of the model at `path`: a directory holding config.json (HF) or
 // an llm.c .bin file (header). Dies with a message naming the file and key on any problem:
