@@ -6,7 +6,8 @@
 #    uninterrupted run; full fine-tuning of qwen3 likewise (2,2) -> (1,1);
 #  - BF16 and F16 model files give the run of F32 files of the same values, bit for bit;
 #  - the PEFT export names HF's modules (base_model.model.model.layers.0.self_attn.q_proj...),
-#    fan_in_fan_out false, target_modules the seven projections;
+#    fan_in_fan_out false, target_modules the seven projections; `export` of the checkpoint
+#    gives the same directory;
 #  - analyze vs-base of the LoRA checkpoint against numpy (W read (out, in) from the file);
 #  - a transformers-4 config.json (top-level rope_theta, rope_scaling null) = the
 #    transformers-5 one (rope_parameters), bit for bit;
@@ -95,6 +96,20 @@ h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
 assert "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight" in h, sorted(h)[:4]
 assert h["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"]["shape"] == [64, 4]
 assert len([k for k in h if k != "__metadata__"]) == 2 * 7 * 2
+PY
+
+# export of the final (2,2) checkpoint = the run's save_adapter, tensor for tensor.
+mpi 2 "$bin" export lora/ref/ckpt-00000020.h5 --out exported > export.log 2>&1 || { fail "export"; cat export.log; }
+$py - exported lora/peft <<'PY' && ok || fail "export of a Llama checkpoint differs from save_adapter"
+import json, struct, sys, numpy as np
+def rd(p):
+    b = open(p + "/adapter_model.safetensors", "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: np.frombuffer(b[8 + n + e["data_offsets"][0]:8 + n + e["data_offsets"][1]], dtype=np.float32)
+            for k, e in h.items() if k != "__metadata__"}
+a, b = rd(sys.argv[1]), rd(sys.argv[2])
+assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+assert json.load(open(sys.argv[1] + "/adapter_config.json")) == json.load(open(sys.argv[2] + "/adapter_config.json"))
 PY
 
 # analyze vs-base reads the (out, in) base weights: w_fro and proj_dw against numpy.

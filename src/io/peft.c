@@ -79,10 +79,12 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     int r = cfg->adapter.r;
     for (int k = 0; k < np; k++) {
         const char *leaf = pm[k].first->site;  // "attn.c_attn"
-        int seen = 0;
-        for (size_t j = 0; j < json_array_size(targets); j++)
-            if (!strcmp(json_string_value(json_array_get(targets, j)), leaf)) seen = 1;
-        if (!seen) json_array_append_new(targets, json_string(leaf));
+        // Sorted, so the list does not depend on the order modules come in (registration
+        // order here, a checkpoint's group order in `export`).
+        size_t j = 0, n = json_array_size(targets);
+        while (j < n && strcmp(json_string_value(json_array_get(targets, j)), leaf) < 0) j++;
+        if (j == n || strcmp(json_string_value(json_array_get(targets, j)), leaf))
+            json_array_insert_new(targets, j, json_string(leaf));
         if (pm[k].r != r) {
             char key[LMP_NAME_MAX + 16];
             lmp_fmt(key, sizeof key, "%s%s", lmp_hf_prefix(pm[k].first->module), pm[k].first->module);
