@@ -22,8 +22,11 @@ static const lmp_st_tensor *find_w(const lmp_st_file *st, const adapter_mod *m, 
     char name[LMP_NAME_MAX + 32];
     if (!t) t = lmp_st_find(st, lmp_fmt(name, sizeof name, "transformer.%s", m->base_weight));
     if (!t) lmp_die_all("%s has no tensor %s for module %s", model, m->base_weight, m->name);
-    int c0 = m->out_offset;
-    if (t->ndim != 2 || t->shape[0] != m->in || t->shape[1] < c0 + m->out)
+    int c0 = m->out_offset, oi = !*lmp_hf_prefix(m->base_weight);  // nn.Linear: (out, in)
+    if (oi && (t->ndim != 2 || t->shape[1] != m->in || t->shape[0] < c0 + m->out))
+        lmp_die_all("%s: %s has shape (%lld, %lld), module %s needs (>= %d, %d)", model, m->base_weight,
+                    (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), m->name, c0 + m->out, m->in);
+    if (!oi && (t->ndim != 2 || t->shape[0] != m->in || t->shape[1] < c0 + m->out))
         lmp_die_all("%s: %s has shape (%lld, %lld), module %s needs (%d, >= %d)", model, m->base_weight,
                     (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), m->name, m->in, c0 + m->out);
     return t;
@@ -31,18 +34,24 @@ static const lmp_st_tensor *find_w(const lmp_st_file *st, const adapter_mod *m, 
 
 // W of module m as a distributed out x in matrix (ΔW's orientation): HF stores Conv1D
 // weights (in, out), so X[i][j] = stored[j][out_offset + i] (a q/k/v module takes its column
-// block). Each rank reads the stored rows of its column blocks only.
+// block). Each rank reads the stored rows of its column blocks only. The Llama family's
+// nn.Linear weights are stored (out, in): X[i][j] = stored[out_offset + i][j], read as the
+// column block of the rank's columns.
 static void load_w(const lmp_grid *g, lmp_dmat *X, const lmp_st_file *st, const adapter_mod *m, const char *model) {
     const lmp_st_tensor *t = find_w(st, m, model);
+    int oi = !*lmp_hf_prefix(m->base_weight);
     lmp_dmat_alloc(X, g, m->out, m->in, LMP_AN_NB);
     int lld = X->mloc > 1 ? X->mloc : 1;
     float *rows = lmp_malloc((size_t)LMP_AN_NB * m->out * sizeof(float));
     for (int lj0 = 0; lj0 < X->nloc; lj0 += LMP_AN_NB) {
         int gj0 = lmp_dmat_gcol(X, g, lj0), nr = X->nloc - lj0 < LMP_AN_NB ? X->nloc - lj0 : LMP_AN_NB;
-        lmp_st_read_block(st, t, gj0, nr, m->out_offset, m->out, rows);
+        if (oi) lmp_st_read_block(st, t, m->out_offset, m->out, gj0, nr, rows);  // (out, nr)
+        else lmp_st_read_block(st, t, gj0, nr, m->out_offset, m->out, rows);     // (nr, out)
         for (int k = 0; k < nr; k++)
-            for (int li = 0; li < X->mloc; li++)
-                X->a[(size_t)(lj0 + k) * lld + li] = rows[(size_t)k * m->out + lmp_dmat_grow(X, g, li)];
+            for (int li = 0; li < X->mloc; li++) {
+                size_t i = (size_t)lmp_dmat_grow(X, g, li);
+                X->a[(size_t)(lj0 + k) * lld + li] = oi ? rows[i * nr + k] : rows[(size_t)k * m->out + i];
+            }
     }
     free(rows);
 }

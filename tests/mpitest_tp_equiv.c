@@ -3,10 +3,14 @@
 // one AdamW step equal the 1-rank run's within 1e-5 relative (max abs difference over max
 // abs reference value), in LoRA mode (all targets, with dropout), LoRA on q/v slices, and
 // full fine-tuning; and for grouped-query attention (4 query heads over 2 key/value heads,
-// q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full. Also: each rank's frozen bytes equal its shard size computed from the
-// shapes, and every rank took part.
+// q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full; and for a
+// Llama-family model with every component (RMSNorm, RoPE, 4 query over 2 KV heads, q/k/v,
+// o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
+// seven projections (with dropout), on q_proj/v_proj, and full. Also: each rank's frozen bytes
+// equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
+#include "model/llama.h"
 #include "model/model.h"
 #include "core/optim.h"
 #include "core/rng.h"
@@ -18,7 +22,12 @@
 #include <string.h>
 
 enum { BG = 4, T = 6 };
-static const lmp_model_config CFG = {2, 4, 16, 37, 8, 1e-5f};  // odd vocab: uneven split
+static const lmp_model_config CFG = {.n_layer = 2, .n_head = 4, .n_embd = 16, .vocab_size = 37, .n_ctx = 8, .ln_eps = 1e-5f};  // odd vocab: uneven split
+// Qwen3-like with Qwen2's biases and Llama's untied head: every Llama-family component.
+static const lmp_model_config LCFG = {
+    .n_layer = 2, .n_head = 4, .n_embd = 16, .vocab_size = 37, .n_ctx = 8, .ln_eps = 1e-6f,
+    .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 2, .head_dim = 6, .mlp_hidden = 20,
+    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1, .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
 
 typedef struct {
     double loss;
@@ -65,8 +74,9 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
                         .ad = {.r = 4, .alpha = 8, .dropout = dropout}};
     lmp_model m;
     lmp_arch a;
-    lmp_gpt2_arch(&CFG, &a);
-    if (kv) a.n_kv_head = kv;  // GPT-2 with grouped-query attention
+    if (kv < 0) lmp_llama_arch(&LCFG, &a);
+    else lmp_gpt2_arch(&CFG, &a);
+    if (kv > 0) a.n_kv_head = kv;  // GPT-2 with grouped-query attention
     lmp_model_build_arch(&m, &a, &o, &c);
     lmp_model_init_base(&m, 5);
     lmp_model_init_adapters(&m, 0, 6);
@@ -83,6 +93,12 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     int64_t per_layer = 4 * C + C * qkv / tp + qkv / tp + (C / tp) * C + C +
                         C * 4 * C / tp + 4 * C / tp + (4 * C / tp) * C + C;
     int64_t expect = V_l * C + CFG.n_ctx * C + L * per_layer + 2 * C;
+    if (kv < 0) {  // Llama: 2 norms; q, k, v (+ biases) by heads; o; q/k norms; gate, up, down
+        int64_t hd = a.head_dim, q = a.n_head * hd / tp, k = a.n_kv_head * hd / tp, H = a.mlp_hidden / tp;
+        // biases: q, k, v and gate, up split; o_proj and down_proj whole (row-parallel)
+        per_layer = 2 * C + (q + 2 * k) * (C + 1) + q * C + C + 2 * hd + 3 * H * C + 2 * H + C;
+        expect = 2 * V_l * C + L * per_layer + C;
+    }
     T_CHECK((int64_t)(full ? m.reg.n_train : m.reg.n_frozen) == expect,
             "tp=%d rank %d: holds %zu base floats, shard size is %lld", tp, c.rank,
             full ? m.reg.n_train : m.reg.n_frozen, (long long)expect);
@@ -140,6 +156,9 @@ int main(int argc, char **argv) {
         {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2},
         {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2},
         {"gqa full", 1, 0, 0.0f, 2},
+        {"llama lora", 0, LMP_T_ALL_LINEAR, 0.1f, -2},
+        {"llama q,v", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, -2},
+        {"llama full", 1, 0, 0.0f, -2},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
     int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};
@@ -148,7 +167,8 @@ int main(int argc, char **argv) {
         result ref = {0};
         for (size_t li = 0; li < 5; li++) {
             int tp = layouts[li][0], np = tp * layouts[li][1];
-            if (modes[mo].kv && modes[mo].kv % tp) continue;  // tp must divide the kv heads
+            int kvh = modes[mo].kv < 0 ? -modes[mo].kv : modes[mo].kv;
+            if (kvh && kvh % tp) continue;  // tp must divide the kv heads
             expect_runs++;
             MPI_Comm sub;
             MPI_Comm_split(MPI_COMM_WORLD, rank < np ? 0 : MPI_UNDEFINED, rank, &sub);

@@ -195,6 +195,17 @@ int main(void) {
     T_CHECK(c.adapter.n_layers == 4 && c.adapter.layers[0] == 0 && c.adapter.layers[2] == 2 && c.adapter.layers[3] == 5, "layers");
     T_CHECK(c.adapter.rslora == 1 && c.adapter.init == LMP_INIT_GAUSSIAN && c.adapter.seed == 77, "bool/init/u64");
     T_CHECK(c.train.schedule == LMP_SCHED_LINEAR && c.parallel.tp == 2, "schedule/tp");
+    // The Llama family's targets by PEFT's names, and all-linear (resolved by the model).
+    const char *llama_sets[1] = {"adapter.targets = q_proj, k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"};
+    lmp_config_load(&c, ok, llama_sets, 1);
+    T_CHECK(c.adapter.targets == (LMP_T_Q_PROJ | LMP_T_K_PROJ | LMP_T_V_PROJ | LMP_T_O_PROJ | LMP_T_GATE_PROJ |
+                                  LMP_T_UP_PROJ | LMP_T_DOWN_PROJ) &&
+            !strcmp(c.adapter.targets_str, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"),
+            "llama targets %d (%s)", c.adapter.targets, c.adapter.targets_str);
+    llama_sets[0] = "adapter.targets=all-linear";
+    lmp_config_load(&c, ok, llama_sets, 1);
+    T_CHECK(c.adapter.targets == LMP_T_ALL_LINEAR && !strcmp(c.adapter.targets_str, "all-linear"), "all-linear");
+    lmp_config_load(&c, ok, sets, 2);
 
     // dump -> load gives the identical struct
     char *text = lmp_config_dump(&c);

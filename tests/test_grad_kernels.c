@@ -10,6 +10,10 @@
 // gradients; forwards match direct double-precision references; attention is causal; the
 // embedding ignores tokens outside its vocab slice; cross-entropy statistics split over two
 // vocab slices and combined as a tensor-parallel run does give the unsplit loss and gradient.
+// The Llama family's kernels likewise: RMSNorm (plain and per head), RoPE (tables of the
+// default, linear and llama3 rope_types against transformers' formulas in double; forward
+// against HF's rotate_half), gated SiLU, the (out, in) linear into a wider row, and the
+// composed q/k-norm + RoPE + grouped-query attention of Qwen3.
 #include "testutil.h"
 #include "model/kernels.h"
 
@@ -644,6 +648,276 @@ static void test_attention_gqa(void) {
     free(c.qkv), free(c.out), free(c.att), free(c.R), free(c.dqkv), free(c.datt);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The Llama family's kernels (kernels_llama.c)
+
+// RMSNorm on rows of C, as N x H heads of a strided layout (H = 1, ld = C: a plain norm).
+typedef struct {
+    int N, H, C, ld;
+    float *x, *w, *out, *rstd, *R, *dx, *dw;
+} rms_ctx;
+
+static double rms_loss(void *p) {
+    rms_ctx *c = p;
+    lmp_rmsnorm_forward(c->out, c->rstd, c->x, c->w, c->N, c->H, c->C, c->ld, LN_EPS);
+    double L = 0;  // only the normalised columns count (the others are not written)
+    for (int n = 0; n < c->N; n++)
+        for (int j = 0; j < c->H * c->C; j++) L += (double)c->out[n * c->ld + j] * c->R[n * c->ld + j];
+    return L;
+}
+static void rms_bwd(void *p) {
+    rms_ctx *c = p;
+    rms_loss(c);
+    lmp_rmsnorm_backward(c->dx, c->dw, c->R, c->x, c->w, c->rstd, c->N, c->H, c->C, c->ld);
+}
+
+static void test_rmsnorm_case(int H, int ld) {
+    enum { N = 5, C = 8 };
+    size_t n = (size_t)N * ld;
+    rms_ctx c = {N, H, C, ld, randn(n, 0.3f, 1.5f), randn(C, 1.0f, 0.5f), zeros(n), zeros(N * H),
+                 randn(n, 0, 1), zeros(n), zeros(C)};
+    grad_t gs[] = {{"dinp", &c.dx, n}, {"dw", &c.dw, C}};
+    rms_loss(&c);
+    double worst = 0;
+    for (int r = 0; r < N * H; r++) {  // forward vs double reference
+        const float *x = c.x + (r / H) * ld + (r % H) * C;
+        double ms = 0;
+        for (int i = 0; i < C; i++) ms += (double)x[i] * x[i];
+        double s = 1.0 / sqrt(ms / C + LN_EPS);
+        for (int i = 0; i < C; i++)
+            worst = fmax(worst, fabs(c.out[(r / H) * ld + (r % H) * C + i] - x[i] * s * c.w[i]));
+    }
+    T_CHECK(worst <= FWD_TOL * 4, "rmsnorm forward != reference (%.3g)", worst);
+    zero_grads(gs, 2);
+    rms_bwd(&c);
+    check_fd(H == 1 ? "rmsnorm dinp" : "rmsnorm per head dinp", c.x, c.dx, n, rms_loss, &c, FD_H);
+    check_fd(H == 1 ? "rmsnorm dw" : "rmsnorm per head dw", c.w, c.dw, C, rms_loss, &c, FD_H);
+    check_accumulates("rmsnorm", rms_bwd, &c, gs, 2);
+    check_null_grads("rmsnorm", rms_bwd, &c, gs, 2, 0u);
+    free(c.x), free(c.w), free(c.out), free(c.rstd), free(c.R), free(c.dx), free(c.dw);
+}
+
+static void test_rmsnorm(void) {
+    printf("rmsnorm (plain, and per head inside a wider row: Qwen3's q/k norm)\n");
+    test_rmsnorm_case(1, 8);
+    test_rmsnorm_case(3, 3 * 8 + 5);
+}
+
+// RoPE on H heads of hd inside rows of ld, positions pos0 + n % T.
+typedef struct {
+    int N, T, pos0, H, hd, ld;
+    const float *cs, *sn;
+    float *x, *y, *R, *dx;
+} rope_ctx;
+
+static double rope_loss(void *p) {
+    rope_ctx *c = p;
+    memcpy(c->y, c->x, (size_t)c->N * c->ld * sizeof(float));
+    lmp_rope_forward(c->y, c->ld, c->N, c->T, c->pos0, c->H, c->hd, c->cs, c->sn);
+    return dot_rd(c->y, c->R, (size_t)c->N * c->ld);
+}
+static void rope_bwd(void *p) {
+    rope_ctx *c = p;
+    float *d = copy_of(c->R, (size_t)c->N * c->ld);
+    lmp_rope_backward(d, c->ld, c->N, c->T, c->pos0, c->H, c->hd, c->cs, c->sn);
+    for (int i = 0; i < c->N * c->ld; i++) c->dx[i] += d[i];
+    free(d);
+}
+
+// Inverse frequencies in double, written from transformers' formulas independently of
+// kernels_llama.c (default, linear, llama3).
+static double ref_inv_freq(const lmp_rope_params *rp, int i, int hd) {
+    double f = 1.0 / pow(rp->theta, 2.0 * i / hd);
+    if (rp->type == LMP_ROPE_LINEAR) return f / rp->factor;
+    if (rp->type != LMP_ROPE_LLAMA3) return f;
+    double wl = 2 * M_PI / f, lo = rp->original_max_pos / rp->low_freq_factor;
+    double hi = rp->original_max_pos / rp->high_freq_factor;
+    if (wl < hi) return f;
+    if (wl > lo) return f / rp->factor;
+    double sm = (rp->original_max_pos / wl - rp->low_freq_factor) / (rp->high_freq_factor - rp->low_freq_factor);
+    return (1 - sm) * f / rp->factor + sm * f;
+}
+
+static void check_rope_tables(const char *what, const lmp_rope_params *rp, int hd, int P) {
+    float *cs = zeros((size_t)P * hd / 2), *sn = zeros((size_t)P * hd / 2);
+    lmp_rope_tables(cs, sn, P, hd, rp);
+    double worst = 0;
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < hd / 2; i++) {
+            double a = p * ref_inv_freq(rp, i, hd);
+            worst = fmax(worst, fabs(cs[p * hd / 2 + i] - cos(a)));
+            worst = fmax(worst, fabs(sn[p * hd / 2 + i] - sin(a)));
+        }
+    printf("  rope tables %-8s max abs err %.2e\n", what, worst);
+    T_CHECK(worst <= 2e-5, "rope tables (%s) differ from the reference by %.3g", what, worst);
+    free(cs), free(sn);
+}
+
+static void test_rope(void) {
+    printf("rotary embeddings\n");
+    lmp_rope_params def = {LMP_ROPE_DEFAULT, 10000.0f, 0, 0, 0, 0};
+    lmp_rope_params lin = {LMP_ROPE_LINEAR, 10000.0f, 4.0f, 0, 0, 0};
+    lmp_rope_params l3 = {LMP_ROPE_LLAMA3, 500000.0f, 8.0f, 1.0f, 4.0f, 64};  // all three bands at hd 32
+    check_rope_tables("default", &def, 32, 40);
+    check_rope_tables("linear", &lin, 32, 40);
+    check_rope_tables("llama3", &l3, 32, 40);
+    enum { B = 2, T = 5, N = B * T, H = 3, hd = 6, LD = H * hd + 4, P = 16 };
+    float *cs = zeros(P * hd / 2), *sn = zeros(P * hd / 2);
+    lmp_rope_tables(cs, sn, P, hd, &def);
+    rope_ctx c = {N, T, 2, H, hd, LD, cs, sn, randn(N * LD, 0, 1), zeros(N * LD), randn(N * LD, 0, 1), zeros(N * LD)};
+    rope_loss(&c);
+    double worst = 0;  // HF: x * cos + rotate_half(x) * sin, rotate_half = (-x2, x1)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < hd; i++) {
+                int p = 2 + n % T, k = i % (hd / 2);
+                const float *x = c.x + n * LD + h * hd;
+                double rot = i < hd / 2 ? -x[i + hd / 2] : x[i - hd / 2];
+                double ref = x[i] * cs[p * hd / 2 + k] + rot * sn[p * hd / 2 + k];
+                worst = fmax(worst, fabs(c.y[n * LD + h * hd + i] - ref));
+            }
+    for (int n = 0; n < N; n++)  // columns past the heads untouched
+        for (int j = H * hd; j < LD; j++) worst = fmax(worst, fabs(c.y[n * LD + j] - c.x[n * LD + j]));
+    T_CHECK(worst <= 1e-6, "rope forward != reference (%.3g)", worst);
+    grad_t gs[] = {{"dx", &c.dx, N * LD}};
+    zero_grads(gs, 1);
+    rope_bwd(&c);
+    check_fd("rope dx", c.x, c.dx, N * LD, rope_loss, &c, FD_H);
+    free(cs), free(sn), free(c.x), free(c.y), free(c.R), free(c.dx);
+}
+
+// Gated SiLU: h = gate | up per row.
+typedef struct {
+    int N, H;
+    float *h, *out, *R, *dh;
+} swiglu_ctx;
+
+static double swiglu_loss(void *p) {
+    swiglu_ctx *c = p;
+    lmp_swiglu_forward(c->out, c->h, c->N, c->H);
+    return dot_rd(c->out, c->R, (size_t)c->N * c->H);
+}
+static void swiglu_bwd(void *p) {
+    swiglu_ctx *c = p;
+    lmp_swiglu_backward(c->dh, c->h, c->R, c->N, c->H);
+}
+
+static void test_swiglu(void) {
+    printf("gated SiLU\n");
+    enum { N = 4, H = 7 };
+    swiglu_ctx c = {N, H, randn(N * 2 * H, 0, 2), zeros(N * H), randn(N * H, 0, 1), zeros(N * 2 * H)};
+    swiglu_loss(&c);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < H; i++) {
+            double g = c.h[n * 2 * H + i], u = c.h[n * 2 * H + H + i];
+            worst = fmax(worst, fabs(c.out[n * H + i] - g / (1 + exp(-g)) * u));
+        }
+    T_CHECK(worst <= 1e-5, "swiglu forward != reference (%.3g)", worst);
+    grad_t gs[] = {{"dh", &c.dh, N * 2 * H}};
+    zero_grads(gs, 1);
+    swiglu_bwd(&c);
+    check_fd("swiglu dh", c.h, c.dh, N * 2 * H, swiglu_loss, &c, FD_H);
+    check_accumulates("swiglu", swiglu_bwd, &c, gs, 1);
+    free(c.h), free(c.out), free(c.R), free(c.dh);
+}
+
+// Linear with an (out, in) weight writing into columns of a wider row (ld > OC).
+typedef struct {
+    int N, IC, OC, ld;
+    float *x, *w, *bias, *out, *R, *dx, *dw, *db;
+} mmoi_ctx;
+
+static double mmoi_loss(void *p) {
+    mmoi_ctx *c = p;
+    lmp_matmul_oi_forward(c->out, c->ld, c->x, c->w, c->bias, c->N, c->IC, c->OC);
+    return dot_rd(c->out, c->R, (size_t)c->N * c->ld);
+}
+static void mmoi_bwd(void *p) {
+    mmoi_ctx *c = p;
+    lmp_matmul_oi_backward(c->dx, c->dw, c->db, c->R, c->ld, c->x, c->w, c->N, c->IC, c->OC);
+}
+
+static void test_matmul_oi(void) {
+    printf("matmul, weight (out, in), output rows of a wider buffer\n");
+    enum { N = 5, IC = 6, OC = 4, LD = 9 };
+    mmoi_ctx c = {N, IC, OC, LD, randn(N * IC, 0, 1), randn(OC * IC, 0, 1), randn(OC, 0, 1),
+                  zeros(N * LD), randn(N * LD, 0, 1), zeros(N * IC), zeros(OC * IC), zeros(OC)};
+    for (int n = 0; n < N; n++)  // columns past OC are another part's: zero R there
+        for (int j = OC; j < LD; j++) c.R[n * LD + j] = 0;
+    mmoi_loss(&c);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = c.bias[o];
+            for (int i = 0; i < IC; i++) s += (double)c.x[n * IC + i] * c.w[o * IC + i];
+            worst = fmax(worst, fabs(c.out[n * LD + o] - s));
+        }
+    T_CHECK(worst <= 1e-5, "matmul_oi forward != reference (%.3g)", worst);
+    grad_t gs[] = {{"dinp", &c.dx, N * IC}, {"dw", &c.dw, OC * IC}, {"dbias", &c.db, OC}};
+    zero_grads(gs, 3);
+    mmoi_bwd(&c);
+    check_fd("matmul_oi dinp", c.x, c.dx, N * IC, mmoi_loss, &c, FD_H);
+    check_fd("matmul_oi dw", c.w, c.dw, OC * IC, mmoi_loss, &c, FD_H);
+    check_fd("matmul_oi dbias", c.bias, c.db, OC, mmoi_loss, &c, FD_H);
+    check_accumulates("matmul_oi", mmoi_bwd, &c, gs, 3);
+    check_null_grads("matmul_oi", mmoi_bwd, &c, gs, 3, 0u);
+    free(c.x), free(c.w), free(c.bias), free(c.out), free(c.R), free(c.dx), free(c.dw), free(c.db);
+}
+
+// Qwen3's attention core: raw q|k|v -> per-head q/k RMSNorm -> RoPE on q, k -> grouped-query
+// attention, its backward composed as attention.c does; FD w.r.t. raw q|k|v and both norms.
+typedef struct {
+    int B, T, NH, KVH, hs, ld;
+    const float *cs, *sn;
+    float *raw, *qn, *kn, *qkv, *rstd, *out, *att, *R, *draw, *dqn, *dkn, *dqkv, *datt;
+} qkn_ctx;
+
+static double qkn_loss(void *p) {
+    qkn_ctx *c = p;
+    int N = c->B * c->T, q = c->NH * c->hs, kv = c->KVH * c->hs;
+    memcpy(c->qkv, c->raw, (size_t)N * c->ld * sizeof(float));
+    lmp_rmsnorm_forward(c->qkv, c->rstd, c->raw, c->qn, N, c->NH, c->hs, c->ld, LN_EPS);
+    lmp_rmsnorm_forward(c->qkv + q, c->rstd + N * c->NH, c->raw + q, c->kn, N, c->KVH, c->hs, c->ld, LN_EPS);
+    lmp_rope_forward(c->qkv, c->ld, N, c->T, 0, c->NH + c->KVH, c->hs, c->cs, c->sn);
+    lmp_sdpa_forward(c->out, c->att, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    return dot_rd(c->out, c->R, (size_t)N * q);
+}
+static void qkn_bwd(void *p) {
+    qkn_ctx *c = p;
+    int N = c->B * c->T, q = c->NH * c->hs, kv = c->KVH * c->hs;
+    qkn_loss(c);
+    memset(c->dqkv, 0, (size_t)N * c->ld * sizeof(float));
+    lmp_sdpa_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->datt, c->R, c->qkv, c->qkv + q,
+                      c->qkv + q + kv, c->att, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    lmp_rope_backward(c->dqkv, c->ld, N, c->T, 0, c->NH + c->KVH, c->hs, c->cs, c->sn);
+    for (int n = 0; n < N; n++)  // v passes through the norm untouched
+        for (int j = q + kv; j < c->ld; j++) c->draw[n * c->ld + j] += c->dqkv[n * c->ld + j];
+    lmp_rmsnorm_backward(c->draw, c->dqn, c->dqkv, c->raw, c->qn, c->rstd, N, c->NH, c->hs, c->ld);
+    lmp_rmsnorm_backward(c->draw + q, c->dkn, c->dqkv + q, c->raw + q, c->kn, c->rstd + N * c->NH, N,
+                         c->KVH, c->hs, c->ld);
+}
+
+static void test_qk_norm_attention(void) {
+    printf("grouped-query attention with q/k RMSNorm and RoPE (Qwen3)\n");
+    enum { B = 2, T = 4, NH = 4, KVH = 2, hs = 4, LD = (NH + 2 * KVH) * hs, N = B * T };
+    float *cs = zeros(T * hs / 2), *sn = zeros(T * hs / 2);
+    lmp_rope_params def = {LMP_ROPE_DEFAULT, 10000.0f, 0, 0, 0, 0};
+    lmp_rope_tables(cs, sn, T, hs, &def);
+    qkn_ctx c = {B, T, NH, KVH, hs, LD, cs, sn, randn(N * LD, 0, 1), randn(hs, 1, 0.3f),
+                 randn(hs, 1, 0.3f), zeros(N * LD), zeros(N * (NH + KVH)), zeros(N * NH * hs),
+                 zeros(B * NH * T * T), randn(N * NH * hs, 0, 1), zeros(N * LD), zeros(hs), zeros(hs),
+                 zeros(N * LD), zeros(B * NH * T * T)};
+    grad_t gs[] = {{"draw", &c.draw, N * LD}, {"dq_norm", &c.dqn, hs}, {"dk_norm", &c.dkn, hs}};
+    zero_grads(gs, 3);
+    qkn_bwd(&c);
+    check_fd("q/k norm attention draw", c.raw, c.draw, N * LD, qkn_loss, &c, FD_H);
+    check_fd("q/k norm attention dq_norm", c.qn, c.dqn, hs, qkn_loss, &c, FD_H);
+    check_fd("q/k norm attention dk_norm", c.kn, c.dkn, hs, qkn_loss, &c, FD_H);
+    free(cs), free(sn), free(c.raw), free(c.qn), free(c.kn), free(c.qkv), free(c.rstd), free(c.out);
+    free(c.att), free(c.R), free(c.draw), free(c.dqn), free(c.dkn), free(c.dqkv), free(c.datt);
+}
+
 int main(void) {
     test_layernorm();  // first: it forks before this process's first OpenMP region
     test_matmul();
@@ -652,5 +926,10 @@ int main(void) {
     test_attention_gqa();
     test_embedding();
     test_xent();
+    test_rmsnorm();
+    test_rope();
+    test_swiglu();
+    test_matmul_oi();
+    test_qk_norm_attention();
     return t_finish();
 }

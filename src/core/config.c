@@ -85,7 +85,9 @@ static const key_t_ KEYS[] = {
 };
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
-static const char *TARGET_NAMES[] = {"c_attn", "q", "k", "v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+// Bit i of LMP_T_* (core/targets.h): GPT-2's names, then the Llama family's (PEFT's).
+static const char *TARGET_NAMES[] = {LMP_TARGET_NAME_LIST};
+#define N_TARGET_NAMES (int)(sizeof TARGET_NAMES / sizeof TARGET_NAMES[0])
 
 static char *trim(char *s) {
     while (*s == ' ' || *s == '\t') s++;
@@ -103,7 +105,7 @@ static int parse_targets(lmp_config *c, const char *v, char *err, int errlen) {
         char *t = trim(tok);
         int found = 0;
         if (!strcmp(t, "all")) { bits |= LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ; found = 1; }
-        for (int i = 0; i < 7 && !found; i++)
+        for (int i = 0; i < N_TARGET_NAMES && !found; i++)
             if (!strcmp(t, TARGET_NAMES[i])) { bits |= 1 << i; found = 1; }
         if (!found) { snprintf(err, errlen, "unknown target '%s'", t); return -1; }
     }
@@ -114,7 +116,7 @@ static int parse_targets(lmp_config *c, const char *v, char *err, int errlen) {
     }
     c->adapter.targets = bits;
     c->adapter.targets_str[0] = 0;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < N_TARGET_NAMES; i++)
         if (bits & (1 << i)) {
             if (c->adapter.targets_str[0]) strcat(c->adapter.targets_str, ",");
             strcat(c->adapter.targets_str, TARGET_NAMES[i]);

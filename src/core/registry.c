@@ -221,3 +221,7 @@ void lmp_registry_counts(const lmp_registry *r, int64_t *trainable, int64_t *tot
     if (trainable) *trainable = t;
     if (total) *total = a;
 }
+
+const char *lmp_hf_prefix(const char *name) {
+    return strncmp(name, "model.", 6) && strncmp(name, "lm_head.", 8) ? "transformer." : "";
+}

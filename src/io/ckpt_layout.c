@@ -6,7 +6,7 @@
 
 void lmp_ckpt_tensor_path(const lmp_registry *r, const lmp_param *p, char *out, size_t n) {
     if (p->rec < 0) {
-        lmp_fmt(out, n, "params/transformer.%s", p->name);
+        lmp_fmt(out, n, "params/%s%s", lmp_hf_prefix(p->name), p->name);
         return;
     }
     // The leaf is the tensor's name after "<record name>.": lora_A, lora_B, ...
@@ -14,7 +14,7 @@ void lmp_ckpt_tensor_path(const lmp_registry *r, const lmp_param *p, char *out, 
     size_t l = strlen(rec->name);
     LMP_CHECK(!strncmp(p->name, rec->name, l) && p->name[l] == '.' && p->name[l + 1],
               "internal: tensor %s is not named under its adapter record %s", p->name, rec->name);
-    lmp_fmt(out, n, "adapter/transformer.%s/%s", rec->name, p->name + l + 1);
+    lmp_fmt(out, n, "adapter/%s%s/%s", lmp_hf_prefix(rec->name), rec->name, p->name + l + 1);
 }
 
 int lmp_ckpt_select_local(hid_t fs, const lmp_param *p) {

@@ -4,9 +4,11 @@
 #include "io/slices.h"
 #include "core/util.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct { const lmp_st_file *f; const lmp_st_tensor *t; } st_ctx;
 
@@ -25,13 +27,8 @@ static const char *shape_str(char *out, size_t n, int ndim, const int64_t *shape
     return out;
 }
 
-// The tensor of entry p in f, its shape checked against the registry's.
-static const lmp_st_tensor *find_entry(const lmp_st_file *f, const lmp_param *p) {
-    char pre[LMP_NAME_MAX + 16];
-    lmp_fmt(pre, sizeof pre, "transformer.%s", p->name);
-    const lmp_st_tensor *t = lmp_st_find(f, p->name);
-    if (!t) t = lmp_st_find(f, pre);
-    if (!t) lmp_die("%s: missing tensor %s (or %s)", f->path, p->name, pre);
+// The shape of t against entry p's.
+static void check_shape(const lmp_st_file *f, const lmp_st_tensor *t, const lmp_param *p) {
     int same = t->ndim == p->ndim;
     for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
     if (!same) {
@@ -39,12 +36,100 @@ static const lmp_st_tensor *find_entry(const lmp_st_file *f, const lmp_param *p)
         lmp_die("%s: tensor %s has shape (%s), the model config needs (%s)", f->path, t->name,
                 shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, p->ndim, p->shape));
     }
+}
+
+// The tensor of entry p in f, its shape checked against the registry's.
+static const lmp_st_tensor *find_entry(const lmp_st_file *f, const lmp_param *p) {
+    char pre[LMP_NAME_MAX + 16];
+    lmp_fmt(pre, sizeof pre, "transformer.%s", p->name);
+    const lmp_st_tensor *t = lmp_st_find(f, p->name);
+    if (!t) t = lmp_st_find(f, pre);
+    if (!t) lmp_die("%s: missing tensor %s (or %s)", f->path, p->name, pre);
+    check_shape(f, t, p);
     return t;
 }
 
+// A sharded model: model.safetensors.index.json's weight_map names, for every tensor, the
+// file holding it (model-0000i-of-0000n.safetensors). Each file is opened once, and each
+// rank reads only its slices from them.
+typedef struct {
+    json_t *map;
+    lmp_st_file *f;
+    const char **names;
+    int n;
+} shards;
+
+static void shards_open(shards *s, const char *dir, const char *index) {
+    json_error_t je;
+    json_t *o = json_load_file(index, 0, &je);
+    if (!o) lmp_die("%s: %s (line %d, column %d)", index, je.text, je.line, je.column);
+    s->map = json_incref(json_object_get(o, "weight_map"));
+    json_decref(o);
+    if (!json_is_object(s->map)) lmp_die("%s: no \"weight_map\" object", index);
+    size_t cap = json_object_size(s->map) + 1;
+    s->f = lmp_calloc(cap * sizeof *s->f);
+    s->names = lmp_calloc(cap * sizeof *s->names);
+    s->n = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(s->map, key, v) {
+        if (!json_is_string(v)) lmp_die("%s: weight_map[\"%s\"] is not a file name", index, key);
+        const char *fn = json_string_value(v);
+        int k = 0;
+        while (k < s->n && strcmp(s->names[k], fn)) k++;
+        if (k < s->n) continue;
+        if (strchr(fn, '/')) lmp_die("%s: weight_map names %s outside the directory", index, fn);
+        char path[4096];
+        lmp_st_open(&s->f[s->n], lmp_path_join(path, sizeof path, dir, fn));
+        s->names[s->n++] = fn;
+    }
+}
+
+static void shards_close(shards *s) {
+    for (int k = 0; k < s->n; k++) lmp_st_close(&s->f[k]);
+    free(s->f);
+    free(s->names);
+    json_decref(s->map);
+}
+
+// Entry p's file (by the weight_map, with or without "transformer.") and tensor.
+static st_ctx shards_find(const shards *s, const char *index, const lmp_param *p) {
+    char pre[LMP_NAME_MAX + 16];
+    lmp_fmt(pre, sizeof pre, "transformer.%s", p->name);
+    json_t *v = json_object_get(s->map, p->name);
+    const char *name = p->name;
+    if (!v) v = json_object_get(s->map, name = pre);
+    if (!v) lmp_die("%s: weight_map has no tensor %s", index, p->name);
+    int k = 0;
+    while (strcmp(s->names[k], json_string_value(v))) k++;
+    const lmp_st_tensor *t = lmp_st_find(&s->f[k], name);
+    if (!t) lmp_die("%s: missing tensor %s (model.safetensors.index.json puts it there)", s->f[k].path, name);
+    check_shape(&s->f[k], t, p);
+    return (st_ctx){&s->f[k], t};
+}
+
+static void load_sharded(const char *dir, const char *index, lmp_registry *reg) {
+    shards s;
+    shards_open(&s, dir, index);
+    for (int i = 0; i < reg->n; i++) {
+        lmp_param *p = &reg->p[i];
+        if (p->role != LMP_ROLE_BASE) continue;
+        st_ctx x = shards_find(&s, index, p);
+        lmp_for_each_block(p, st_block, &x);
+    }
+    shards_close(&s);
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
 void lmp_hf_load(const char *dir, lmp_registry *reg) {
-    char path[4096];
+    char path[4096], index[4096];
     lmp_path_join(path, sizeof path, dir, "model.safetensors");
+    lmp_path_join(index, sizeof index, dir, "model.safetensors.index.json");
+    if (!exists(path) && exists(index)) {
+        load_sharded(dir, index, reg);
+        return;
+    }
     lmp_st_file f;
     lmp_st_open(&f, path);
     for (int i = 0; i < reg->n; i++) {

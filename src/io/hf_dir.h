@@ -1,11 +1,13 @@
-// hf_dir.h: Hugging Face GPT-2 model directories (config.json + model.safetensors).
+// hf_dir.h: Hugging Face model directories (config.json + model.safetensors, or sharded
+// model-0000i-of-0000n.safetensors with model.safetensors.index.json).
 #ifndef LORAMPI_HF_DIR_H
 #define LORAMPI_HF_DIR_H
 #include "core/registry.h"
 
 // Loads every LMP_ROLE_BASE entry of reg from dir/model.safetensors: each entry's local
 // slice only, converted to fp32, found under its name with or without the "transformer."
-// prefix. Dies naming the file and tensor on a missing tensor, a shape that disagrees with
+// prefix. A sharded model (no model.safetensors, model.safetensors.index.json beside its
+// files) is read through the index's weight_map, each file opened once. Dies naming the file and tensor on a missing tensor, a shape that disagrees with
 // the registry, an unsupported dtype or a truncated file.
 void lmp_hf_load(const char *dir, lmp_registry *reg);
 

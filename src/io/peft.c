@@ -10,14 +10,30 @@
 #include <string.h>
 
 static const lmp_peft_naming NAMING[] = {
-    {"gpt2", "transformer.", 1},
+    {"gpt2", "transformer.", 1},  // Conv1D (in, out)
+    {"llama", "", 0},             // the Llama family: records carry "model.layers..." whole; nn.Linear
 };
 
 const lmp_peft_naming *lmp_peft_naming_of(const char *family) {
-    if (!family) return &NAMING[0];
-    for (size_t i = 0; i < sizeof NAMING / sizeof NAMING[0]; i++)
-        if (!strcmp(NAMING[i].family, family)) return &NAMING[i];
-    return NULL;
+    if (!family || !strcmp(family, "gpt2")) return &NAMING[0];
+    return &NAMING[1];  // every other family lorampi builds is the Llama family
+}
+
+const lmp_peft_naming *lmp_peft_naming_of_module(const char *module) {
+    return *lmp_hf_prefix(module) ? &NAMING[0] : &NAMING[1];
+}
+
+// Sorts a JSON array of strings in place (insertion sort: a handful of target names).
+static void sort_strings(json_t *a) {
+    size_t n = json_array_size(a);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0; j--) {
+            json_t *x = json_array_get(a, j - 1), *y = json_array_get(a, j);
+            if (strcmp(json_string_value(x), json_string_value(y)) <= 0) break;
+            json_incref(x);
+            LMP_CHECK(json_array_set(a, j - 1, y) == 0 && json_array_set_new(a, j, x) == 0,
+                      "cannot build adapter_config.json");
+        }
 }
 
 char *lmp_peft_module(char *out, size_t n, const lmp_peft_naming *nm, const char *module) {
@@ -102,8 +118,8 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     int np = group_modules(reg, pm);
     LMP_CHECK(np > 0, "PEFT export: the model has no adapters");
     for (int k = 0; k < np; k++) fill_module(reg, &pm[k]);
-    // Checkpoints and registries name no family yet: GPT-2's naming (see lmp_peft_naming).
-    const lmp_peft_naming *nm = lmp_peft_naming_of(NULL);
+    // The family shows in the records' module names (lmp_hf_prefix).
+    const lmp_peft_naming *nm = lmp_peft_naming_of_module(reg->rec[0].module);
     lmp_st_out *t = lmp_malloc(2 * (size_t)np * sizeof *t);
     char (*names)[LMP_NAME_MAX + 64] = lmp_malloc(2 * (size_t)np * sizeof *names);
     for (int k = 0; k < np; k++) {
@@ -122,6 +138,9 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     // init_from took from a PEFT rank_pattern/alpha_pattern) gets its own pattern entries.
     json_t *targets = json_array(), *rank_pat = json_object(), *alpha_pat = json_object();
     for (int k = 0; k < np; k++) add_module_config(&pm[k], reg, cfg, nm, targets, rank_pat, alpha_pat);
+    // Sorted, so the list does not depend on the order modules come in (registration order
+    // here, a checkpoint's group order in `export`).
+    sort_strings(targets);
     json_t *layers = json_null();
     if (cfg->adapter.n_layers) {
         layers = json_array();

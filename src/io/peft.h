@@ -11,17 +11,19 @@
 // reader (peft_read.c). PEFT keys are "base_model.model." + the module's name in the HF model;
 // lorampi's records name modules without the family's HF prefix ("h.0.attn.c_attn"). GPT-2's
 // HF modules live under "transformer." and are Conv1D, which PEFT adapts with
-// fan_in_fan_out = true. The Llama family (next issue) has HF names that already start with
-// "model." (lorampi's records will carry them whole: prefix "") and nn.Linear layers
-// (fan_in_fan_out = false): one more line in the table of peft.c.
+// fan_in_fan_out = true. The Llama family's HF names already start with "model." (records
+// carry them whole: prefix "") and its layers are nn.Linear (fan_in_fan_out = false).
 typedef struct {
     const char *family;   // lmp_arch.family: "gpt2"
     const char *prefix;   // HF module prefix before a record's module name: "transformer."
     int fan_in_fan_out;   // what PEFT uses for the family's adapted layers
 } lmp_peft_naming;
-// The naming of `family` (NULL: gpt2, the family checkpoints written so far come from), or
-// NULL for a family PEFT export/import does not know yet.
+// The naming of `family` (lmp_arch.family; NULL: gpt2): GPT-2's, or the Llama family's
+// (prefix "", fan_in_fan_out false) for every other family lorampi builds.
 const lmp_peft_naming *lmp_peft_naming_of(const char *family);
+// The naming of the family a record's module belongs to, from its name (core/registry.h
+// lmp_hf_prefix: "model."/"lm_head." names are the Llama family's).
+const lmp_peft_naming *lmp_peft_naming_of_module(const char *module);
 // The PEFT module name of a record's module: prefix + module ("transformer.h.0.attn.c_attn"),
 // as rank_pattern/alpha_pattern keys and target_modules matching see it.
 char *lmp_peft_module(char *out, size_t n, const lmp_peft_naming *nm, const char *module);

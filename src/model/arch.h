@@ -6,13 +6,19 @@
 #define LORAMPI_ARCH_H
 #include "core/registry.h"
 #include "core/targets.h"
+#include "model/kernels.h"
 
 typedef enum { LMP_NORM_LAYERNORM = 0, LMP_NORM_RMSNORM = 1 } lmp_norm_kind;
 typedef enum { LMP_POS_LEARNED = 0, LMP_POS_ROPE = 1 } lmp_pos_kind;
 typedef enum { LMP_MLP_GELU = 0, LMP_MLP_GATED_SILU = 1 } lmp_mlp_kind;
 
-// The linear layers of a block, where LMP_HOOK_LINEAR adapters sit.
-typedef enum { LMP_SITE_QKV = 0, LMP_SITE_ATTN_OUT, LMP_SITE_MLP_IN, LMP_SITE_MLP_OUT, LMP_N_SITES } lmp_site;
+// The linear layers of a block, where LMP_HOOK_LINEAR adapters sit. GPT-2 has the first
+// four (fused q|k|v); the Llama family has Q, K, V, ATTN_OUT, MLP_GATE, MLP_IN (up_proj) and
+// MLP_OUT (down_proj).
+typedef enum {
+    LMP_SITE_QKV = 0, LMP_SITE_ATTN_OUT, LMP_SITE_MLP_IN, LMP_SITE_MLP_OUT,
+    LMP_SITE_Q, LMP_SITE_K, LMP_SITE_V, LMP_SITE_MLP_GATE, LMP_N_SITES
+} lmp_site;
 
 // An [adapter] target: its bit and name, the linear it adapts and which output block (q, k,
 // v of a fused projection; -1 the whole layer).
@@ -32,13 +38,17 @@ typedef struct {
     int n_head, n_kv_head, head_dim;         // n_kv_head < n_head: grouped-query attention
     int qkv_bias, attn_out_bias;
     lmp_pos_kind pos;
-    float rope_theta;
+    lmp_rope_params rope;                    // rotary embeddings (pos = LMP_POS_ROPE)
     int qk_norm;                             // per-head RMSNorm of q and k (Qwen3)
+    int hf_linear;                           // linears are nn.Linear (out, in), q/k/v and
+                                             // gate/up separate (Llama family)
     lmp_mlp_kind mlp;
     int mlp_hidden, mlp_bias;
     int tied_head;                           // LM head = token embedding (GPT-2)
     // Tensor names: "%d" is the block index; linear sites get ".weight" / ".bias".
     const char *wte, *wpe, *lnf, *ln1, *ln2, *site[LMP_N_SITES];
+    const char *head;                        // untied LM head's weight ("lm_head.weight")
+    const char *q_norm, *k_norm;             // per-head norm prefixes (qk_norm)
     const lmp_target_site *targets;          // the [adapter] targets this family has
     int n_targets;
 } lmp_arch;

@@ -8,6 +8,24 @@
 
 #include <string.h>
 
+// Llama family: q_proj, k_proj, v_proj (out, in) writing into one q|k|v row of width
+// qkv_l; the per-head q/k norm weights.
+static void register_parts(lmp_attention *at, const lmp_arch *a, lmp_registry *reg, int l,
+                           const lmp_comm *c, int train, const int64_t *blocks) {
+    static const lmp_site SITE[3] = {LMP_SITE_Q, LMP_SITE_K, LMP_SITE_V};
+    char name[LMP_NAME_MAX];
+    at->parts = 3;
+    for (int k = 0; k < 3; k++)
+        lmp_linear_register_oi(&at->part[k], reg, lmp_fmt(name, sizeof name, a->site[SITE[k]], l),
+                               a->n_embd, blocks[k], 0, a->qkv_bias, at->qkv_l, train, c);
+    if (!a->qk_norm) return;
+    at->norm_eps = a->norm_eps;
+    at->q_norm = lmp_add_base(reg, train, lmp_fmt(name, sizeof name, a->q_norm, l), 1, at->hd, 0,
+                              NULL, LMP_GRAD_TP_SUM, 0);
+    at->k_norm = lmp_add_base(reg, train, lmp_fmt(name, sizeof name, a->k_norm, l), 1, at->hd, 0,
+                              NULL, LMP_GRAD_TP_SUM, 0);
+}
+
 void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *reg, int l,
                             const lmp_comm *c, int train) {
     int C = a->n_embd, hd = a->head_dim, tp = c->tp_size;
@@ -17,6 +35,12 @@ void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *
     at->qkv_l = (at->NH_l + 2 * at->KVH_l) * hd;
     int64_t blocks[3] = {(int64_t)a->n_head * hd, (int64_t)a->n_kv_head * hd, (int64_t)a->n_kv_head * hd};
     char name[LMP_NAME_MAX];
+    if (a->hf_linear) {
+        register_parts(at, a, reg, l, c, train, blocks);
+        lmp_linear_register_oi(&at->out, reg, lmp_fmt(name, sizeof name, a->site[LMP_SITE_ATTN_OUT], l),
+                               blocks[0], C, 1, a->attn_out_bias, 0, train, c);
+        return;
+    }
     lmp_linear_register(&at->qkv, reg, lmp_fmt(name, sizeof name, a->site[LMP_SITE_QKV], l), C,
                         blocks[0] + blocks[1] + blocks[2], 3, blocks, 0, a->qkv_bias, train, c);
     lmp_linear_register(&at->out, reg, lmp_fmt(name, sizeof name, a->site[LMP_SITE_ATTN_OUT], l),
@@ -28,15 +52,68 @@ void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T) {
     lmp_acts_add(t, &at->qkv_buf, N * at->qkv_l);
     lmp_acts_add(t, &at->y, N * at->NH_l * at->hd);
     lmp_acts_add(t, &at->att, (size_t)B * at->NH_l * T * T);
+    lmp_acts_add(t, &at->raw, at->q_norm ? N * at->qkv_l : 0);
+    lmp_acts_add(t, &at->qk_rstd, at->q_norm ? N * (at->NH_l + at->KVH_l) : 0);
+}
+
+// qkv_buf (N,qkv_l) = this rank's q|k|v heads of x, rows at positions pos0 + n % T: the
+// projection(s), then (Llama family) the q/k norm and the rotary embedding of q and k.
+static void project(lmp_attention *at, const float *x, int N, int T, int pos0, lmp_run *r) {
+    if (!at->parts) {
+        lmp_linear_forward(&at->qkv, at->qkv_buf, x, N, r->comm, r->rc, r->ad_scratch);
+        return;
+    }
+    int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, off[3] = {0, q, q + kv};
+    float *dst = at->q_norm ? at->raw : at->qkv_buf;
+    for (int k = 0; k < 3; k++)
+        lmp_linear_forward(&at->part[k], dst + off[k], x, N, r->comm, r->rc, r->ad_scratch);
+    if (at->q_norm) {  // v passes unchanged; q and k heads normalised from raw
+        memcpy(at->qkv_buf, at->raw, (size_t)N * at->qkv_l * sizeof(float));
+        lmp_rmsnorm_forward(at->qkv_buf, at->qk_rstd, at->raw, at->q_norm->data, N, at->NH_l,
+                            at->hd, at->qkv_l, at->norm_eps);
+        lmp_rmsnorm_forward(at->qkv_buf + q, at->qk_rstd + (size_t)N * at->NH_l, at->raw + q,
+                            at->k_norm->data, N, at->KVH_l, at->hd, at->qkv_l, at->norm_eps);
+    }
+    // q and k are adjacent heads of hd in the row: one rotation over NH_l + KVH_l heads.
+    if (at->rope_cos)
+        lmp_rope_forward(at->qkv_buf, at->qkv_l, N, T, pos0, at->NH_l + at->KVH_l, at->hd,
+                         at->rope_cos, at->rope_sin);
 }
 
 void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_run *r) {
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
-    lmp_linear_forward(&at->qkv, at->qkv_buf, x, N, r->comm, r->rc, r->ad_scratch);
+    project(at, x, N, r->T, r->pos0, r);
     const float *Q = at->qkv_buf;
     lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, r->B, r->T, at->NH_l,
                             at->KVH_l, at->hd);
     lmp_linear_forward(&at->out, out, at->y, N, r->comm, r->rc, r->ad_scratch);
+}
+
+// project's backward from dq|dk|dv (r->dqkv, after the rotation): dx (N,C), reduced over tp.
+static void project_backward(lmp_attention *at, float *dx, const float *x, lmp_run *r) {
+    int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, off[3] = {0, q, q + kv};
+    if (!at->parts) {
+        lmp_linear_backward(&at->qkv, dx, r->dqkv, x, N, r->comm, r->rc, r->ad_scratch);
+        return;
+    }
+    if (at->rope_cos)
+        lmp_rope_backward(r->dqkv, at->qkv_l, N, r->T, r->pos0, at->NH_l + at->KVH_l, at->hd,
+                          at->rope_cos, at->rope_sin);
+    const float *dy = r->dqkv;
+    if (at->q_norm) {  // d raw: the norms' input gradients for q, k; dv as it is
+        float *draw = r->dqkv_raw;
+        memcpy(draw, r->dqkv, (size_t)N * at->qkv_l * sizeof(float));
+        for (int n = 0; n < N; n++) memset(draw + (size_t)n * at->qkv_l, 0, (size_t)(q + kv) * sizeof(float));
+        lmp_rmsnorm_backward(draw, at->q_norm->grad, r->dqkv, at->raw, at->q_norm->data,
+                             at->qk_rstd, N, at->NH_l, at->hd, at->qkv_l);
+        lmp_rmsnorm_backward(draw + q, at->k_norm->grad, r->dqkv + q, at->raw + q, at->k_norm->data,
+                             at->qk_rstd + (size_t)N * at->NH_l, N, at->KVH_l, at->hd, at->qkv_l);
+        dy = draw;
+    }
+    // The three parts' input gradients sum into dx, reduced over tp once (Megatron's f).
+    memset(dx, 0, (size_t)N * at->part[0].in_l * sizeof(float));
+    for (int k = 0; k < 3; k++) lmp_linear_backward_part(&at->part[k], dx, dy + off[k], x, N, r->rc, r->ad_scratch);
+    lmp_allreduce_f(r->comm, dx, (size_t)N * at->part[0].in_l, r->comm->tp);
 }
 
 void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, const float *x,
@@ -48,9 +125,8 @@ void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, con
     float *dQ = r->dqkv;
     lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q, Q + q, Q + q + kv,
                              at->att, at->qkv_l, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
-    lmp_linear_backward(&at->qkv, dx, r->dqkv, x, N, r->comm, r->rc, r->ad_scratch);
+    project_backward(at, dx, x, r);
 }
-
 void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int T) {
     int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
     for (int t = 0; t < T; t++) {
@@ -72,7 +148,7 @@ static void decode_head(float *y, const float *qh, const float *kc, const float 
 void lmp_attention_decode(lmp_attention *at, float *out, const float *x, float *kc, float *vc,
                           int pos, float *sc, lmp_run *r) {
     int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, grp = at->NH_l / at->KVH_l;
-    lmp_linear_forward(&at->qkv, at->qkv_buf, x, 1, r->comm, r->rc, r->ad_scratch);
+    project(at, x, 1, 1, pos, r);
     memcpy(kc + (size_t)pos * kv, at->qkv_buf + q, (size_t)kv * sizeof(float));
     memcpy(vc + (size_t)pos * kv, at->qkv_buf + q + kv, (size_t)kv * sizeof(float));
     for (int h = 0; h < at->NH_l; h++) {

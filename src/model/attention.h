@@ -4,6 +4,12 @@
 // heads and n_kv_head/tp key/value heads (never replicated), so attention needs no
 // communication; the output projection is row-parallel (its partial sums all-reduced, the
 // bias added once after). tp must divide n_kv_head (lmp_arch_check).
+// Llama family: q_proj, k_proj, v_proj are three column-parallel linears (weights (out, in)
+// as in the file) that write their columns side by side into one q|k|v buffer of this
+// rank's heads (the GEMM's row stride is the buffer's: no copy), so each PEFT target sees
+// exactly its weight. Per-head q/k RMSNorm (Qwen3): weights (head_dim) replicated, their
+// gradient a partial sum over the ranks' heads (LMP_GRAD_TP_SUM). Rotary embeddings act
+// per head on q and k: no communication.
 #ifndef LORAMPI_ATTENTION_H
 #define LORAMPI_ATTENTION_H
 #include "model/acts.h"
@@ -13,7 +19,14 @@
 
 typedef struct {
     int NH_l, KVH_l, hd, qkv_l;   // local query heads, kv heads, head size, q|k|v width
-    lmp_linear qkv, out;
+    lmp_linear qkv, out;          // qkv: GPT-2's fused projection (parts = 0)
+    int parts;                    // 3: q, k, v are part[0..2] (Llama family)
+    lmp_linear part[3];
+    lmp_param *q_norm, *k_norm;   // (hd) per-head RMSNorm weights, or NULL
+    float norm_eps;
+    const float *rope_cos, *rope_sin;  // (n_ctx, hd/2) tables (the model's), or NULL
+    float *raw;                   // (N,qkv_l) projections before the q/k norm (qk norm only)
+    float *qk_rstd;               // (N,NH_l + KVH_l) the q/k norm's rstd (qk norm only)
     float *qkv_buf;               // (N,qkv_l) q|k|v of the local heads
     float *y;                     // (N,NH_l hd) attention output, input of the projection
     float *att;                   // (B,NH_l,T,T) softmax probabilities
@@ -34,6 +47,7 @@ void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int
 void lmp_attention_decode(lmp_attention *at, float *out, const float *x, float *kc, float *vc,
                           int pos, float *sc, lmp_run *r);
 // dx (N,C) = d(loss)/dx from dout (N,C), overwritten (reduced over tp).
+// dqkv_raw: scratch (N,qkv_l) for the q/k norm's input gradient (unused without it).
 void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, const float *x,
                             lmp_run *r);
 

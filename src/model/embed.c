@@ -17,6 +17,8 @@ void lmp_embed_register(lmp_embed *e, const lmp_arch *a, lmp_registry *reg, cons
     e->V_l = (int)len;
     lmp_split s = lmp_split_even(0, 1, &V, c->tp_size, c->tp_rank);
     e->wte = lmp_add_base(reg, train, a->wte, 2, V, e->C, &s, LMP_GRAD_SHARD, 1);
+    // An untied head (lm_head.weight, (V, C)) is split like the embedding: vocab-parallel.
+    e->head = a->tied_head ? e->wte : lmp_add_base(reg, train, a->head, 2, V, e->C, &s, LMP_GRAD_SHARD, 1);
     e->wpe = a->pos == LMP_POS_LEARNED
                  ? lmp_add_base(reg, train, a->wpe, 2, a->n_ctx, e->C, NULL, LMP_GRAD_TP_SAME, 1)
                  : NULL;
@@ -56,7 +58,7 @@ static double chunk_loss(lmp_embed *e, const float *x, int n0, int nc, const int
     double *mx = e->xstat, *se = mx + nc, *tg = se + nc, *gmx = tg + nc, loss = 0.0;
     // logits (nc, Vl) = x (nc, C) . wte_l^T
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, Vl, C, 1.0f, x + (size_t)n0 * C, C,
-                e->wte->data, C, 0.0f, e->logits, Vl);
+                e->head->data, C, 0.0f, e->logits, Vl);
     lmp_xent_stats(mx, se, tg, e->logits, Vl, targets + n0, nc, Vl, e->v0);
     memcpy(gmx, mx, nc * sizeof(double));
     lmp_allreduce_d(c, gmx, nc, MPI_MAX, c->tp);
@@ -72,7 +74,7 @@ static double chunk_loss(lmp_embed *e, const float *x, int n0, int nc, const int
 double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets,
                      const float *scale, int backward, lmp_run *r) {
     int N = r->B * r->T, C = e->C, Vl = e->V_l;
-    const float *wte = e->wte->data;
+    const float *wte = e->head->data;
     double loss = 0.0;
     if (backward) memset(dx, 0, (size_t)N * C * sizeof(float));
     for (int n0 = 0; n0 < N; n0 += e->chunk) {
@@ -85,9 +87,9 @@ double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets
         // dx (nc, C) += dlogits (nc, Vl) . wte_l (Vl, C): partial over vocab shards
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, C, Vl, 1.0f, e->logits, Vl,
                     wte, C, 1.0f, dx + (size_t)n0 * C, C);
-        if (e->wte->grad)  // dwte_l (Vl, C) += dlogits^T (Vl, nc) . x (nc, C)
+        if (e->head->grad)  // dwte_l (Vl, C) += dlogits^T (Vl, nc) . x (nc, C)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Vl, C, nc, 1.0f, e->logits, Vl,
-                        x + (size_t)n0 * C, C, 1.0f, e->wte->grad, C);
+                        x + (size_t)n0 * C, C, 1.0f, e->head->grad, C);
     }
     if (backward) lmp_allreduce_f(r->comm, dx, (size_t)N * C, r->comm->tp);
     return loss;
@@ -97,7 +99,7 @@ void lmp_head_logits(lmp_embed *e, const float *x, float *logits, int V, lmp_run
     int N = r->B * r->T, C = e->C, tp = r->comm->tp_size;
     // Each rank computes its vocab columns; gather them row by row into (N, V).
     float *loc = lmp_malloc((size_t)N * e->V_l * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, e->V_l, C, 1.0f, x, C, e->wte->data, C,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, e->V_l, C, 1.0f, x, C, e->head->data, C,
                 0.0f, loc, e->V_l);
     if (tp == 1) {
         memcpy(logits, loc, (size_t)N * V * sizeof(float));

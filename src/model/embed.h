@@ -1,4 +1,5 @@
-// embed.h: the token (and learned position) embedding and the tied LM head with its
+// embed.h: the token (and learned position) embedding and the LM head (tied, or untied
+// as Llama's lm_head, split the same way) with its
 // cross-entropy, both vocab-parallel.
 // TP rule: rank p holds vocabulary rows [p V/tp, (p+1) V/tp) of wte (lmp_part; GPT-2's
 // 50257 is odd, so shards differ by a row). Embedding: each rank adds the rows it owns (rank
@@ -15,6 +16,7 @@
 typedef struct {
     int C, V_l, v0, chunk;       // width, local vocabulary slice [v0, v0+V_l), rows per chunk
     lmp_param *wte, *wpe;        // wte local (V_l,C); wpe (n_ctx,C) or NULL
+    lmp_param *head;             // LM head (V_l,C): wte when tied, else lm_head.weight
     float *encoded;              // (N,C) embedding output
     float *logits;               // (chunk,V_l) one chunk of logits, then of their gradients
     double *xstat;               // (4 chunk) row max, sum of exponentials, target logit

@@ -68,4 +68,46 @@ void lmp_xent_stats(double *rowmax, double *sumexp, double *tgt, const float *lo
 void lmp_xent_grad(float *logits, int ld, const int *targets, const double *rowmax,
                    const double *logsumexp, const float *scale, int n_rows, int Vl, int v0);
 
+// ---- The Llama family's components (kernels_llama.c) ----------------------------------
+
+// RMSNorm over rows of C elements: out = w * (x * rstd), rstd = (mean(x^2) + eps)^-1/2,
+// saved (N*H). The rows are N x H heads of a strided layout: row (n, h) starts at
+// n*ld + h*C, the same in inp and out (H = 1, ld = C: a plain (N,C) norm; Qwen3's q/k norm:
+// H heads of C = head_dim inside the q|k|v buffer). w (C) is shared by the heads.
+void lmp_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int H,
+                         int C, int ld, float eps);
+void lmp_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                          const float *w, const float *rstd, int N, int H, int C, int ld);
+
+typedef enum { LMP_ROPE_DEFAULT = 0, LMP_ROPE_LINEAR = 1, LMP_ROPE_LLAMA3 = 2 } lmp_rope_type;
+typedef struct {
+    lmp_rope_type type;
+    float theta, factor, low_freq_factor, high_freq_factor;
+    int original_max_pos;
+} lmp_rope_params;
+
+// cos/sin tables (n_pos, hd/2) of every position's angle p * inv_freq_i, inv_freq as
+// transformers computes it for rp's rope_type.
+void lmp_rope_tables(float *cos_t, float *sin_t, int n_pos, int hd, const lmp_rope_params *rp);
+// In place on H heads of hd at columns h*hd of rows (N, ld); row n is at position
+// pos0 + n % T. HF's rotate_half pairs (i, i + hd/2). Backward applies the transpose to the
+// gradient in place (the rotation is linear and needs no saved input).
+void lmp_rope_forward(float *x, int ld, int N, int T, int pos0, int H, int hd, const float *cos_t,
+                      const float *sin_t);
+void lmp_rope_backward(float *dx, int ld, int N, int T, int pos0, int H, int hd, const float *cos_t,
+                       const float *sin_t);
+
+// Gated SiLU: h (N, 2H) = gate | up per row, out (N,H) = silu(gate) * up; dh (N, 2H) +=.
+void lmp_swiglu_forward(float *out, const float *h, int N, int H);
+void lmp_swiglu_backward(float *dh, const float *h, const float *dout, int N, int H);
+
+// Linear with the weight stored (OC, IC) (HF nn.Linear), output rows ldo apart (a part of a
+// wider buffer: q, k, v or gate, up written side by side with no copy):
+// out = inp . w^T + bias (overwrites); backward: dinp (N,IC) += dout . w, dw (OC,IC) +=
+// dout^T . inp, dbias += column sums; dout rows ldd apart.
+void lmp_matmul_oi_forward(float *out, int ldo, const float *inp, const float *w,
+                           const float *bias, int N, int IC, int OC);
+void lmp_matmul_oi_backward(float *dinp, float *dw, float *dbias, const float *dout, int ldd,
+                            const float *inp, const float *w, int N, int IC, int OC);
+
 #endif

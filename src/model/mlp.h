@@ -1,8 +1,11 @@
-// mlp.h: a block's MLP, h = act(x W_in + b) W_out + b (GPT-2: GELU, width 4C; the gated
-// SiLU MLP of the Llama family next).
+// mlp.h: a block's MLP, h = act(x W_in + b) W_out + b (GPT-2: GELU, width 4C), or the
+// Llama family's gated SiLU: down(silu(gate(x)) * up(x)).
 // TP rule (Megatron): the input projection column-parallel (each rank its n/tp hidden
 // columns, no communication), the output projection row-parallel (partial sums all-reduced,
-// the bias added once after); tp must divide the hidden width.
+// the bias added once after); tp must divide the hidden width. Gated: gate_proj and up_proj
+// are both column-parallel (each rank the same n/tp hidden columns of both; weights (out, in)
+// as in the file), writing side by side into one (N, 2 H_l) row (gate | up); down_proj is
+// row-parallel.
 #ifndef LORAMPI_MLP_H
 #define LORAMPI_MLP_H
 #include "model/acts.h"
@@ -13,8 +16,10 @@
 typedef struct {
     lmp_mlp_kind kind;
     int H_l;                  // local hidden width
-    lmp_linear in, out;
-    float *h, *h_act;         // (N,H_l) before and after the activation
+    lmp_linear in, out;       // gated: in = up_proj, out = down_proj
+    lmp_linear gate;          // gated only
+    int h_w;                  // width of h: H_l, or 2 H_l (gate | up)
+    float *h, *h_act;         // (N,h_w) before, (N,H_l) after the activation
 } lmp_mlp;
 
 void lmp_mlp_register(lmp_mlp *m, const lmp_arch *a, lmp_registry *reg, int l, const lmp_comm *c,

@@ -2,6 +2,7 @@
 #include "model/model.h"
 #include "core/util.h"
 #include "model/gpt2.h"
+#include "model/llama.h"
 #include "model/kernels.h"
 
 #include <stdlib.h>
@@ -13,7 +14,8 @@
 // Hooks a linear-layer method onto the configured targets of block l.
 static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp_block *b, int l) {
     const lmp_model_opts *o = &m->opts;
-    lmp_linear *site[LMP_N_SITES] = {&b->attn.qkv, &b->attn.out, &b->mlp.in, &b->mlp.out};
+    lmp_linear *site[LMP_N_SITES] = {&b->attn.qkv, &b->attn.out, &b->mlp.in, &b->mlp.out,
+                                     &b->attn.part[0], &b->attn.part[1], &b->attn.part[2], &b->mlp.gate};
     for (int i = 0; i < m->arch.n_targets; i++) {
         const lmp_target_site *t = &m->arch.targets[i];
         if (!(o->targets & t->bit)) continue;
@@ -32,8 +34,8 @@ static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lm
         rec.in = v.in;
         rec.out = v.out;
         rec.out_offset = t->slice < 0 ? 0 : lmp_param_group_start(L->w, t->slice);
-        rec.base_in = L->w->shape[0];
-        rec.base_out = L->w->shape[1];
+        rec.base_in = L->w->shape[L->w_oi ? 1 : 0];
+        rec.base_out = L->w->shape[L->w_oi ? 0 : 1];
         lmp_adapter_opts ad = o->ad;  // this module's r and alpha, when given per module
         int at = l * LMP_N_TARGETS + __builtin_ctz((unsigned)t->bit);
         if (o->r_at && o->r_at[at]) ad.r = o->r_at[at];
@@ -80,11 +82,37 @@ static void add_adapters(lmp_model *m, lmp_block *b, int l) {
     }
 }
 
+void lmp_model_arch(const lmp_model_config *cfg, lmp_arch *a) {
+    if (cfg->family == LMP_FAMILY_LLAMA) lmp_llama_arch(cfg, a);
+    else lmp_gpt2_arch(cfg, a);
+}
+
 void lmp_model_register(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
                         lmp_comm *comm) {
     lmp_arch a;
-    lmp_gpt2_arch(cfg, &a);
+    lmp_model_arch(cfg, &a);
     lmp_model_register_arch(m, &a, opts, comm);
+}
+
+// The [adapter] targets on this family: all-linear becomes every whole layer of its
+// targets table; a target the family does not have is refused, naming it and the family's.
+static int family_targets(const lmp_arch *a, int targets) {
+    static const char *NAMES[] = {LMP_TARGET_NAME_LIST};
+    int have = 0, whole = 0;
+    for (int i = 0; i < a->n_targets; i++) {
+        have |= a->targets[i].bit;
+        if (a->targets[i].slice < 0) whole |= a->targets[i].bit;
+    }
+    if (targets & LMP_T_ALL_LINEAR) targets = (targets & ~LMP_T_ALL_LINEAR) | whole;
+    for (int i = 0; i < LMP_N_TARGETS; i++) {
+        if (!(targets & (1 << i)) || (have & (1 << i))) continue;
+        char list[512] = "";
+        for (int k = 0; k < a->n_targets; k++)
+            lmp_fmt(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", a->targets[k].name);
+        lmp_die_all("[adapter] targets = %s: model family %s has no such layer; its targets are "
+                    "%s, all-linear", NAMES[i], a->family, list);
+    }
+    return targets;
 }
 
 void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model_opts *opts,
@@ -95,10 +123,12 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
     m->comm = comm;
     char err[512], name[LMP_NAME_MAX];
     if (lmp_arch_check(&m->arch, comm->tp_size, err, sizeof err)) lmp_die_all("%s", err);
+    if (m->opts.targets) m->opts.targets = family_targets(&m->arch, m->opts.targets);
     const lmp_arch *a = &m->arch;
     int L = a->n_layer, train = opts->full_finetune;
-    // 4 embedding/final-norm tensors, 12 per block, at most 4 per adapter record
-    lmp_registry_init(&m->reg, 8 + L * (12 + 4 * (a->n_targets + 2)));
+    // 5 embedding/head/final-norm tensors, up to 18 per block (Llama with biases and q/k
+    // norm), at most 4 per adapter record
+    lmp_registry_init(&m->reg, 8 + L * (20 + 4 * (a->n_targets + 2)));
     m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
     m->ad = lmp_calloc((size_t)(L * (a->n_targets + 2) + 1) * sizeof(lmp_adapter *));
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);
@@ -108,7 +138,7 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
         lmp_attention_register(&b->attn, a, &m->reg, l, comm, train);
         lmp_norm_register(&b->ln2, a, &m->reg, lmp_fmt(name, sizeof name, a->ln2, l), train);
         lmp_mlp_register(&b->mlp, a, &m->reg, l, comm, train);
-        if (opts->targets || opts->method) add_adapters(m, b, l);
+        if (m->opts.targets || opts->method) add_adapters(m, b, l);
     }
     lmp_norm_register(&m->lnf, a, &m->reg, a->lnf, train);
 }
@@ -134,10 +164,14 @@ void lmp_model_free(lmp_model *m) {
     free(m->emb.xstat);
     free(m->cache.mem);
     free(m->cache.sc);
+    free(m->rope_cos);
     memset(m, 0, sizeof *m);
 }
 
-void lmp_model_init_base(lmp_model *m, uint64_t seed) { lmp_gpt2_init(&m->reg, &m->arch, seed); }
+void lmp_model_init_base(lmp_model *m, uint64_t seed) {
+    if (m->arch.hf_linear) lmp_llama_init(&m->reg, &m->arch, seed);
+    else lmp_gpt2_init(&m->reg, &m->arch, seed);
+}
 
 void lmp_model_init_adapters(lmp_model *m, int gaussian, uint64_t seed) {
     for (int i = 0; i < m->n_ad; i++) m->ad[i]->method->init(m->ad[i], &m->reg, seed, gaussian);
@@ -170,13 +204,16 @@ static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
     const lmp_attention *at = &m->blocks[0].attn;
     size_t qkv_l = m->arch.n_layer ? (size_t)at->qkv_l : 0, y_l = m->arch.n_layer ? (size_t)at->NH_l * at->hd : 0;
     size_t H_l = m->arch.n_layer ? (size_t)m->blocks[0].mlp.H_l : 0;
+    size_t h_w = m->arch.n_layer ? (size_t)m->blocks[0].mlp.h_w : 0;
+    int qk_norm = m->arch.n_layer && at->q_norm;
     lmp_acts_add(t, &r->tmp, N * C);
     lmp_acts_add(t, &r->dres, N * C);
     lmp_acts_add(t, &r->dln, N * C);
     lmp_acts_add(t, &r->dqkv, N * qkv_l);
     lmp_acts_add(t, &r->dattn, N * y_l);
     lmp_acts_add(t, &r->datt, m->arch.n_layer ? (size_t)B * at->NH_l * T * T : 0);
-    lmp_acts_add(t, &r->dh, N * H_l);
+    lmp_acts_add(t, &r->dqkv_raw, qk_norm ? N * qkv_l : 0);
+    lmp_acts_add(t, &r->dh, N * h_w);
     lmp_acts_add(t, &r->dh_act, N * H_l);
     lmp_acts_add(t, &r->ad_scratch, N * scratch);
 }
@@ -187,6 +224,18 @@ size_t lmp_model_act_floats(lmp_model *m, int B, int T) {
     size_t n = lmp_acts_floats(&t);
     lmp_acts_free(&t);
     return n;
+}
+
+// Rotary tables of every position up to n_ctx, once per model, shared by the blocks.
+static void set_rope(lmp_model *m) {
+    if (m->arch.pos != LMP_POS_ROPE || m->rope_cos) return;
+    size_t n = (size_t)m->arch.n_ctx * (m->arch.head_dim / 2);
+    m->rope_cos = lmp_malloc(2 * n * sizeof(float));
+    lmp_rope_tables(m->rope_cos, m->rope_cos + n, m->arch.n_ctx, m->arch.head_dim, &m->arch.rope);
+    for (int l = 0; l < m->arch.n_layer; l++) {
+        m->blocks[l].attn.rope_cos = m->rope_cos;
+        m->blocks[l].attn.rope_sin = m->rope_cos + n;
+    }
 }
 
 void lmp_model_set_batch(lmp_model *m, int B, int T) {
@@ -205,6 +254,7 @@ void lmp_model_set_batch(lmp_model *m, int B, int T) {
     lmp_acts_carve(&t, m->act_mem);
     lmp_acts_free(&t);
     m->emb.xstat = lmp_malloc(4 * (size_t)m->emb.chunk * sizeof(double));
+    set_rope(m);
 }
 
 // ---------------------------------------------------------------------------------------

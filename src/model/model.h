@@ -68,8 +68,11 @@ typedef struct {
     float *act_mem;
     lmp_run run;                    // scratch buffers shared by the blocks
     lmp_kv_cache cache;
+    float *rope_cos;                // rotary tables (n_ctx, hd/2): cos, then sin; or NULL
 } lmp_model;
 
+// The description of the model of cfg: its family's (model/gpt2.c, model/llama.c).
+void lmp_model_arch(const lmp_model_config *cfg, lmp_arch *a);
 // Registers every tensor of the model of cfg (its family's description) and its adapters for
 // this rank's shard and allocates them. Dies on every rank naming the problem when tp cannot
 // split the model or a component is not implemented.

@@ -56,6 +56,10 @@ static void check_hf_tensors(const char *dir, const lmp_model_config *c) {
 static void read_hf_config(const char *dir, lmp_model_config *cfg) {
     char cp[4096];
     lmp_path_join(cp, sizeof cp, dir, "config.json");
+    if (lmp_llama_read_config(cp, cfg)) {
+        lmp_llama_check_tensors(dir, cfg);
+        return;
+    }
     json_error_t je;
     json_t *o = json_load_file(cp, 0, &je);
     if (!o) lmp_die("%s: %s (line %d, column %d)", cp, je.text, je.line, je.column);
@@ -111,6 +115,8 @@ void lmp_model_read_config(const char *path, lmp_model_config *cfg) {
 }
 
 void lmp_model_write_config(const char *path, const lmp_model_config *cfg) {
+    if (cfg->family != LMP_FAMILY_GPT2)
+        lmp_die("%s: writing a config.json of %s is not implemented yet", path, cfg->arch);
     json_t *c = json_pack("{s:s, s:[s], s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:i, s:i}",
                           "model_type", "gpt2", "architectures", "GPT2LMHeadModel", "n_layer", cfg->n_layer,
                           "n_head", cfg->n_head, "n_embd", cfg->n_embd, "vocab_size", cfg->vocab_size,

@@ -24,10 +24,18 @@ void lmp_norm_acts(lmp_norm *n, lmp_acts *t, size_t N) {
 }
 
 void lmp_norm_forward(lmp_norm *n, const float *x, int N) {
+    if (n->kind == LMP_NORM_RMSNORM) {
+        lmp_rmsnorm_forward(n->out, n->rstd, x, n->w->data, N, 1, n->C, n->C, n->eps);
+        return;
+    }
     lmp_layernorm_forward(n->out, n->mean, n->rstd, x, n->w->data, n->b->data, N, n->C, n->eps);
 }
 
 void lmp_norm_backward(lmp_norm *n, float *dx, const float *dout, const float *x, int N) {
+    if (n->kind == LMP_NORM_RMSNORM) {
+        lmp_rmsnorm_backward(dx, n->w->grad, dout, x, n->w->data, n->rstd, N, 1, n->C, n->C);
+        return;
+    }
     lmp_layernorm_backward(dx, n->w->grad, n->b->grad, dout, x, n->w->data, n->mean, n->rstd, N,
                            n->C);
 }

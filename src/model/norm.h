@@ -1,4 +1,5 @@
-// norm.h: the normalisation layers of a block (LayerNorm with shift; RMSNorm next).
+// norm.h: the normalisation layers of a block: LayerNorm with shift (GPT-2), RMSNorm
+// without (Llama family; mean unused).
 // TP rule: replicated. Its input is whole on every tp rank, so its weight gradient is the
 // same on every tp rank (LMP_GRAD_TP_SAME, comm.c).
 #ifndef LORAMPI_NORM_H

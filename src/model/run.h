@@ -17,8 +17,10 @@ typedef struct {
     // Backward scratch, shared by the blocks.
     float *dres, *dln;            // (N,C) gradient of the residual stream, of a norm's output
     float *dqkv, *dattn;          // (N,qkv_l) (N,NH_l hd)
+    float *dqkv_raw;              // (N,qkv_l) before the q/k norm (Qwen3), else empty
     float *datt;                  // (B,NH_l,T,T)
     float *dh, *dh_act;           // (N,H_l) MLP hidden, before and after the activation
+                                  // (gated: dh is (N, 2 H_l), gate | up)
 } lmp_run;
 
 // A base (pretrained) tensor: trainable with gradient kind `kind` under full fine-tuning

@@ -24,6 +24,26 @@ void lmp_linear_register(lmp_linear *L, lmp_registry *reg, const char *name, int
     lmp_linear_init(L, w, b, row_parallel);
 }
 
+void lmp_linear_register_oi(lmp_linear *L, lmp_registry *reg, const char *name, int64_t in,
+                            int64_t out, int row_parallel, int bias, int ldy, int train,
+                            const lmp_comm *c) {
+    char full[LMP_NAME_MAX];
+    int64_t along = row_parallel ? in : out;
+    lmp_split ws = lmp_split_even(row_parallel ? 1 : 0, 1, &along, c->tp_size, c->tp_rank);
+    lmp_split bs = lmp_split_even(0, 1, &out, c->tp_size, c->tp_rank);
+    lmp_param *w = lmp_add_base(reg, train, lmp_fmt(full, sizeof full, "%s.weight", name), 2, out,
+                                in, &ws, LMP_GRAD_SHARD, 1), *b = NULL;
+    if (bias)
+        b = lmp_add_base(reg, train, lmp_fmt(full, sizeof full, "%s.bias", name), 1, out, 0,
+                         row_parallel ? NULL : &bs,
+                         row_parallel ? LMP_GRAD_TP_SAME : LMP_GRAD_SHARD, 0);
+    lmp_linear_init(L, w, b, row_parallel);
+    L->w_oi = 1;
+    L->in_l = (int)w->local_shape[1];
+    L->out_l = (int)w->local_shape[0];
+    L->ldy = ldy ? ldy : L->out_l;
+}
+
 void lmp_linear_init(lmp_linear *L, lmp_param *w, lmp_param *b, int row_parallel) {
     memset(L, 0, sizeof *L);
     L->w = w;
@@ -31,14 +51,17 @@ void lmp_linear_init(lmp_linear *L, lmp_param *w, lmp_param *b, int row_parallel
     L->row_parallel = row_parallel;
     L->in_l = (int)w->local_shape[0];
     L->out_l = (int)w->local_shape[1];
+    L->ldy = L->out_l;
 }
 
 lmp_linear_view lmp_linear_view_of(const lmp_linear *L, int slice) {
     const lmp_param *w = L->w;
-    lmp_linear_view v = {.in = (int)w->shape[0], .a0 = 0, .in_l = L->in_l};
+    // The view speaks of (in, out) as a linear layer, whichever way the weight is stored.
+    int d_in = L->w_oi ? 1 : 0, d_out = 1 - d_in;
+    lmp_linear_view v = {.in = (int)w->shape[d_in], .a0 = 0, .in_l = L->in_l};
     if (L->row_parallel) {  // this rank's input features, all of ΔW's rows
-        v.out = (int)w->shape[1];
-        if (w->split_dim == 0) v.a0 = (int)w->goff[0];
+        v.out = (int)w->shape[d_out];
+        if (w->split_dim == d_in) v.a0 = (int)w->goff[0];
         v.nseg = 1;
         v.cnt[0] = v.out;
         return v;
@@ -47,15 +70,15 @@ lmp_linear_view lmp_linear_view_of(const lmp_linear *L, int slice) {
     // [start_g + goff[g], + glen[g]) at local columns [ycol_g, ycol_g + glen[g]).
     int split = w->gsize[0] > 0, groups = split ? w->groups : 1, ycol = 0;
     for (int g = 0; g < groups; g++) {
-        int64_t size = split ? w->gsize[g] : w->shape[1], off = split ? w->goff[g] : 0;
-        int64_t len = split ? w->glen[g] : w->shape[1], start = split ? lmp_param_group_start(w, g) : 0;
+        int64_t size = split ? w->gsize[g] : w->shape[d_out], off = split ? w->goff[g] : 0;
+        int64_t len = split ? w->glen[g] : w->shape[d_out], start = split ? lmp_param_group_start(w, g) : 0;
         if (slice < 0 || slice == g) {
             LMP_CHECK(v.nseg < LMP_VIEW_MAX_SEG, "linear %s: too many blocks", w->name);
             v.brow[v.nseg] = (int)((slice < 0 ? start : 0) + off);
             v.ycol[v.nseg] = ycol;
             v.cnt[v.nseg] = (int)len;
             v.nseg++;
-            v.out = slice < 0 ? (int)w->shape[1] : (int)size;
+            v.out = slice < 0 ? (int)w->shape[d_out] : (int)size;
         }
         ycol += (int)len;
     }
@@ -73,12 +96,14 @@ void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm
                         const lmp_rng_ctx *rc, float *scratch) {
     // Row-parallel: the bias is added once, after the partial products are summed.
     const float *bias = L->b && !L->row_parallel ? L->b->data : NULL;
-    lmp_matmul_forward(y, x, L->w->data, bias, N, L->in_l, L->out_l, 0);
+    if (L->w_oi) lmp_matmul_oi_forward(y, L->ldy, x, L->w->data, bias, N, L->in_l, L->out_l);
+    else lmp_matmul_forward(y, x, L->w->data, bias, N, L->in_l, L->out_l, 0);
     // The adapters' partial products (row-parallel: from this rank's features) are linear
     // in them, so they ride on the same all-reduce as the base product.
     for (int i = 0; i < L->n_ad; i++)
-        L->ad[i]->method->linear_forward(L->ad[i], y, L->out_l, x, L->ad[i]->saved, scratch, N, rc);
+        L->ad[i]->method->linear_forward(L->ad[i], y, L->ldy, x, L->ad[i]->saved, scratch, N, rc);
     if (L->row_parallel) {
+        // Row-parallel outputs are whole rows (o_proj, down_proj): ldy = out_l.
         lmp_allreduce_f(c, y, (size_t)N * L->out_l, c->tp);
         if (L->b) lmp_add_bias(y, L->b->data, N, L->out_l);
     }
@@ -87,10 +112,17 @@ void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm
 void lmp_linear_backward(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
                          lmp_comm *c, const lmp_rng_ctx *rc, float *scratch) {
     memset(dx, 0, (size_t)N * L->in_l * sizeof(float));
-    lmp_matmul_backward(dx, L->w->grad, L->b ? L->b->grad : NULL, dy, x, L->w->data, N,
-                        L->in_l, L->out_l);
-    for (int i = 0; i < L->n_ad; i++)
-        L->ad[i]->method->linear_backward(L->ad[i], dx, dy, L->out_l, x, L->ad[i]->saved,
-                                          scratch, N, rc);
+    lmp_linear_backward_part(L, dx, dy, x, N, rc, scratch);
     if (!L->row_parallel) lmp_allreduce_f(c, dx, (size_t)N * L->in_l, c->tp);
+}
+
+void lmp_linear_backward_part(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
+                              const lmp_rng_ctx *rc, float *scratch) {
+    float *db = L->b ? L->b->grad : NULL;
+    if (L->w_oi)
+        lmp_matmul_oi_backward(dx, L->w->grad, db, dy, L->ldy, x, L->w->data, N, L->in_l, L->out_l);
+    else lmp_matmul_backward(dx, L->w->grad, db, dy, x, L->w->data, N, L->in_l, L->out_l);
+    for (int i = 0; i < L->n_ad; i++)
+        L->ad[i]->method->linear_backward(L->ad[i], dx, dy, L->ldy, x, L->ad[i]->saved, scratch,
+                                          N, rc);
 }

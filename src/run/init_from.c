@@ -4,7 +4,7 @@
 #include "io/peft.h"
 #include "io/peft_read.h"
 #include "io/safetensors.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 #include "model/model_config.h"
 
 #include <math.h>
@@ -60,12 +60,17 @@ static void check_entry(const selection *x, const char *e) {
                 lmp_die_all("%s: \"target_modules\" %s matches %s, which lorampi cannot adapt (it "
                             "adapts the linear layers attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj)",
                             x->origin, what, name);
+    int first = -1;  // a site the family has, for the message
     for (int l = 0; l < x->a->n_layer; l++)
-        for (int s = 0; s < LMP_N_SITES; s++) hits += matches(x, e, site_name(x, l, s, name, sizeof name));
+        for (int s = 0; s < LMP_N_SITES; s++) {
+            if (!x->a->site[s]) continue;  // a site this family does not have
+            if (first < 0) first = s;
+            hits += matches(x, e, site_name(x, l, s, name, sizeof name));
+        }
     if (!hits)
         lmp_die_all("%s: \"target_modules\" %s matches no module of the model (an adapter for "
-                    "another model? GPT-2's adaptable modules are named like %s)", x->origin, what,
-                    site_name(x, 0, 0, name, sizeof name));
+                    "another model? this %s model's adaptable modules are named like %s)", x->origin,
+                    what, x->a->family, site_name(x, 0, first, name, sizeof name));
 }
 
 // sel from target_modules and layers_to_transform, as PEFT decides per module.
@@ -75,6 +80,7 @@ static void select_modules(selection *x) {
     for (int i = 0; i < x->pc->n_targets; i++) check_entry(x, x->pc->targets[i]);
     for (int l = 0; l < x->a->n_layer; l++)
         for (int s = 0; s < LMP_N_SITES; s++) {
+            if (!x->a->site[s]) continue;
             int m = lmp_peft_targets(x->pc, site_name(x, l, s, name, sizeof name), err, sizeof err);
             if (m < 0) lmp_die_all("%s: \"target_modules\": %s", x->origin, err);
             x->sel[l][s] = (unsigned char)m;
@@ -165,9 +171,10 @@ static void set_key(lmp_config *cfg, const char *key, const char *value, const c
 // The hyperparameters of the model init_from will meet (its file, or the [model] keys).
 static void model_arch(const lmp_config *cfg, lmp_model_config *mc, lmp_arch *a) {
     if (cfg->model.path[0]) lmp_model_read_config(cfg->model.path, mc);
-    else *mc = (lmp_model_config){cfg->model.n_layer, cfg->model.n_head, cfg->model.n_embd,
-                                  cfg->model.vocab_size, cfg->model.n_ctx, 1e-5f};
-    lmp_gpt2_arch(mc, a);
+    else *mc = (lmp_model_config){.n_layer = cfg->model.n_layer, .n_head = cfg->model.n_head,
+                                  .n_embd = cfg->model.n_embd, .vocab_size = cfg->model.vocab_size,
+                                  .n_ctx = cfg->model.n_ctx, .ln_eps = 1e-5f};
+    lmp_model_arch(mc, a);
 }
 
 void lmp_init_from_apply(lmp_config *cfg) {
@@ -183,7 +190,6 @@ void lmp_init_from_apply(lmp_config *cfg) {
     lmp_arch a;
     model_arch(cfg, &mc, &a);
     *x = (selection){.a = &a, .nm = lmp_peft_naming_of(a.family), .pc = pc, .origin = origin};
-    if (!x->nm) lmp_die_all("[adapter] init_from: PEFT adapters of %s models are not supported yet", a.family);
     if (pc->fan_in_fan_out >= 0 && pc->fan_in_fan_out != x->nm->fan_in_fan_out)
         lmp_warn("%s: fan_in_fan_out = %s, but %s's layers are %s; PEFT uses %s for them, and so "
                  "does lorampi", origin, pc->fan_in_fan_out ? "true" : "false", a.family,
@@ -244,7 +250,7 @@ static int read_tensor(const lmp_st_file *f, const char *key, int64_t rows, int6
 
 // Rank 0: every record's A and B from the file into reg; every tensor of the file used.
 static void read_all(const char *dir, lmp_registry *reg, char *err, size_t errn) {
-    const lmp_peft_naming *nm = lmp_peft_naming_of(NULL);
+    const lmp_peft_naming *nm = reg->n_rec ? lmp_peft_naming_of_module(reg->rec[0].module) : lmp_peft_naming_of(NULL);
     char path[LMP_PATH_MAX + 32], key[LMP_NAME_MAX + 64];
     lmp_st_file f;
     lmp_st_open(&f, lmp_path_join(path, sizeof path, dir, "adapter_model.safetensors"));

@@ -2,7 +2,7 @@
 #include "run/merge.h"
 #include "core/util.h"
 #include "io/ckpt_read.h"
-#include "model/gpt2.h"
+#include "model/model.h"
 
 #include <dirent.h>
 #include <string.h>
@@ -39,7 +39,7 @@ static int pick_tp(const lmp_config *cfg, int world) {
     unsigned char layer_on[LMP_MAX_LAYERS];
     lmp_session_resolve(cfg, &mc, &opts, layer_on);
     lmp_arch a;
-    lmp_gpt2_arch(&mc, &a);
+    lmp_model_arch(&mc, &a);
     char err[512];
     for (int tp = world; tp > 1; tp--)
         if (world % tp == 0 && !lmp_arch_check(&a, tp, err, sizeof err)) return tp;

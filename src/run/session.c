@@ -10,8 +10,9 @@
 
 // A model with no file: its size from the [model] keys.
 static void config_model(const lmp_config *cfg, lmp_model_config *mc) {
-    *mc = (lmp_model_config){cfg->model.n_layer, cfg->model.n_head, cfg->model.n_embd,
-                             cfg->model.vocab_size, cfg->model.n_ctx, 1e-5f};
+    *mc = (lmp_model_config){.n_layer = cfg->model.n_layer, .n_head = cfg->model.n_head,
+                             .n_embd = cfg->model.n_embd, .vocab_size = cfg->model.vocab_size,
+                             .n_ctx = cfg->model.n_ctx, .ln_eps = 1e-5f};
     if (mc->n_embd % mc->n_head)
         lmp_die_all("[model] n_embd = %d is not a multiple of n_head = %d", mc->n_embd, mc->n_head);
 }
@@ -41,7 +42,16 @@ static void check_sizes(const lmp_config *cfg, const lmp_model_config *mc) {
 // of every target (c_attn C x 3C, q/k/v and attn.c_proj C x C, mlp.c_fc C x 4C, mlp.c_proj
 // 4C x C) is n_embd.
 static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
-    if (cfg->adapter.method == LMP_METHOD_NONE || cfg->adapter.r <= mc->n_embd) return;
+    if (cfg->adapter.method == LMP_METHOD_NONE) return;
+    if (mc->family == LMP_FAMILY_LLAMA) {  // narrowest side: n_embd or the k/v width
+        int kv = mc->n_kv_head * mc->head_dim, lim = kv < mc->n_embd ? kv : mc->n_embd;
+        if (cfg->adapter.r > lim)
+            lmp_die_all("[adapter] r = %d exceeds the rank of the adapted matrices: r must be at "
+                        "most min(hidden_size %d, num_key_value_heads x head_dim %d) = %d",
+                        cfg->adapter.r, mc->n_embd, kv, lim);
+        return;
+    }
+    if (cfg->adapter.r <= mc->n_embd) return;
     static const struct { int bit; const char *name; int in, out; } T[] = {
         {LMP_T_C_ATTN, "attn.c_attn", 1, 3}, {LMP_T_Q, "q", 1, 1}, {LMP_T_K, "k", 1, 1},
         {LMP_T_V, "v", 1, 1}, {LMP_T_ATTN_PROJ, "attn.c_proj", 1, 1},
@@ -80,6 +90,15 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);
+    // Refused before training rather than after it: no config.json writer for this family yet.
+    if (mc->family != LMP_FAMILY_GPT2 && cfg->train.save_model[0])
+        lmp_die_all("[train] save_model of a %s model is not implemented yet (save_adapter is)", mc->arch);
+    // Sliding-window attention is not implemented; it changes nothing while the window
+    // covers every training sequence.
+    if (mc->sliding_window && cfg->train.seq_len > mc->sliding_window)
+        lmp_die_all("%s: sliding_window = %d applies at [train] seq_len = %d, and sliding-window "
+                    "attention is not implemented (use seq_len <= %d)", mc->arch,
+                    mc->sliding_window, cfg->train.seq_len, mc->sliding_window);
 }
 
 void lmp_session_open(lmp_session *s, const lmp_config *cfg) {

@@ -42,7 +42,7 @@ static void run_mode(lmp_comm *c, const char *dir, int full, int reps) {
     LMP_CHECK(lmp_config_set(&cfg, "adapter", "targets", "all", err, sizeof err) == 0, "%s", err);
     LMP_CHECK(lmp_config_set(&cfg, "adapter", "method", full ? "none" : "lora", err, sizeof err) == 0, "%s", err);
     cfg.parallel.tp = c->tp_size;
-    lmp_model_config mc = {12, 12, 768, 50257, 1024, 1e-5f};
+    lmp_model_config mc = {.n_layer = 12, .n_head = 12, .n_embd = 768, .vocab_size = 50257, .n_ctx = 1024, .ln_eps = 1e-5f};
     lmp_model_opts o = {.full_finetune = full, .targets = full ? 0 : cfg.adapter.targets,
                         .ad = {.r = 8, .alpha = 16}};
     lmp_model m;

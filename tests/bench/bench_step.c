@@ -35,7 +35,7 @@ static double sgemm_gflops(int M, int N, int K, int reps) {
 }
 
 static void run_mode(lmp_comm *c, const char *label, int full, int steps, int B, int T) {
-    lmp_model_config cfg = {12, 12, 768, 50257, 1024, 1e-5f};
+    lmp_model_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .vocab_size = 50257, .n_ctx = 1024, .ln_eps = 1e-5f};
     lmp_model_opts o = {.full_finetune = full, .targets = full ? 0 : LMP_T_C_ATTN,
                         .ad = {.r = 8, .alpha = 16}};
     lmp_model m;

@@ -45,6 +45,24 @@ def model_config():
         "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "n_ctx": 1024,
         "n_embd": 768, "n_head": 12, "n_layer": 12, "n_positions": 1024, "layer_norm_epsilon": 1e-05,
         "model_type": "gpt2", "vocab_size": 50257, "bos_token_id": 50256}, indent=2))
+    # The Llama family: the transformers-5 fixtures (rope_parameters), and transformers-4
+    # layouts (top-level rope_theta, rope_scaling llama3 / linear; Mistral's sliding_window).
+    fx = os.path.join(root, "..", "shared", "fixtures", "hf-tiny")
+    for name in ("llama", "qwen2", "qwen3"):
+        path = os.path.join(fx, name, "model", "config.json")
+        if os.path.exists(path):
+            put("fuzz_model_config", name, open(path).read())
+    base = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+            "intermediate_size": 176, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
+            "vocab_size": 256, "hidden_act": "silu", "tie_word_embeddings": False, "rope_theta": 500000.0}
+    put("fuzz_model_config", "llama31-t4", json.dumps(dict(base, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192}), indent=2))
+    put("fuzz_model_config", "llama2-linear-t4", json.dumps(dict(base, rope_theta=10000.0, rope_scaling={
+        "type": "linear", "factor": 2.0}), indent=2))
+    put("fuzz_model_config", "mistral-t4", json.dumps(dict(base, architectures=["MistralForCausalLM"],
+        model_type="mistral", sliding_window=4096, head_dim=16), indent=2))
 
 
 def safetensors():
@@ -157,7 +175,16 @@ def dicts():
         "fuzz_safetensors": ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"F32"', '"F16"',
                              '"BF16"', '"I64"', '"F64"'],
         "fuzz_model_config": ['"n_layer"', '"n_head"', '"n_embd"', '"vocab_size"', '"n_positions"', '"n_ctx"',
-                              '"layer_norm_epsilon"', '"activation_function"', '"gelu_new"'],
+                              '"layer_norm_epsilon"', '"activation_function"', '"gelu_new"',
+                              '"architectures"', '"model_type"', '"hidden_size"', '"intermediate_size"',
+                              '"num_hidden_layers"', '"num_attention_heads"', '"num_key_value_heads"',
+                              '"head_dim"', '"rms_norm_eps"', '"max_position_embeddings"', '"rope_theta"',
+                              '"rope_scaling"', '"rope_parameters"', '"rope_type"', '"factor"',
+                              '"low_freq_factor"', '"high_freq_factor"', '"original_max_position_embeddings"',
+                              '"tie_word_embeddings"', '"attention_bias"', '"mlp_bias"', '"hidden_act"',
+                              '"sliding_window"', '"use_sliding_window"', '"layer_types"', '"num_experts"',
+                              '"LlamaForCausalLM"', '"MistralForCausalLM"', '"Qwen2ForCausalLM"',
+                              '"Qwen3ForCausalLM"', '"llama3"', '"linear"', '"default"', '"silu"'],
         "fuzz_dataset": ['"instruction"', '"input"', '"output"', '"---"', '"<|endoftext|>"', '"{instruction}"'],
         "fuzz_peft_config": ['"%s"' % k for k in sorted(PEFT_FIXTURE)] + ['"LORA"', '"none"', '"all"', '"true"',
                              '"null"', '"{}"', '"[]"', '"c_attn"', '"attn.c_proj"', '"mlp.c_fc"', '"\\\\."', '".*"'],
