@@ -4,7 +4,11 @@
 # loss those libraries computed on the same tokens (ref.json), within 1e-5 relative, on one
 # rank and on tp = 2 (every rank checked). And `lorampi merge` of hf-tiny GPT-2's PEFT LoRA
 # (taken in by init_from, one step at lr 1e-30: no value moves) equals PEFT's merge_and_unload tensor by tensor:
-# the same key names, shapes and values within fp32 rounding, on 1 and 2 ranks. Fixtures:
+# the same key names, shapes and values within fp32 rounding, on 1 and 2 ranks. The Llama
+# family: hf-tiny's Llama, Qwen2, Qwen3 and the variants (llama3 and linear RoPE, the
+# transformers-4 config layout, Mistral, bf16 shards with an index) on tp = 1 and 2; their
+# PEFT LoRA adapters taken in by init_from give PEFT's loss, and 5 AdamW steps PEFT's
+# trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). Fixtures:
 # ../shared/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
 bin=$1; src=$2; work=$3
@@ -49,6 +53,44 @@ fi
 m="$var/gpt2_merged"
 check gpt2_merged "$m/model" "$g/data.bin" 1 32 "$(ref_loss "$m/ref.json" loss)"
 check gpt2_merged_tp2 "$m/model" "$g/data.bin" 1 32 "$(ref_loss "$m/ref.json" loss)" 2 2
+
+# The Llama family: the models' losses, one and two ranks.
+for f in llama qwen2 qwen3; do
+  d="$tiny/$f"
+  [ -d "$d" ] || { fail "no fixture $d"; continue; }
+  check $f "$d/model" "$d/data.bin" 2 16 "$(ref_loss "$d/ref.json" loss)"
+  check ${f}_tp2 "$d/model" "$d/data.bin" 2 16 "$(ref_loss "$d/ref.json" loss)" 2 2
+done
+mkdir -p t4 && cp "$var/llama3rope/model/config.t4.json" t4/config.json && ln -sf "$var/llama3rope/model/model.safetensors" t4/
+for v in llama3rope linrope mistral sharded; do
+  check $v "$var/$v/model" "$var/$v/data.bin" 2 16 "$(ref_loss "$var/$v/ref.json" loss)"
+  check ${v}_tp2 "$var/$v/model" "$var/$v/data.bin" 2 16 "$(ref_loss "$var/$v/ref.json" loss)" 2 2
+done
+check llama3rope_t4_layout t4 "$var/llama3rope/data.bin" 2 16 "$(ref_loss "$var/llama3rope/ref.json" loss)"
+
+# trajectory NAME DIR NP TP: init_from DIR/lora, 5 AdamW steps as the fixture's (lr 1e-3,
+# betas 0.9/0.999, eps 1e-8, no decay, no clipping, constant lr); step losses against
+# lora.adamw_losses (or the first against lora.loss where there is no trajectory).
+trajectory() {
+  local name=$1 d=$2 np=$3 tp=$4
+  printf '[model]\npath = %s\n[adapter]\ninit_from = %s\n[train]\nsteps = 5\nlr = 1e-3\nschedule = constant\nweight_decay = 0\ngrad_clip = 0\nbatch_size = 2\nseq_len = 16\n[data]\ntrain = %s\n[log]\nmetrics = %s.jsonl\n[parallel]\ntp = %s\n' \
+    "$d/model" "$d/lora" "$d/data.bin" "$name" "$tp" > "$name.ini"
+  if ! mpi "$np" "$bin" train "$name.ini" > "$name.log" 2>&1; then fail "$name: training failed"; cat "$name.log"; return; fi
+  python3 - "$name" "$name.jsonl" "$d/ref.json" <<'PY' && ok || fail "$name: not PEFT's trajectory"
+import json, sys
+name, metrics, ref = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))["lora"]
+got = [json.loads(l)["loss"] for l in open(metrics)]
+want = ref.get("adamw_losses", [ref["loss"]])
+rel = max(abs(g - w) / abs(w) for g, w in zip(got, want))
+print("%s: losses %s, PEFT %s, worst rel %.2e" % (name, ["%.6f" % g for g in got], ["%.6f" % w for w in want], rel))
+sys.exit(0 if len(got) == 5 and rel < (1e-5 if len(want) == 1 else 1e-4) else 1)
+PY
+}
+for f in llama qwen2 qwen3; do
+  trajectory ${f}_lora "$tiny/$f" 1 1
+  trajectory ${f}_lora_tp2 "$tiny/$f" 2 2
+done
+trajectory llama_lora_dp2 "$tiny/llama" 2 1
 
 # merge against PEFT: init_from the fixture adapter, a checkpoint after one step at lr 1e-30: no value moves
 if [ -d "$g" ]; then
