@@ -193,11 +193,31 @@ int main(void) {
     lmp_config_load(&d, again, NULL, 0);
     T_CHECK(!memcmp(&c, &d, sizeof c), "dump/load round trip differs");
     free(text);
+    // Methods combine as a set (bits), the bottleneck keys read and dump back.
+    const char *bn = write_ini("bn.ini", "[adapter]\nmethod = parallel, lora\nsize = 16\nact = relu\n"
+                                        "init_scale = 0.01\nsublayers = mlp,attn\nscale = 2\n");
+    lmp_config_load(&c, bn, NULL, 0);
+    T_CHECK(c.adapter.method == (LMP_METHOD_LORA | LMP_METHOD_PARALLEL) && c.adapter.size == 16 && c.adapter.relu == 1 &&
+            c.adapter.init_scale == 0.01f && c.adapter.sublayers == 3 && c.adapter.scale == 2.0f, "bottleneck keys");
+    text = lmp_config_dump(&c);
+    T_CHECK(strstr(text, "method = lora,parallel\n") && strstr(text, "sublayers = attn,mlp\n") &&
+            strstr(text, "act = relu\n"), "bottleneck keys dumped: %s", text);
+    memset(&d, 0, sizeof d);
+    lmp_config_load(&d, write_ini("bn2.ini", text), NULL, 0);
+    T_CHECK(!memcmp(&c, &d, sizeof c), "bottleneck dump/load round trip differs");
+    free(text);
+    lmp_config_defaults(&c);
+    T_CHECK(c.adapter.size == 64 && c.adapter.relu == 0 && c.adapter.init_scale == 1e-3f && c.adapter.sublayers == 0 &&
+            c.adapter.scale == 4.0f, "bottleneck defaults");
 
     char err[512];
     bad_value bad[] = {
         {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
-        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "lora or none"},
+        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "comma list of lora, houlsby"},
+        {"adapter", "method", "houlsby,parallel", "do not combine"}, {"adapter", "method", "lora,lora", "twice"},
+        {"adapter", "method", "", "empty"}, {"adapter", "act", "tanh", "gelu or relu"},
+        {"adapter", "sublayers", "attn,ffn", "comma list of attn, mlp"}, {"adapter", "size", "0", "positive"},
+        {"adapter", "init_scale", "0", "positive"}, {"adapter", "scale", "-1", "non-negative"},
         {"adapter", "rslora", "maybe", "true or false"}, {"adapter", "targets", "c_attn,q", "overlaps"},
         {"adapter", "targets", "wq", "unknown target"},
         {"model", "path", "/data/a ;b", "cannot be written back"}, {"model", "path", ";b", "cannot be written back"},

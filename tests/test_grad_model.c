@@ -7,7 +7,10 @@
 //  - generation with the key/value cache: the logits of every position as a full forward;
 //  - the block-level hook points (series and parallel adapters) through two methods written
 //    against the adapter interface alone (toy_adapters.c): finite-difference gradients of
-//    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init.
+//    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init;
+//  - the bottleneck methods (houlsby, parallel; alone and with LoRA, GELU and ReLU, on
+//    either sublayer): logits at init (parallel bit for bit, houlsby within its init scale)
+//    and every gradient by finite differences.
 #include "testutil.h"
 #include "model/gpt2.h"
 #include "model/model.h"
@@ -81,6 +84,46 @@ static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
         T_CHECK(maxg > 1e-6, "%s: %s has an all-zero gradient", what, p->name);
     }
     T_CHECK(checked > 0, "%s: no trainable tensor", what);
+}
+
+// A bottleneck method (with LoRA when targets are given) at its init against the base model:
+// parallel (W_up = 0) and LoRA (B = 0) leave the logits bit for bit; houlsby (adapter-bert's
+// truncated normal of std init_scale) moves them, by at most init_scale * max |logit|. Then
+// every gradient by finite differences.
+static void check_bottleneck(lmp_comm *c, const char *method, int sublayers, int targets, int relu,
+                             const lmp_rng_ctx *rc) {
+    lmp_model base, ad;
+    build(&base, c, 0, 0, 0);
+    const float init_scale = 1e-3f;
+    lmp_model_opts o = {.targets = targets, .method = method, .sublayers = sublayers,
+                        .ad = {.r = 3, .alpha = 6.0f, .size = 3, .relu = relu, .init_scale = init_scale, .bscale = 4.0f}};
+    lmp_model_build(&ad, &CFG, &o, c);
+    lmp_model_init_base(&ad, 7);
+    lmp_model_init_adapters(&ad, 0, 11);
+    lmp_model_set_batch(&ad, B, T);
+    int per_layer = (sublayers & 1) + (sublayers >> 1 & 1), n_lora = targets == LMP_T_Q + LMP_T_V ? 2 : targets ? 4 : 0;
+    T_CHECK(ad.n_ad == (per_layer + n_lora) * CFG.n_layer, "%s: %d instances", method, ad.n_ad);
+    size_t n = (size_t)N * CFG.vocab_size;
+    float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
+    lmp_model_logits(&base, tokens, l0);
+    lmp_model_logits(&ad, tokens, l1);
+    double maxd = 0, maxl = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxd = fmax(maxd, fabs((double)l1[i] - l0[i]));
+        maxl = fmax(maxl, fabs(l0[i]));
+    }
+    if (strstr(method, "parallel"))
+        T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at init changed the logits (max %.3g)", method, maxd);
+    else
+        T_CHECK(maxd > 0 && maxd <= init_scale * maxl, "%s at init: logits moved by %.3g (max |logit| %.3g, "
+                "init_scale %g)", method, maxd, maxl, init_scale);
+    free(l0);
+    free(l1);
+    char what[64];
+    snprintf(what, sizeof what, "%s sublayers %d%s", method, sublayers, relu ? " relu" : "");
+    check_grads(&ad, what, rc);
+    lmp_model_free(&base);
+    lmp_model_free(&ad);
 }
 
 int main(int argc, char **argv) {
@@ -216,6 +259,13 @@ int main(int argc, char **argv) {
         lmp_model_free(&base);
         lmp_model_free(&ad);
     }
+    // The bottleneck methods (adapters/bottleneck.c) in the model, alone and with LoRA.
+    const int all = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ;
+    struct { const char *method; int sublayers, targets, relu; } bn[] = {
+        {"houlsby", 3, 0, 0}, {"houlsby", 2, 0, 1}, {"parallel", 2, 0, 0}, {"parallel", 3, 0, 1},
+        {"lora,houlsby", 3, all, 1}, {"lora,parallel", 1, LMP_T_Q | LMP_T_V, 0}};
+    for (size_t k = 0; k < sizeof bn / sizeof bn[0]; k++) check_bottleneck(&c, bn[k].method, bn[k].sublayers,
+                                                                           bn[k].targets, bn[k].relu, &train_rc);
     lmp_comm_free(&c);
     MPI_Finalize();
     return t_finish();

@@ -11,7 +11,8 @@
 
 #include "core/targets.h"  // LMP_T_* target bits
 
-typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1 } lmp_method;
+// [adapter] method: none, or a set of methods (bits; `lora,houlsby` is LORA | HOULSBY).
+typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4 } lmp_method;
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
 
@@ -21,7 +22,7 @@ typedef struct {
         int n_layer, n_head, n_embd, vocab_size, n_ctx;  // used when path is empty
     } model;
     struct {
-        lmp_method method;        // lora | none (full fine-tuning)
+        int method;               // lmp_method bits; LMP_METHOD_NONE: full fine-tuning
         int r;
         float alpha, dropout;
         int targets;              // LMP_T_* bits
@@ -32,6 +33,9 @@ typedef struct {
         int rslora;               // scaling alpha/sqrt(r) instead of alpha/r
         lmp_lora_init init;
         unsigned long long seed;
+        int size, relu;           // bottleneck adapters: width m, ReLU instead of GELU
+        float init_scale, scale;  // houlsby's init std, parallel's scale s
+        int sublayers;            // bottleneck placement: 1 attn, 2 mlp, 0 the method's default
     } adapter;
     struct {
         int steps, batch_size, seq_len;
@@ -63,6 +67,10 @@ typedef struct {
         int keep;                    // keep the newest N checkpoints (0: all)
     } checkpoint;
 } lmp_config;
+
+// The methods of bits (lmp_method) as the comma list [adapter] method takes, e.g.
+// "lora,houlsby", or "none"; into buf (size n), returned.
+const char *lmp_config_methods(int bits, char *buf, int n);
 
 // Fills every key with its default.
 void lmp_config_defaults(lmp_config *c);

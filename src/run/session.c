@@ -40,7 +40,7 @@ static void check_sizes(const lmp_config *cfg, const lmp_model_config *mc) {
 // of every target (c_attn C x 3C, q/k/v and attn.c_proj C x C, mlp.c_fc C x 4C, mlp.c_proj
 // 4C x C) is n_embd.
 static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
-    if (cfg->adapter.method == LMP_METHOD_NONE || cfg->adapter.r <= mc->n_embd) return;
+    if (!(cfg->adapter.method & LMP_METHOD_LORA) || cfg->adapter.r <= mc->n_embd) return;
     static const struct { int bit; const char *name; int in, out; } T[] = {
         {LMP_T_C_ATTN, "attn.c_attn", 1, 3}, {LMP_T_Q, "q", 1, 1}, {LMP_T_K, "k", 1, 1},
         {LMP_T_V, "v", 1, 1}, {LMP_T_ATTN_PROJ, "attn.c_proj", 1, 1},
@@ -68,12 +68,19 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
         layer_on[cfg->adapter.layers[i]] = 1;
     }
     int adapt = cfg->adapter.method != LMP_METHOD_NONE;
+    static char methods[64];  // opts keeps a pointer; one configuration per process
+    lmp_config_methods(cfg->adapter.method, methods, sizeof methods);
+    // Bottleneck placement: [adapter] sublayers, or houlsby's both / parallel's MLP (He et al.).
+    int sub = cfg->adapter.sublayers ? cfg->adapter.sublayers : cfg->adapter.method & LMP_METHOD_PARALLEL ? 2 : 3;
     *opts = (lmp_model_opts){
         .full_finetune = !adapt,
-        .method = adapt ? "lora" : NULL,
-        .targets = adapt ? cfg->adapter.targets : 0,
+        .method = adapt ? methods : NULL,
+        .targets = cfg->adapter.method & LMP_METHOD_LORA ? cfg->adapter.targets : 0,
+        .sublayers = sub,
         .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
-               .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN},
+               .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN,
+               .size = cfg->adapter.size, .relu = cfg->adapter.relu,
+               .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale},
         .layer_on = layer_on};
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
