@@ -3,8 +3,9 @@
 // one AdamW step equal the 1-rank run's within 1e-5 relative (max abs difference over max
 // abs reference value), in LoRA mode (all targets, with dropout), LoRA on q/v slices, and
 // full fine-tuning; and for grouped-query attention (4 query heads over 2 key/value heads,
-// q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full. Also: each rank's frozen bytes equal its shard size computed from the
-// shapes, and every rank took part.
+// q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full; the
+// bottleneck methods houlsby and parallel (both sublayers), alone and with LoRA. Also: each
+// rank's frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
 #include "model/model.h"
@@ -58,11 +59,12 @@ static float *gather_global(lmp_model *m, lmp_comm *c, int grads, size_t *n_out)
 }
 
 // Runs one step on the ranks of `world` laid out as tp x dp; the result lands on rank 0.
-static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, result *res) {
+static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, const char *method,
+                result *res) {
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
-    lmp_model_opts o = {.full_finetune = full, .targets = targets,
-                        .ad = {.r = 4, .alpha = 8, .dropout = dropout}};
+    lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
+                        .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4}};
     lmp_model m;
     lmp_arch a;
     lmp_gpt2_arch(&CFG, &a);
@@ -70,11 +72,13 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     lmp_model_build_arch(&m, &a, &o, &c);
     lmp_model_init_base(&m, 5);
     lmp_model_init_adapters(&m, 0, 6);
-    // Non-zero B (by global index, so identical on every layout) so every path carries signal.
-    for (int i = 0; i < m.reg.n_rec; i++) {
-        lmp_param *Bp = lmp_rec_tensor(&m.reg, &m.reg.rec[i], 1);  // lora_B
-        for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)i, k);
-    }
+    // Every adapter tensor but the first (LoRA's B; a bottleneck's biases and W_up) non-zero by
+    // global index, so identical on every layout, so that every path carries signal.
+    for (int i = 0; i < m.reg.n_rec; i++)
+        for (int t = 1; t < m.reg.rec[i].n_tensor; t++) {
+            lmp_param *Bp = lmp_rec_tensor(&m.reg, &m.reg.rec[i], t);
+            for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)(i * 4 + t), k);
+        }
 
     // Exact frozen shard size from the shapes alone.
     int64_t C = CFG.n_embd, L = CFG.n_layer, p = c.tp_rank;
@@ -133,13 +137,19 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 1;
     }
-    struct { const char *what; int full, targets; float dropout; int kv; } modes[] = {
-        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0},
-        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 0},
-        {"full", 1, 0, 0.0f, 0},
-        {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2},
-        {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2},
-        {"gqa full", 1, 0, 0.0f, 2},
+    // A model family beside GPT-2 is one more line per method here (kv: its KV heads).
+    struct { const char *what; int full, targets; float dropout; int kv; const char *method; } modes[] = {
+        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, NULL},
+        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, NULL},
+        {"full", 1, 0, 0.0f, 0, NULL},
+        {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2, NULL},
+        {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2, NULL},
+        {"gqa full", 1, 0, 0.0f, 2, NULL},
+        {"houlsby", 0, 0, 0.0f, 0, "houlsby"},
+        {"parallel", 0, 0, 0.0f, 0, "parallel"},
+        {"lora+houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0.1f, 0, "lora,houlsby"},
+        {"lora+parallel", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, "lora,parallel"},
+        {"gqa houlsby", 0, 0, 0.0f, 2, "houlsby"},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
     int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};
@@ -154,7 +164,7 @@ int main(int argc, char **argv) {
             MPI_Comm_split(MPI_COMM_WORLD, rank < np ? 0 : MPI_UNDEFINED, rank, &sub);
             if (sub == MPI_COMM_NULL) continue;
             result r = {0};
-            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, &r);
+            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method, &r);
             MPI_Comm_free(&sub);
             if (rank == 0) {
                 ran_layouts++;
@@ -168,7 +178,7 @@ int main(int argc, char **argv) {
                 T_CHECK(dl <= 1e-5, "%s tp=%d dp=%d: logits after a step differ by %.3g", w, tp, np / tp, dl);
                 double dp_ = t_max_rel_diff(r.params, ref.params, ref.ngrad);
                 T_CHECK(dp_ <= 1e-5, "%s tp=%d dp=%d: trained tensors after a step differ by %.3g", w, tp, np / tp, dp_);
-                printf("%-9s tp=%d dp=%d: loss %.3g, grads %.3g, logits %.3g (relative), trained tensors %.3g\n", w, tp,
+                printf("%-13s tp=%d dp=%d: loss %.3g, grads %.3g, logits %.3g (relative), trained tensors %.3g\n", w, tp,
                        np / tp, fabs(r.loss - ref.loss) / fabs(ref.loss), dg, dl, dp_);
             }
             if (rank != 0 || li != 0) { free(r.grads); free(r.params); free(r.logits); }
