@@ -40,6 +40,9 @@ static void check_sizes(const lmp_config *cfg, const lmp_model_config *mc) {
 // of every target (c_attn C x 3C, q/k/v and attn.c_proj C x C, mlp.c_fc C x 4C, mlp.c_proj
 // 4C x C) is n_embd.
 static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
+    if ((cfg->adapter.method & (LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL)) && cfg->adapter.size > mc->n_embd)
+        lmp_die_all("[adapter] size = %d exceeds n_embd = %d: a bottleneck adapter is narrower than the "
+                    "hidden states it adapts", cfg->adapter.size, mc->n_embd);
     if (!(cfg->adapter.method & LMP_METHOD_LORA) || cfg->adapter.r <= mc->n_embd) return;
     static const struct { int bit; const char *name; int in, out; } T[] = {
         {LMP_T_C_ATTN, "attn.c_attn", 1, 3}, {LMP_T_Q, "q", 1, 1}, {LMP_T_K, "k", 1, 1},
