@@ -81,6 +81,22 @@ static void check_text_and_diff(void) {
     b.adapter.seed = 9;
     memset(&d, 0, sizeof d);
     T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 2 && d.tensors == 0 && d.run_only == 0, "dropout, seed: not flagged");
+    // A tensor key counts only where a method of either run reads it.
+    struct { int method; const char *set; int tensors; } by[] = {
+        {LMP_METHOD_LORA, "size=4", 0}, {LMP_METHOD_HOULSBY, "size=4", 1}, {LMP_METHOD_HOULSBY, "scale=2", 0},
+        {LMP_METHOD_PARALLEL, "scale=2", 1}, {LMP_METHOD_HOULSBY, "r=2", 0}, {LMP_METHOD_HOULSBY | LMP_METHOD_LORA, "r=2", 1},
+        {LMP_METHOD_NONE, "targets=q", 0}, {LMP_METHOD_PARALLEL, "act=relu", 1}};
+    for (size_t i = 0; i < sizeof by / sizeof by[0]; i++) {
+        char key[32], val[32];
+        T_CHECK(sscanf(by[i].set, "%31[^=]=%31s", key, val) == 2, "bad test entry");
+        lmp_config_defaults(&a);
+        lmp_config_defaults(&b);
+        a.adapter.method = b.adapter.method = by[i].method;
+        T_CHECK(lmp_config_set(&b, "adapter", key, val, err, sizeof err) == 0, "set %s", by[i].set);
+        memset(&d, 0, sizeof d);
+        T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 1 && d.tensors == by[i].tensors, "method bits %d, %s: "
+                "%d tensor keys, expected %d", by[i].method, by[i].set, d.tensors, by[i].tensors);
+    }
 }
 
 static const char *write_ini(const char *name, const char *text) {

@@ -493,6 +493,19 @@ static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n
     }
 }
 
+// The methods that read an [adapter] key flagged LMP_KEY_TENSORS (0: every method).
+static int key_methods(const key_t_ *k) {
+    static const struct { const char *key; int methods; } M[] = {
+        {"r", LMP_METHOD_LORA}, {"alpha", LMP_METHOD_LORA}, {"targets", LMP_METHOD_LORA},
+        {"rslora", LMP_METHOD_LORA}, {"size", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
+        {"act", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
+        {"sublayers", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL}, {"scale", LMP_METHOD_PARALLEL}};
+    if (strcmp(k->section, "adapter")) return 0;
+    for (size_t i = 0; i < sizeof M / sizeof M[0]; i++)
+        if (!strcmp(k->key, M[i].key)) return M[i].methods;
+    return 0;
+}
+
 int lmp_config_diff(const lmp_config *a, const lmp_config *b, lmp_config_diff_fn fn, void *ctx) {
     int n = 0;
     for (size_t i = 0; i < NKEYS; i++) {
@@ -501,7 +514,10 @@ int lmp_config_diff(const lmp_config *a, const lmp_config *b, lmp_config_diff_fn
         value_text(b, &KEYS[i], vb, sizeof vb);
         if (!strcmp(va, vb)) continue;
         n++;
-        if (fn) fn(ctx, KEYS[i].section, KEYS[i].key, va, vb, KEYS[i].flags);
+        // A key no method of either run reads decides no tensor of theirs (LoRA's r under houlsby).
+        int flags = KEYS[i].flags, used = key_methods(&KEYS[i]);
+        if (used && !((a->adapter.method | b->adapter.method) & used)) flags &= ~LMP_KEY_TENSORS;
+        if (fn) fn(ctx, KEYS[i].section, KEYS[i].key, va, vb, flags);
     }
     return n;
 }

@@ -95,7 +95,8 @@ int lmp_config_parse_text(lmp_config *c, const char *text, const char *origin, c
 // What a key decides beyond its own value (flags of config.c's KEYS table).
 enum {
     LMP_KEY_TENSORS = 1,   // which adapter tensors exist and what they mean: a checkpoint
-                           // resumes only with the same value
+                           // resumes only with the same value (lmp_config_diff passes it only
+                           // where a method of either config reads the key)
     LMP_KEY_RUN_ONLY = 2,  // how and where this run works ([parallel], [checkpoint], [log]):
                            // not compared on resume
 };
