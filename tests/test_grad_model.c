@@ -4,7 +4,8 @@
 //  - with B = 0 the adapted model's logits equal the base model's bit for bit;
 //  - the loss equals a direct softmax cross-entropy of the full logits;
 //  - grouped-query attention (a GPT-2 variant with one key/value head): every gradient;
-//  - generation with the key/value cache: the logits of every position as a full forward;
+//  - generation with the key/value cache: the logits of every position as a full forward
+//    (LoRA, grouped-query attention, and with houlsby or parallel beside LoRA);
 //  - the block-level hook points (series and parallel adapters) through two methods written
 //    against the adapter interface alone (toy_adapters.c): finite-difference gradients of
 //    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init;
@@ -189,13 +190,15 @@ int main(int argc, char **argv) {
     }
     // Generation with the key/value cache: prefill of 2 tokens, then one decode step per
     // token, give every position's logits of a full forward (LoRA with non-zero B, and a
-    // grouped-query variant), within float rounding.
-    for (int kv = 2; kv >= 1; kv--) {
+    // grouped-query variant; with the bottleneck methods beside LoRA), within float rounding.
+    struct { int kv; const char *method; } gen[] = {{2, NULL}, {1, NULL}, {2, "lora,houlsby"}, {1, "lora,parallel"}};
+    for (size_t g = 0; g < sizeof gen / sizeof gen[0]; g++) {
+        int kv = gen[g].kv;
         lmp_arch a;
         lmp_gpt2_arch(&CFG, &a);
         a.n_kv_head = kv;
         lmp_model_opts o = {.targets = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ,
-                            .ad = {.r = 3, .alpha = 6.0f}};
+                            .method = gen[g].method, .sublayers = 3, .ad = {.r = 3, .alpha = 6.0f, .size = 3, .bscale = 4}};
         lmp_model m;
         lmp_model_build_arch(&m, &a, &o, &c);
         lmp_model_init_base(&m, 7);
@@ -213,7 +216,8 @@ int main(int argc, char **argv) {
             lmp_model_decode(&m, tokens[t], one);
             worst = fmax(worst, t_max_rel_diff(one, full + (size_t)t * V, V));
         }
-        T_CHECK(worst <= 1e-5, "kv cache (n_kv_head %d): logits differ from the full forward by %.3g", kv, worst);
+        T_CHECK(worst <= 1e-5, "kv cache (n_kv_head %d, %s): logits differ from the full forward by %.3g", kv,
+                gen[g].method ? gen[g].method : "lora", worst);
         free(full);
         free(one);
         lmp_model_free(&m);
