@@ -113,6 +113,8 @@ static void check_bottleneck(lmp_comm *c, const char *method, int sublayers, int
         maxd = fmax(maxd, fabs((double)l1[i] - l0[i]));
         maxl = fmax(maxl, fabs(l0[i]));
     }
+    printf("%-13s sublayers %d%s: logits at init differ from the base model's by at most %.3g (max |logit| %.3g)\n",
+           method, sublayers, relu ? " relu" : "", maxd, maxl);
     if (strstr(method, "parallel"))
         T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at init changed the logits (max %.3g)", method, maxd);
     else
