@@ -59,16 +59,19 @@ static float *gather_global(lmp_model *m, lmp_comm *c, int grads, size_t *n_out)
 }
 
 // Runs one step on the ranks of `world` laid out as tp x dp; the result lands on rank 0.
+// A model family's description from a model config (model/gpt2.h's lmp_gpt2_arch, ...).
+typedef void (*family_fn)(const lmp_model_config *cfg, lmp_arch *a);
+
 static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, const char *method,
-                result *res) {
+                family_fn family, result *res) {
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
     lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
                         .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4}};
     lmp_model m;
     lmp_arch a;
-    lmp_gpt2_arch(&CFG, &a);
-    if (kv) a.n_kv_head = kv;  // GPT-2 with grouped-query attention
+    (family ? family : lmp_gpt2_arch)(&CFG, &a);
+    if (kv) a.n_kv_head = kv;  // grouped-query attention
     lmp_model_build_arch(&m, &a, &o, &c);
     lmp_model_init_base(&m, 5);
     lmp_model_init_adapters(&m, 0, 6);
@@ -87,7 +90,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     int64_t per_layer = 4 * C + C * qkv / tp + qkv / tp + (C / tp) * C + C +
                         C * 4 * C / tp + 4 * C / tp + (4 * C / tp) * C + C;
     int64_t expect = V_l * C + CFG.n_ctx * C + L * per_layer + 2 * C;
-    T_CHECK((int64_t)(full ? m.reg.n_train : m.reg.n_frozen) == expect,
+    T_CHECK(family || (int64_t)(full ? m.reg.n_train : m.reg.n_frozen) == expect,  // GPT-2's shapes
             "tp=%d rank %d: holds %zu base floats, shard size is %lld", tp, c.rank,
             full ? m.reg.n_train : m.reg.n_frozen, (long long)expect);
 
@@ -137,19 +140,20 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 1;
     }
-    // A model family beside GPT-2 is one more line per method here (kv: its KV heads).
-    struct { const char *what; int full, targets; float dropout; int kv; const char *method; } modes[] = {
-        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, NULL},
-        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, NULL},
-        {"full", 1, 0, 0.0f, 0, NULL},
-        {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2, NULL},
-        {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2, NULL},
-        {"gqa full", 1, 0, 0.0f, 2, NULL},
-        {"houlsby", 0, 0, 0.0f, 0, "houlsby"},
-        {"parallel", 0, 0, 0.0f, 0, "parallel"},
-        {"lora+houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0.1f, 0, "lora,houlsby"},
-        {"lora+parallel", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, "lora,parallel"},
-        {"gqa houlsby", 0, 0, 0.0f, 2, "houlsby"},
+    // A model family beside GPT-2 is one more line per method here, naming its description
+    // function (NULL: GPT-2); kv: its key/value heads (0: as the family says).
+    struct { const char *what; int full, targets; float dropout; int kv; const char *method; family_fn family; } modes[] = {
+        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, NULL, NULL},
+        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, NULL, NULL},
+        {"full", 1, 0, 0.0f, 0, NULL, NULL},
+        {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2, NULL, NULL},
+        {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2, NULL, NULL},
+        {"gqa full", 1, 0, 0.0f, 2, NULL, NULL},
+        {"houlsby", 0, 0, 0.0f, 0, "houlsby", NULL},
+        {"parallel", 0, 0, 0.0f, 0, "parallel", NULL},
+        {"lora+houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0.1f, 0, "lora,houlsby", NULL},
+        {"lora+parallel", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, "lora,parallel", NULL},
+        {"gqa houlsby", 0, 0, 0.0f, 2, "houlsby", NULL},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
     int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};
@@ -164,7 +168,8 @@ int main(int argc, char **argv) {
             MPI_Comm_split(MPI_COMM_WORLD, rank < np ? 0 : MPI_UNDEFINED, rank, &sub);
             if (sub == MPI_COMM_NULL) continue;
             result r = {0};
-            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method, &r);
+            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method,
+                modes[mo].family, &r);
             MPI_Comm_free(&sub);
             if (rank == 0) {
                 ran_layouts++;
