@@ -68,6 +68,58 @@ static int read_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mo
     return err[0] ? -1 : 0;
 }
 
+static double *eye(int m) {
+    double *x = lmp_calloc((size_t)m * m * sizeof(double));
+    for (int i = 0; i < m; i++) x[(size_t)i * m + i] = 1.0;
+    return x;
+}
+
+static double *copy(const double *x, size_t n) {
+    double *y = lmp_malloc(n * sizeof(double));
+    memcpy(y, x, n * sizeof(double));
+    return y;
+}
+
+// A bottleneck adapter (houlsby, parallel) as three matrices in ΔW's form scale·B·A, named
+// after its module: <name>.down = W_down (m, C) (A = W_down, B = I), <name>.up = W_up (C, m)
+// (A = I, B = W_up), <name>.up_down = scale·W_up·W_down (C, C), the branch's linear part. They
+// adapt no base weight (base_weight ""). Fills m[0..3); 0, or -1 with err.
+static int read_bottleneck(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mod *m, char *err, size_t errn) {
+    char path[LMP_NAME_MAX + 64];
+    double *D = NULL, *U = NULL;
+    int64_t rows, cols;
+    if (c->r < 1 || c->r > c->in || c->in != c->out)
+        return snprintf(err, errn, "%s: %s: a bottleneck of size %lld on hidden size %lld x %lld (expected "
+                        "1 <= size <= hidden size)", rd->path, c->name, (long long)c->r, (long long)c->in,
+                        (long long)c->out), -1;
+    if (lmp_ckpt_read_matrix(rd, lmp_fmt(path, sizeof path, "adapter/%s/down.weight", c->name), c->r, c->in,
+                             &D, &rows, &cols, err, errn) ||
+        lmp_ckpt_read_matrix(rd, lmp_fmt(path, sizeof path, "adapter/%s/up.weight", c->name), c->out, c->r,
+                             &U, &rows, &cols, err, errn)) {
+        free(D);
+        return -1;
+    }
+    nonfinite(rd->path, c->name, "down.weight", D, c->r * c->in, err, errn);
+    if (!err[0]) nonfinite(rd->path, c->name, "up.weight", U, c->out * c->r, err, errn);
+    static const char *LEAF[3] = {"down", "up", "up_down"};
+    int mm = (int)c->r, C = (int)c->in;
+    for (int k = 0; k < 3; k++) {
+        memset(&m[k], 0, sizeof m[k]);
+        lmp_fmt(m[k].name, sizeof m[k].name, "%s.%s", c->name, LEAF[k]);
+        m[k].r = mm;
+        m[k].in = k == 1 ? mm : C;
+        m[k].out = k == 0 ? mm : C;
+        m[k].scale = k == 2 ? c->scale : 1.0;
+    }
+    m[0].A = copy(D, (size_t)mm * C);
+    m[0].B = eye(mm);
+    m[1].A = eye(mm);
+    m[1].B = copy(U, (size_t)C * mm);
+    m[2].A = D;
+    m[2].B = U;
+    return err[0] ? -1 : 0;
+}
+
 // Header and modules of an open checkpoint into s; 0, or -1 with err.
 static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn) {
     lmp_ckpt_header h;
@@ -83,8 +135,13 @@ static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn)
         snprintf(err, errn, "%s: /adapter holds no modules", rd->path);
         rc = -1;
     }
-    if (!rc) s->mod = lmp_calloc((size_t)n * sizeof *s->mod);
-    for (int i = 0; !rc && i < n; i++, s->n++) rc = read_module(rd, &mods[i], &s->mod[i], err, errn);
+    if (!rc) s->mod = lmp_calloc((size_t)3 * n * sizeof *s->mod);  // a bottleneck gives 3
+    for (int i = 0; !rc && i < n; i++) {
+        int lora = !strcmp(mods[i].method, "lora");
+        rc = lora ? read_module(rd, &mods[i], &s->mod[s->n], err, errn)
+                  : read_bottleneck(rd, &mods[i], &s->mod[s->n], err, errn);
+        s->n += lora ? 1 : 3;
+    }
     free(mods);
     return rc;
 }

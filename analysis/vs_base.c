@@ -150,6 +150,10 @@ static void check_base(const adapter_set *s, const char *ckpt, const char *model
 int lmp_an_vs_base(const char *ckpt, const char *model, const char *out, int full, int no_plot) {
     adapter_set s;
     lmp_an_read_adapters(ckpt, &s);
+    for (int i = 0; i < s.n; i++)
+        if (!s.mod[i].base_weight[0])
+            lmp_die_all("%s: %s belongs to a bottleneck adapter, which adapts no base weight (vs-base compares "
+                        "LoRA's ΔW with W; spectrum and similarity take bottlenecks)", ckpt, s.mod[i].name);
     check_base(&s, ckpt, model);
     char stp[LMP_PATH_MAX + 32];
     lmp_st_file st;

@@ -3,11 +3,12 @@
 // one AdamW step equal the 1-rank run's within 1e-5 relative (max abs difference over max
 // abs reference value), in LoRA mode (all targets, with dropout), LoRA on q/v slices, and
 // full fine-tuning; and for grouped-query attention (4 query heads over 2 key/value heads,
-// q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full; and for a
+// q|k|v blocks of unequal widths; tp <= 2), LoRA on all targets, on k/v, and full; the
+// bottleneck methods houlsby and parallel (both sublayers), alone and with LoRA; and for a
 // Llama-family model with every component (RMSNorm, RoPE, 4 query over 2 KV heads, q/k/v,
 // o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
-// seven projections (with dropout), on q_proj/v_proj, and full. Also: each rank's frozen bytes
-// equal its shard size computed from the shapes, and every rank took part.
+// seven projections (with dropout), on q_proj/v_proj, full, and houlsby. Also: each rank's
+// frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
 #include "model/llama.h"
@@ -28,6 +29,11 @@ static const lmp_model_config LCFG = {
     .n_layer = 2, .n_head = 4, .n_embd = 16, .vocab_size = 37, .n_ctx = 8, .ln_eps = 1e-6f,
     .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 2, .head_dim = 6, .mlp_hidden = 20,
     .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1, .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
+// The Llama family's description of LCFG (the modes' family functions take GPT-2's CFG).
+static void llama_family(const lmp_model_config *cfg, lmp_arch *a) {
+    (void)cfg;
+    lmp_llama_arch(&LCFG, a);
+}
 
 typedef struct {
     double loss;
@@ -67,24 +73,29 @@ static float *gather_global(lmp_model *m, lmp_comm *c, int grads, size_t *n_out)
 }
 
 // Runs one step on the ranks of `world` laid out as tp x dp; the result lands on rank 0.
-static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, result *res) {
+// A model family's description from a model config (model/gpt2.h's lmp_gpt2_arch, ...).
+typedef void (*family_fn)(const lmp_model_config *cfg, lmp_arch *a);
+
+static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, const char *method,
+                family_fn family, result *res) {
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
-    lmp_model_opts o = {.full_finetune = full, .targets = targets,
-                        .ad = {.r = 4, .alpha = 8, .dropout = dropout}};
+    lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
+                        .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4}};
     lmp_model m;
     lmp_arch a;
-    if (kv < 0) lmp_llama_arch(&LCFG, &a);
-    else lmp_gpt2_arch(&CFG, &a);
-    if (kv > 0) a.n_kv_head = kv;  // GPT-2 with grouped-query attention
+    (family ? family : lmp_gpt2_arch)(&CFG, &a);
+    if (kv) a.n_kv_head = kv;  // grouped-query attention
     lmp_model_build_arch(&m, &a, &o, &c);
     lmp_model_init_base(&m, 5);
     lmp_model_init_adapters(&m, 0, 6);
-    // Non-zero B (by global index, so identical on every layout) so every path carries signal.
-    for (int i = 0; i < m.reg.n_rec; i++) {
-        lmp_param *Bp = lmp_rec_tensor(&m.reg, &m.reg.rec[i], 1);  // lora_B
-        for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)i, k);
-    }
+    // Every adapter tensor but the first (LoRA's B; a bottleneck's biases and W_up) non-zero by
+    // global index, so identical on every layout, so that every path carries signal.
+    for (int i = 0; i < m.reg.n_rec; i++)
+        for (int t = 1; t < m.reg.rec[i].n_tensor; t++) {
+            lmp_param *Bp = lmp_rec_tensor(&m.reg, &m.reg.rec[i], t);
+            for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)(i * 4 + t), k);
+        }
 
     // Exact frozen shard size from the shapes alone.
     int64_t C = CFG.n_embd, L = CFG.n_layer, p = c.tp_rank;
@@ -93,7 +104,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     int64_t per_layer = 4 * C + C * qkv / tp + qkv / tp + (C / tp) * C + C +
                         C * 4 * C / tp + 4 * C / tp + (4 * C / tp) * C + C;
     int64_t expect = V_l * C + CFG.n_ctx * C + L * per_layer + 2 * C;
-    if (kv < 0) {  // Llama: 2 norms; q, k, v (+ biases) by heads; o; q/k norms; gate, up, down
+    if (family == llama_family) {  // Llama: 2 norms; q, k, v (+ biases) by heads; o; q/k norms; gate, up, down
         int64_t hd = a.head_dim, q = a.n_head * hd / tp, k = a.n_kv_head * hd / tp, H = a.mlp_hidden / tp;
         // biases: q, k, v and gate, up split; o_proj and down_proj whole (row-parallel)
         per_layer = 2 * C + (q + 2 * k) * (C + 1) + q * C + C + 2 * hd + 3 * H * C + 2 * H + C;
@@ -149,16 +160,24 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 1;
     }
-    struct { const char *what; int full, targets; float dropout; int kv; } modes[] = {
-        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0},
-        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 0},
-        {"full", 1, 0, 0.0f, 0},
-        {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2},
-        {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2},
-        {"gqa full", 1, 0, 0.0f, 2},
-        {"llama lora", 0, LMP_T_ALL_LINEAR, 0.1f, -2},
-        {"llama q,v", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, -2},
-        {"llama full", 1, 0, 0.0f, -2},
+    // A model family beside GPT-2 is one more line per method here, naming its description
+    // function (NULL: GPT-2); kv: its key/value heads (0: as the family says).
+    struct { const char *what; int full, targets; float dropout; int kv; const char *method; family_fn family; } modes[] = {
+        {"lora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, NULL, NULL},
+        {"lora q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, NULL, NULL},
+        {"full", 1, 0, 0.0f, 0, NULL, NULL},
+        {"gqa lora", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 2, NULL, NULL},
+        {"gqa k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2, NULL, NULL},
+        {"gqa full", 1, 0, 0.0f, 2, NULL, NULL},
+        {"houlsby", 0, 0, 0.0f, 0, "houlsby", NULL},
+        {"parallel", 0, 0, 0.0f, 0, "parallel", NULL},
+        {"lora+houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0.1f, 0, "lora,houlsby", NULL},
+        {"lora+parallel", 0, LMP_T_Q | LMP_T_V, 0.0f, 0, "lora,parallel", NULL},
+        {"gqa houlsby", 0, 0, 0.0f, 2, "houlsby", NULL},
+        {"llama lora", 0, LMP_T_ALL_LINEAR, 0.1f, 2, NULL, llama_family},
+        {"llama q,v", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, 2, NULL, llama_family},
+        {"llama full", 1, 0, 0.0f, 2, NULL, llama_family},
+        {"llama houlsby", 0, 0, 0.0f, 2, "houlsby", llama_family},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
     int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};
@@ -174,7 +193,8 @@ int main(int argc, char **argv) {
             MPI_Comm_split(MPI_COMM_WORLD, rank < np ? 0 : MPI_UNDEFINED, rank, &sub);
             if (sub == MPI_COMM_NULL) continue;
             result r = {0};
-            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, &r);
+            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method,
+                modes[mo].family, &r);
             MPI_Comm_free(&sub);
             if (rank == 0) {
                 ran_layouts++;
@@ -188,7 +208,7 @@ int main(int argc, char **argv) {
                 T_CHECK(dl <= 1e-5, "%s tp=%d dp=%d: logits after a step differ by %.3g", w, tp, np / tp, dl);
                 double dp_ = t_max_rel_diff(r.params, ref.params, ref.ngrad);
                 T_CHECK(dp_ <= 1e-5, "%s tp=%d dp=%d: trained tensors after a step differ by %.3g", w, tp, np / tp, dp_);
-                printf("%-9s tp=%d dp=%d: loss %.3g, grads %.3g, logits %.3g (relative), trained tensors %.3g\n", w, tp,
+                printf("%-13s tp=%d dp=%d: loss %.3g, grads %.3g, logits %.3g (relative), trained tensors %.3g\n", w, tp,
                        np / tp, fabs(r.loss - ref.loss) / fabs(ref.loss), dg, dl, dp_);
             }
             if (rank != 0 || li != 0) { free(r.grads); free(r.params); free(r.logits); }

@@ -92,6 +92,22 @@ static void check_text_and_diff(void) {
     b.adapter.method = LMP_METHOD_NONE;
     T_CHECK(lmp_config_validate(&b, err, sizeof err) == -1 && strstr(err, "init_from") && strstr(err, "method = lora"),
             "init_from with full fine-tuning refused: '%s'", err);
+    // A tensor key counts only where a method of either run reads it.
+    struct { int method; const char *set; int tensors; } by[] = {
+        {LMP_METHOD_LORA, "size=4", 0}, {LMP_METHOD_HOULSBY, "size=4", 1}, {LMP_METHOD_HOULSBY, "scale=2", 0},
+        {LMP_METHOD_PARALLEL, "scale=2", 1}, {LMP_METHOD_HOULSBY, "r=2", 0}, {LMP_METHOD_HOULSBY | LMP_METHOD_LORA, "r=2", 1},
+        {LMP_METHOD_NONE, "targets=q", 0}, {LMP_METHOD_PARALLEL, "act=relu", 1}};
+    for (size_t i = 0; i < sizeof by / sizeof by[0]; i++) {
+        char key[32], val[32];
+        T_CHECK(sscanf(by[i].set, "%31[^=]=%31s", key, val) == 2, "bad test entry");
+        lmp_config_defaults(&a);
+        lmp_config_defaults(&b);
+        a.adapter.method = b.adapter.method = by[i].method;
+        T_CHECK(lmp_config_set(&b, "adapter", key, val, err, sizeof err) == 0, "set %s", by[i].set);
+        memset(&d, 0, sizeof d);
+        T_CHECK(lmp_config_diff(&a, &b, on_diff, &d) == 1 && d.tensors == by[i].tensors, "method bits %d, %s: "
+                "%d tensor keys, expected %d", by[i].method, by[i].set, d.tensors, by[i].tensors);
+    }
 }
 
 static const char *write_ini(const char *name, const char *text) {
@@ -215,11 +231,31 @@ int main(void) {
     lmp_config_load(&d, again, NULL, 0);
     T_CHECK(!memcmp(&c, &d, sizeof c), "dump/load round trip differs");
     free(text);
+    // Methods combine as a set (bits), the bottleneck keys read and dump back.
+    const char *bn = write_ini("bn.ini", "[adapter]\nmethod = parallel, lora\nsize = 16\nact = relu\n"
+                                        "init_scale = 0.01\nsublayers = mlp,attn\nscale = 2\n");
+    lmp_config_load(&c, bn, NULL, 0);
+    T_CHECK(c.adapter.method == (LMP_METHOD_LORA | LMP_METHOD_PARALLEL) && c.adapter.size == 16 && c.adapter.relu == 1 &&
+            c.adapter.init_scale == 0.01f && c.adapter.sublayers == 3 && c.adapter.scale == 2.0f, "bottleneck keys");
+    text = lmp_config_dump(&c);
+    T_CHECK(strstr(text, "method = lora,parallel\n") && strstr(text, "sublayers = attn,mlp\n") &&
+            strstr(text, "act = relu\n"), "bottleneck keys dumped: %s", text);
+    memset(&d, 0, sizeof d);
+    lmp_config_load(&d, write_ini("bn2.ini", text), NULL, 0);
+    T_CHECK(!memcmp(&c, &d, sizeof c), "bottleneck dump/load round trip differs");
+    free(text);
+    lmp_config_defaults(&c);
+    T_CHECK(c.adapter.size == 64 && c.adapter.relu == 0 && c.adapter.init_scale == 1e-3f && c.adapter.sublayers == 0 &&
+            c.adapter.scale == 4.0f, "bottleneck defaults");
 
     char err[512];
     bad_value bad[] = {
         {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
-        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "lora or none"},
+        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "comma list of lora, houlsby"},
+        {"adapter", "method", "houlsby,parallel", "do not combine"}, {"adapter", "method", "lora,lora", "twice"},
+        {"adapter", "method", "", "empty"}, {"adapter", "act", "tanh", "gelu or relu"},
+        {"adapter", "sublayers", "attn,ffn", "comma list of attn, mlp"}, {"adapter", "size", "0", "positive"},
+        {"adapter", "init_scale", "0", "positive"}, {"adapter", "scale", "-1", "non-negative"},
         {"adapter", "rslora", "maybe", "true or false"}, {"adapter", "targets", "c_attn,q", "overlaps"},
         {"adapter", "targets", "wq", "unknown target"},
         {"model", "path", "/data/a ;b", "cannot be written back"}, {"model", "path", ";b", "cannot be written back"},

@@ -4,7 +4,8 @@
 //  - with B = 0 the adapted model's logits equal the base model's bit for bit;
 //  - the loss equals a direct softmax cross-entropy of the full logits;
 //  - grouped-query attention (a GPT-2 variant with one key/value head): every gradient;
-//  - generation with the key/value cache: the logits of every position as a full forward;
+//  - generation with the key/value cache: the logits of every position as a full forward
+//    (LoRA, grouped-query attention, and with houlsby or parallel beside LoRA);
 //  - the block-level hook points (series and parallel adapters) through two methods written
 //    against the adapter interface alone (toy_adapters.c): finite-difference gradients of
 //    their tensors and of the LoRA/base path under them, logits unchanged at their neutral init;
@@ -12,6 +13,9 @@
 //    biases, o_proj and MLP biases (Llama's attention_bias, mlp_bias), q/k norm, gated SiLU,
 //    untied head): every gradient (LoRA on all seven
 //    projections, v/up/down with dropout, full) and generation with the cache (RoPE at each position).
+//  - the bottleneck methods (houlsby, parallel; alone and with LoRA, GELU and ReLU, on
+//    either sublayer): logits at init (parallel bit for bit, houlsby within its init scale)
+//    and every gradient by finite differences.
 #include "testutil.h"
 #include "model/gpt2.h"
 #include "model/llama.h"
@@ -109,6 +113,48 @@ static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
     check_grads_floor(m, what, rc, 0.0);
 }
 
+// A bottleneck method (with LoRA when targets are given) at its init against the base model:
+// parallel (W_up = 0) and LoRA (B = 0) leave the logits bit for bit; houlsby (adapter-bert's
+// truncated normal of std init_scale) moves them, by at most init_scale * max |logit|. Then
+// every gradient by finite differences.
+static void check_bottleneck(lmp_comm *c, const char *method, int sublayers, int targets, int relu,
+                             const lmp_rng_ctx *rc) {
+    lmp_model base, ad;
+    build(&base, c, 0, 0, 0);
+    const float init_scale = 1e-3f;
+    lmp_model_opts o = {.targets = targets, .method = method, .sublayers = sublayers,
+                        .ad = {.r = 3, .alpha = 6.0f, .size = 3, .relu = relu, .init_scale = init_scale, .bscale = 4.0f}};
+    lmp_model_build(&ad, &CFG, &o, c);
+    lmp_model_init_base(&ad, 7);
+    lmp_model_init_adapters(&ad, 0, 11);
+    lmp_model_set_batch(&ad, B, T);
+    int per_layer = (sublayers & 1) + (sublayers >> 1 & 1), n_lora = targets == LMP_T_Q + LMP_T_V ? 2 : targets ? 4 : 0;
+    T_CHECK(ad.n_ad == (per_layer + n_lora) * CFG.n_layer, "%s: %d instances", method, ad.n_ad);
+    size_t n = (size_t)N * CFG.vocab_size;
+    float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
+    lmp_model_logits(&base, tokens, l0);
+    lmp_model_logits(&ad, tokens, l1);
+    double maxd = 0, maxl = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxd = fmax(maxd, fabs((double)l1[i] - l0[i]));
+        maxl = fmax(maxl, fabs(l0[i]));
+    }
+    printf("%-13s sublayers %d%s: logits at init differ from the base model's by at most %.3g (max |logit| %.3g)\n",
+           method, sublayers, relu ? " relu" : "", maxd, maxl);
+    if (strstr(method, "parallel"))
+        T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at init changed the logits (max %.3g)", method, maxd);
+    else
+        T_CHECK(maxd > 0 && maxd <= init_scale * maxl, "%s at init: logits moved by %.3g (max |logit| %.3g, "
+                "init_scale %g)", method, maxd, maxl, init_scale);
+    free(l0);
+    free(l1);
+    char what[64];
+    snprintf(what, sizeof what, "%s sublayers %d%s", method, sublayers, relu ? " relu" : "");
+    check_grads(&ad, what, rc);
+    lmp_model_free(&base);
+    lmp_model_free(&ad);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lmp_comm c;
@@ -183,15 +229,18 @@ int main(int argc, char **argv) {
     }
     // Generation with the key/value cache: prefill of 2 tokens, then one decode step per
     // token, give every position's logits of a full forward (LoRA with non-zero B, and a
-    // grouped-query variant; kv = 0: the Llama-family model), within float rounding.
-    for (int kv = 2; kv >= 0; kv--) {
+    // grouped-query variant; with the bottleneck methods beside LoRA; kv = 0: the Llama-family
+    // model), within float rounding.
+    struct { int kv; const char *method; } gen[] = {{2, NULL}, {1, NULL}, {2, "lora,houlsby"}, {1, "lora,parallel"}, {0, NULL}};
+    for (size_t g = 0; g < sizeof gen / sizeof gen[0]; g++) {
+        int kv = gen[g].kv;
         lmp_arch a;
         if (kv) lmp_gpt2_arch(&CFG, &a);
         else lmp_llama_arch(&LCFG, &a);
         if (kv) a.n_kv_head = kv;
         lmp_model_opts o = {.targets = kv ? LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ
                                           : LMP_T_ALL_LINEAR,
-                            .ad = {.r = 3, .alpha = 6.0f}};
+                            .method = gen[g].method, .sublayers = 3, .ad = {.r = 3, .alpha = 6.0f, .size = 3, .bscale = 4}};
         lmp_model m;
         lmp_model_build_arch(&m, &a, &o, &c);
         lmp_model_init_base(&m, 7);
@@ -209,7 +258,8 @@ int main(int argc, char **argv) {
             lmp_model_decode(&m, tokens[t], one);
             worst = fmax(worst, t_max_rel_diff(one, full + (size_t)t * V, V));
         }
-        T_CHECK(worst <= 1e-5, "kv cache (n_kv_head %d): logits differ from the full forward by %.3g", kv, worst);
+        T_CHECK(worst <= 1e-5, "kv cache (n_kv_head %d, %s): logits differ from the full forward by %.3g", kv,
+                gen[g].method ? gen[g].method : "lora", worst);
         free(full);
         free(one);
         lmp_model_free(&m);
@@ -255,6 +305,13 @@ int main(int argc, char **argv) {
         lmp_model_free(&base);
         lmp_model_free(&ad);
     }
+    // The bottleneck methods (adapters/bottleneck.c) in the model, alone and with LoRA.
+    const int all = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ;
+    struct { const char *method; int sublayers, targets, relu; } bn[] = {
+        {"houlsby", 3, 0, 0}, {"houlsby", 2, 0, 1}, {"parallel", 2, 0, 0}, {"parallel", 3, 0, 1},
+        {"lora,houlsby", 3, all, 1}, {"lora,parallel", 1, LMP_T_Q | LMP_T_V, 0}};
+    for (size_t k = 0; k < sizeof bn / sizeof bn[0]; k++) check_bottleneck(&c, bn[k].method, bn[k].sublayers,
+                                                                           bn[k].targets, bn[k].relu, &train_rc);
     lmp_comm_free(&c);
     MPI_Finalize();
     return t_finish();

@@ -57,6 +57,10 @@ typedef struct {
     float alpha, dropout;
     int rslora;
     int gaussian;         // init choice of LoRA's A
+    // Bottleneck adapters (houlsby, parallel: adapters/bottleneck.h): width m, activation
+    // (0 GELU, 1 ReLU), std of houlsby's truncated-normal init, parallel's scale s.
+    int size, relu;
+    float init_scale, bscale;
 } lmp_adapter_opts;
 
 typedef struct lmp_adapter lmp_adapter;

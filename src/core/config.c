@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS } ktype;
+typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS } ktype;
 
 typedef struct {
     const char *section, *key;
@@ -40,7 +40,8 @@ static const key_t_ KEYS[] = {
     {"model", "n_embd", K_INT, O(model.n_embd), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
     {"model", "vocab_size", K_INT, O(model.vocab_size), 0, 1, 65536, 0, 0, "256", "an integer in [1, 65536]", 0},
     {"model", "n_ctx", K_INT, O(model.n_ctx), 0, 1, 1e6, 0, 0, "256", "a positive integer", 0},
-    {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora", "lora or none", LMP_KEY_TENSORS},
+    {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora",
+     "none, or a comma list of lora, houlsby, parallel (houlsby and parallel exclude each other)", LMP_KEY_TENSORS},
     {"adapter", "r", K_INT, O(adapter.r), 0, 1, 65536, 0, 0, "8", "a positive integer", LMP_KEY_TENSORS},
     {"adapter", "alpha", K_FLOAT, O(adapter.alpha), 0, 0, 1e9, 1, 0, "16", "a positive number", LMP_KEY_TENSORS},
     {"adapter", "dropout", K_FLOAT, O(adapter.dropout), 0, 0, 1, 0, 1, "0", "a number in [0, 1)", 0},
@@ -55,6 +56,12 @@ static const key_t_ KEYS[] = {
     // the r, alpha, targets, layers it sets are compared as themselves.
     {"adapter", "init_from", K_STR, O(adapter.init_from), S(adapter.init_from), 0, 0, 0, 0, "",
      "a PEFT LoRA directory", 0},
+    {"adapter", "size", K_INT, O(adapter.size), 0, 1, 65536, 0, 0, "64", "a positive integer", LMP_KEY_TENSORS},
+    {"adapter", "act", K_ACT, O(adapter.relu), 0, 0, 0, 0, 0, "gelu", "gelu or relu", LMP_KEY_TENSORS},
+    {"adapter", "init_scale", K_FLOAT, O(adapter.init_scale), 0, 0, 1e9, 1, 0, "1e-3", "a positive number", 0},
+    {"adapter", "sublayers", K_SUBLAYERS, O(adapter.sublayers), 0, 0, 0, 0, 0, "auto",
+     "auto (houlsby: attn,mlp; parallel: mlp) or a comma list of attn, mlp", LMP_KEY_TENSORS},
+    {"adapter", "scale", K_FLOAT, O(adapter.scale), 0, 0, 1e9, 0, 0, "4", "a non-negative number", LMP_KEY_TENSORS},
     {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer", 0},
     {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer", 0},
     {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
@@ -169,7 +176,48 @@ static int parse_enum(const char *v, const char *const *names, int n) {
     return -1;
 }
 
-static const char *METHODS[] = {"none", "lora"};
+static const char *METHODS[] = {"lora", "houlsby", "parallel"};  // bit i: 1 << i
+static const char *ACTS[] = {"gelu", "relu"};
+static const char *SUBLAYERS[] = {"attn", "mlp"};                 // bit i: 1 << i
+
+// A comma list of names[0..n) into bits (1 << index), each at most once; "" and "none" are
+// refused here (callers handle their own words). 0, or -1 with why.
+static int parse_bits(const char *v, const char *const *names, int n, int *bits, char *why, int whylen) {
+    char buf[256];
+    if (strlen(v) >= sizeof buf) { snprintf(why, whylen, "too long"); return -1; }
+    strcpy(buf, v);
+    *bits = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *t = trim(tok);
+        int e = parse_enum(t, names, n);
+        if (e < 0) { snprintf(why, whylen, "unknown name '%.100s'", t); return -1; }
+        if (*bits & (1 << e)) { snprintf(why, whylen, "'%s' listed twice", names[e]); return -1; }
+        *bits |= 1 << e;
+    }
+    if (!*bits) { snprintf(why, whylen, "empty list"); return -1; }
+    return 0;
+}
+
+static int parse_method(lmp_config *c, const char *v, char *why, int whylen) {
+    int bits;
+    if (!strcasecmp(v, "none")) { c->adapter.method = LMP_METHOD_NONE; return 0; }
+    if (parse_bits(v, METHODS, 3, &bits, why, whylen)) return -1;
+    if ((bits & LMP_METHOD_HOULSBY) && (bits & LMP_METHOD_PARALLEL)) {
+        snprintf(why, whylen, "houlsby and parallel do not combine (both are the bottleneck "
+                 "h.<layer>.<sublayer>.adapter); lora combines with either");
+        return -1;
+    }
+    c->adapter.method = bits;
+    return 0;
+}
+
+const char *lmp_config_methods(int bits, char *buf, int n) {
+    buf[0] = 0;
+    if (!bits) snprintf(buf, n, "none");
+    for (int i = 0; i < 3; i++)
+        if (bits & (1 << i)) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "," : "", METHODS[i]);
+    return buf;
+}
 static const char *INITS[] = {"kaiming", "gaussian"};
 static const char *SCHEDS[] = {"cosine", "linear", "constant"};
 
@@ -247,12 +295,16 @@ static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, i
         }
         strcpy(p, v);
         break;
-    case K_METHOD: { int e = parse_enum(v, METHODS, 2); if (e < 0) bad = 1; else c->adapter.method = (lmp_method)e; break; }
+    case K_ACT: { int e = parse_enum(v, ACTS, 2); if (e < 0) bad = 1; else c->adapter.relu = e; break; }
     case K_INIT: { int e = parse_enum(v, INITS, 2); if (e < 0) bad = 1; else c->adapter.init = (lmp_lora_init)e; break; }
     case K_SCHED: { int e = parse_enum(v, SCHEDS, 3); if (e < 0) bad = 1; else c->train.schedule = (lmp_schedule)e; break; }
-    case K_TARGETS: case K_LAYERS: {
+    case K_TARGETS: case K_LAYERS: case K_METHOD: case K_SUBLAYERS: {
         char why[256];
-        int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why) : parse_layers(c, v, why, sizeof why);
+        int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why)
+                 : k->type == K_LAYERS ? parse_layers(c, v, why, sizeof why)
+                 : k->type == K_METHOD ? parse_method(c, v, why, sizeof why)
+                 : !strcasecmp(v, "auto") ? (c->adapter.sublayers = 0)
+                 : parse_bits(v, SUBLAYERS, 2, &c->adapter.sublayers, why, sizeof why);
         if (rc) { snprintf(err, errlen, "[%s] %s = \"%.200s\": %s; expected %s", section, key, v, why, k->expect); return -1; }
         break;
     }
@@ -439,12 +491,30 @@ static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n
     case K_U64: snprintf(val, n, "%llu", *(const unsigned long long *)p); break;
     case K_BOOL: snprintf(val, n, "%s", *(const int *)p ? "true" : "false"); break;
     case K_STR: snprintf(val, n, "%s", p); break;
-    case K_METHOD: snprintf(val, n, "%s", METHODS[c->adapter.method]); break;
+    case K_METHOD: lmp_config_methods(c->adapter.method, val, (int)n); break;
+    case K_ACT: snprintf(val, n, "%s", ACTS[c->adapter.relu]); break;
+    case K_SUBLAYERS:
+        snprintf(val, n, "%s", c->adapter.sublayers == 0 ? "auto" : c->adapter.sublayers == 1 ? "attn"
+                 : c->adapter.sublayers == 2 ? "mlp" : "attn,mlp");
+        break;
     case K_INIT: snprintf(val, n, "%s", INITS[c->adapter.init]); break;
     case K_SCHED: snprintf(val, n, "%s", SCHEDS[c->train.schedule]); break;
     case K_TARGETS: snprintf(val, n, "%s", c->adapter.targets_str); break;
     case K_LAYERS: snprintf(val, n, "%s", c->adapter.layers_str); break;
     }
+}
+
+// The methods that read an [adapter] key flagged LMP_KEY_TENSORS (0: every method).
+static int key_methods(const key_t_ *k) {
+    static const struct { const char *key; int methods; } M[] = {
+        {"r", LMP_METHOD_LORA}, {"alpha", LMP_METHOD_LORA}, {"targets", LMP_METHOD_LORA},
+        {"rslora", LMP_METHOD_LORA}, {"size", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
+        {"act", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
+        {"sublayers", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL}, {"scale", LMP_METHOD_PARALLEL}};
+    if (strcmp(k->section, "adapter")) return 0;
+    for (size_t i = 0; i < sizeof M / sizeof M[0]; i++)
+        if (!strcmp(k->key, M[i].key)) return M[i].methods;
+    return 0;
 }
 
 int lmp_config_diff(const lmp_config *a, const lmp_config *b, lmp_config_diff_fn fn, void *ctx) {
@@ -455,7 +525,10 @@ int lmp_config_diff(const lmp_config *a, const lmp_config *b, lmp_config_diff_fn
         value_text(b, &KEYS[i], vb, sizeof vb);
         if (!strcmp(va, vb)) continue;
         n++;
-        if (fn) fn(ctx, KEYS[i].section, KEYS[i].key, va, vb, KEYS[i].flags);
+        // A key no method of either run reads decides no tensor of theirs (LoRA's r under houlsby).
+        int flags = KEYS[i].flags, used = key_methods(&KEYS[i]);
+        if (used && !((a->adapter.method | b->adapter.method) & used)) flags &= ~LMP_KEY_TENSORS;
+        if (fn) fn(ctx, KEYS[i].section, KEYS[i].key, va, vb, flags);
     }
     return n;
 }

@@ -11,7 +11,8 @@
 
 #include "core/targets.h"  // LMP_T_* target bits
 
-typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1 } lmp_method;
+// [adapter] method: none, or a set of methods (bits; `lora,houlsby` is LORA | HOULSBY).
+typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4 } lmp_method;
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
 
@@ -21,7 +22,7 @@ typedef struct {
         int n_layer, n_head, n_embd, vocab_size, n_ctx;  // used when path is empty
     } model;
     struct {
-        lmp_method method;        // lora | none (full fine-tuning)
+        int method;               // lmp_method bits; LMP_METHOD_NONE: full fine-tuning
         int r;
         float alpha, dropout;
         int targets;              // LMP_T_* bits
@@ -37,6 +38,9 @@ typedef struct {
         // alpha_pattern, [layer][target bit index]; 0: r and alpha above.
         int r_at[LMP_MAX_LAYERS][LMP_N_TARGETS];
         float alpha_at[LMP_MAX_LAYERS][LMP_N_TARGETS];
+        int size, relu;           // bottleneck adapters: width m, ReLU instead of GELU
+        float init_scale, scale;  // houlsby's init std, parallel's scale s
+        int sublayers;            // bottleneck placement: 1 attn, 2 mlp, 0 the method's default
     } adapter;
     struct {
         int steps, batch_size, seq_len;
@@ -69,6 +73,10 @@ typedef struct {
     } checkpoint;
 } lmp_config;
 
+// The methods of bits (lmp_method) as the comma list [adapter] method takes, e.g.
+// "lora,houlsby", or "none"; into buf (size n), returned.
+const char *lmp_config_methods(int bits, char *buf, int n);
+
 // Fills every key with its default.
 void lmp_config_defaults(lmp_config *c);
 // Parses `path` (may be NULL: defaults only), then applies `n_set` overrides of the form
@@ -92,7 +100,8 @@ int lmp_config_parse_text(lmp_config *c, const char *text, const char *origin, c
 // What a key decides beyond its own value (flags of config.c's KEYS table).
 enum {
     LMP_KEY_TENSORS = 1,   // which adapter tensors exist and what they mean: a checkpoint
-                           // resumes only with the same value
+                           // resumes only with the same value (lmp_config_diff passes it only
+                           // where a method of either config reads the key)
     LMP_KEY_RUN_ONLY = 2,  // how and where this run works ([parallel], [checkpoint], [log]):
                            // not compared on resume
 };

@@ -158,8 +158,10 @@ static void write_adapter_attrs(hid_t file, const lmp_registry *r, const lmp_con
     if (r->n_rec == 0) return;
     hid_t g = H5Gopen2(file, "adapter", H5P_DEFAULT);
     LMP_CHECK_H5(g);
-    lmp_h5_put_str(g, "peft_type", "LORA");
-    lmp_h5_put_str(g, "method", r->rec[0].method);
+    char methods[64];  // PEFT's type where the methods are LoRA alone; the [adapter] method list
+    lmp_config_methods(cfg->adapter.method, methods, sizeof methods);
+    lmp_h5_put_str(g, "peft_type", cfg->adapter.method == LMP_METHOD_LORA ? "LORA" : "");
+    lmp_h5_put_str(g, "method", methods);
     lmp_h5_put_i64(g, "r", cfg->adapter.r);
     lmp_h5_put_f64(g, "lora_alpha", cfg->adapter.alpha);
     lmp_h5_put_f64(g, "lora_dropout", cfg->adapter.dropout);

@@ -68,17 +68,20 @@ static void add_block_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp
     }
 }
 
-// Hooks the configured adapters onto block l.
+// Hooks the configured adapters onto block l: each method of the comma list in turn.
 static void add_adapters(lmp_model *m, lmp_block *b, int l) {
     const lmp_model_opts *o = &m->opts;
-    const char *name = o->method ? o->method : "lora";
-    const lmp_adapter_method *meth = lmp_adapter_find(name);
-    if (!meth) lmp_die_all("[adapter] method = %s: expected one of %s", name, lmp_adapter_names());
+    char list[128], *save;
+    lmp_fmt(list, sizeof list, "%s", o->method ? o->method : "lora");
     if (o->layer_on && !o->layer_on[l]) return;
-    if (meth->hooks & LMP_HOOK_LINEAR) {
-        if (o->targets) add_linear_adapters(m, meth, b, l);
-    } else if (meth->hooks & (LMP_HOOK_SUBLAYER | LMP_HOOK_BESIDE)) {
-        add_block_adapters(m, meth, b, l);
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        const lmp_adapter_method *meth = lmp_adapter_find(name);
+        if (!meth) lmp_die_all("[adapter] method = %s: expected one of %s", name, lmp_adapter_names());
+        if (meth->hooks & LMP_HOOK_LINEAR) {
+            if (o->targets) add_linear_adapters(m, meth, b, l);
+        } else if (meth->hooks & (LMP_HOOK_SUBLAYER | LMP_HOOK_BESIDE)) {
+            add_block_adapters(m, meth, b, l);
+        }
     }
 }
 

@@ -42,7 +42,10 @@ static void check_sizes(const lmp_config *cfg, const lmp_model_config *mc) {
 // of every target (c_attn C x 3C, q/k/v and attn.c_proj C x C, mlp.c_fc C x 4C, mlp.c_proj
 // 4C x C) is n_embd.
 static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
-    if (cfg->adapter.method == LMP_METHOD_NONE) return;
+    if ((cfg->adapter.method & (LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL)) && cfg->adapter.size > mc->n_embd)
+        lmp_die_all("[adapter] size = %d exceeds n_embd = %d: a bottleneck adapter is narrower than the "
+                    "hidden states it adapts", cfg->adapter.size, mc->n_embd);
+    if (!(cfg->adapter.method & LMP_METHOD_LORA)) return;
     if (mc->family == LMP_FAMILY_LLAMA) {  // narrowest side: n_embd or the k/v width
         int kv = mc->n_kv_head * mc->head_dim, lim = kv < mc->n_embd ? kv : mc->n_embd;
         if (cfg->adapter.r > lim)
@@ -79,12 +82,19 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
         layer_on[cfg->adapter.layers[i]] = 1;
     }
     int adapt = cfg->adapter.method != LMP_METHOD_NONE;
+    static char methods[64];  // opts keeps a pointer; one configuration per process
+    lmp_config_methods(cfg->adapter.method, methods, sizeof methods);
+    // Bottleneck placement: [adapter] sublayers, or houlsby's both / parallel's MLP (He et al.).
+    int sub = cfg->adapter.sublayers ? cfg->adapter.sublayers : cfg->adapter.method & LMP_METHOD_PARALLEL ? 2 : 3;
     *opts = (lmp_model_opts){
         .full_finetune = !adapt,
-        .method = adapt ? "lora" : NULL,
-        .targets = adapt ? cfg->adapter.targets : 0,
+        .method = adapt ? methods : NULL,
+        .targets = cfg->adapter.method & LMP_METHOD_LORA ? cfg->adapter.targets : 0,
+        .sublayers = sub,
         .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
-               .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN},
+               .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN,
+               .size = cfg->adapter.size, .relu = cfg->adapter.relu,
+               .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale},
         .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
         .layer_on = layer_on};
     if (cfg->train.seq_len > mc->n_ctx)

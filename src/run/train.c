@@ -7,7 +7,7 @@
 #include "run/merged.h"
 #include "run/session.h"
 #include "core/optim.h"
-#include "io/peft.h"
+#include "io/adapter_out.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -218,9 +218,10 @@ static void report_setup(run_state *st, lmp_train_result *res) {
     lmp_registry_counts(&m->reg, &res->trainable, &res->total);
     lmp_log("model: %d layers, %d heads, n_embd %d, vocab %d, context %d: %.2fM parameters\n",
             mc->n_layer, mc->n_head, mc->n_embd, mc->vocab_size, mc->n_ctx, res->total / 1e6);
-    lmp_log("training: %s, %lld trainable parameters (%.3f%%), %d LoRA modules\n",
-            st->s.opts.full_finetune ? "full fine-tuning" : "LoRA", (long long)res->trainable,
-            100.0 * res->trainable / res->total, m->n_ad);
+    char methods[64];
+    lmp_log("training: %s, %lld trainable parameters (%.3f%%), %d %s modules\n",
+            st->s.opts.full_finetune ? "full fine-tuning" : "adapters", (long long)res->trainable,
+            100.0 * res->trainable / res->total, m->n_ad, lmp_config_methods(cfg->adapter.method, methods, sizeof methods));
     lmp_log("layout: %d ranks = tp %d x dp %d; global batch %d x %d tokens x %d accumulation\n",
             c->size, c->tp_size, c->dp_size, cfg->train.batch_size, cfg->train.seq_len,
             cfg->train.grad_accum);
@@ -433,7 +434,7 @@ static void finish(run_state *st, lmp_train_result *res) {
         lmp_log("saved model to %s\n", cfg->train.save_model);
     }
     if (cfg->train.save_adapter[0] && !st->s.opts.full_finetune && !res->stopped) {
-        if (c->rank == 0) lmp_peft_save(cfg->train.save_adapter, &m->reg, cfg);
+        if (c->rank == 0) lmp_adapters_save(cfg->train.save_adapter, &m->reg, cfg);
         lmp_log("saved adapter to %s\n", cfg->train.save_adapter);
     }
     int ran = res->steps - res->start_step;
