@@ -189,8 +189,8 @@ static void test_text(void) {
     snprintf(f, sizeof f, "%s_val.bin", prefix);
     size_t n;
     uint8_t *m;
-    uint16_t *val = lmp_tokens_read(f, &n, &m);
-    T_CHECK(!m && n == ids.n - starts[2] && val[0] == ids.v[starts[2]], "val split: %zu tokens", n);
+    uint32_t *val = lmp_tokens_read(f, &n, &m);
+    T_CHECK(!m && n == ids.n - starts[2] && val[0] == (uint32_t)ids.v[starts[2]], "val split: %zu tokens", n);
     free(val);
     lmp_stream_free(&st);
     lmp_ids_free(&ids);

@@ -384,8 +384,8 @@ lmp_bpe *lmp_bpe_load(const char *dir) {
     if (exists(v) && exists(m)) return lmp_bpe_load_files(v, m);
     lmp_path_join(v, sizeof v, dir, "tokenizer.json");
     if (exists(v)) return lmp_tokenizer_load(dir);
-    lmp_die("%s: no vocabulary there (expected vocab.json + merges.txt, encoder.json + vocab.bpe, "
-            "or tokenizer.json)", dir);
+    lmp_die("%s: no GPT-2 vocabulary there (expected vocab.json + merges.txt, or encoder.json + vocab.bpe) "
+            "and no tokenizer.json", dir);
 }
 
 void lmp_bpe_free(lmp_bpe *b) {

@@ -212,6 +212,7 @@ void lmp_stream_add_file(lmp_token_stream *s, lmp_bpe *b, const char *path,
     size_t len;
     char *text = lmp_read_file(path, &len);
     s->bytes_in += len;
+    s->vocab_size = b ? lmp_bpe_vocab_size(b) : 256;
     lmp_data_format f = o->format;
     if (f == LMP_FMT_AUTO) f = (ends_with(path, ".json") || ends_with(path, ".jsonl")) ? LMP_FMT_ALPACA : LMP_FMT_TEXT;
     if (f == LMP_FMT_ALPACA) add_instructions(s, b, path, text, len, o);
@@ -226,17 +227,13 @@ static void write_part(const lmp_token_stream *s, const char *prefix, const char
                        size_t from, size_t to, size_t docs) {
     char path[4096];
     lmp_fmt(path, sizeof path, "%s_%s.bin", prefix, part);
-    uint16_t *t = lmp_malloc((to - from + 1) * sizeof *t);
     size_t on = 0;
-    for (size_t i = from; i < to; i++) {
-        if (s->tok.v[i] > 65535) lmp_die("token id %d does not fit the uint16 token file format", s->tok.v[i]);
-        t[i - from] = (uint16_t)s->tok.v[i];
-        on += s->mask[i];
-    }
-    lmp_tokens_write(path, t, s->masked ? s->mask + from : NULL, to - from);
-    printf("wrote %s: %zu tokens, %zu documents, %zu tokens in the loss%s\n", path, to - from, docs,
-           on, s->masked ? " (version 2, with loss mask)" : "");
-    free(t);
+    for (size_t i = from; i < to; i++) on += s->mask[i];
+    int vocab = s->vocab_size > 0 ? s->vocab_size : 65536;
+    lmp_tokens_write_ids(path, s->tok.v + from, s->masked ? s->mask + from : NULL, to - from, vocab);
+    printf("wrote %s: %zu tokens, %zu documents, %zu tokens in the loss%s%s\n", path, to - from, docs, on,
+           s->masked ? (vocab > 65536 ? " (version 4, uint32 tokens, with loss mask)" : " (version 2, with loss mask)")
+                     : "", !s->masked && vocab > 65536 ? " (version 3, uint32 tokens)" : "");
 }
 
 void lmp_stream_write(const lmp_token_stream *s, const char *prefix, double val_fraction) {

@@ -31,7 +31,8 @@ typedef struct {
     size_t *doc;                // start of each document/example in tok
     size_t n_docs, doc_cap;
     size_t n_truncated, n_dropped, n_bad_utf8, bytes_in;
-    int masked;                 // some token has mask 0 (write the version-2 format)
+    int masked;                 // some token has mask 0 (write the version-2/4 format)
+    int vocab_size;             // of the tokenizer: > 65536 writes uint32 tokens (version 3/4)
     char *prompt_input, *prompt_no_input;  // templates in use (instructions)
 } lmp_token_stream;
 

@@ -44,7 +44,7 @@ static void write_and_read(lmp_token_stream *s) {
     snprintf(path, sizeof path, "%s_train.bin", prefix);
     size_t n;
     uint8_t *mask;
-    uint16_t *tok = lmp_tokens_read(path, &n, &mask);
+    uint32_t *tok = lmp_tokens_read(path, &n, &mask);
     free(tok);
     free(mask);
 }

@@ -26,6 +26,9 @@ def tokens():
     put("fuzz_tokens", "v1", header(20240520, 1, 5) + struct.pack("<5H", *tok))
     put("fuzz_tokens", "v2", header(20240520, 2, 5) + struct.pack("<5H", *tok) + bytes([0, 0, 1, 1, 1]))
     put("fuzz_tokens", "empty", header(20240520, 1, 0))
+    wide = [1, 2, 128255, 7, 151668]
+    put("fuzz_tokens", "v3", header(20240520, 3, 5) + struct.pack("<5I", *wide))
+    put("fuzz_tokens", "v4", header(20240520, 4, 5) + struct.pack("<5I", *wide) + bytes([0, 1, 1, 0, 1]))
 
 
 def llmc():
