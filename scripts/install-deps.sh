@@ -22,7 +22,7 @@ pkgs=(build-essential cmake pkg-config
       libopenblas-openmp-dev liblapacke-dev
       libjansson-dev libinih-dev libpcre2-dev libicu-dev)
 [ "$level" = build ] || pkgs+=(python3-matplotlib fortunes-min)
-[ "$level" = test ] && pkgs+=(python3-h5py slurmctld slurmd slurm-client munge
+[ "$level" = test ] && pkgs+=(python3-h5py python3-jinja2 slurmctld slurmd slurm-client munge
                               clang libclang-rt-dev libomp-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -160,7 +160,7 @@ static int tokenize(int argc, char **argv, char **files) {
     const char *out = NULL, *vocab = NULL;
     double val_frac = 0.1;
     int bytes = 0, nfiles = 0;
-    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0};
+    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0, 0};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "--bytes")) bytes = 1;

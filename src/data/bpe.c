@@ -412,6 +412,7 @@ void lmp_bpe_set_cache(lmp_bpe *b, int on) { b->no_cache = !on; }
 int lmp_bpe_vocab_size(const lmp_bpe *b) { return b->n_ids; }
 int lmp_bpe_eot(const lmp_bpe *b) { return b->eot; }
 int lmp_bpe_bos(const lmp_bpe *b) { return b->bos; }
+int lmp_bpe_token_len(const lmp_bpe *b, int id) { return id >= 0 && id < b->n_ids ? b->tok_len[id] : 0; }
 
 int lmp_bpe_token_id(const lmp_bpe *b, const char *text) {
     size_t n = strlen(text);

@@ -45,6 +45,8 @@ lmp_bpe *lmp_tokenizer_load_files(const char *tokenizer_json, const char *config
 int lmp_bpe_vocab_size(const lmp_bpe *b);
 int lmp_bpe_eot(const lmp_bpe *b);
 int lmp_bpe_bos(const lmp_bpe *b);
+// Bytes of token id when decoded (0 for an id outside the vocabulary).
+int lmp_bpe_token_len(const lmp_bpe *b, int id);
 // The id of an added token by its text (or of a vocabulary token by its bytes); -1 if none.
 int lmp_bpe_token_id(const lmp_bpe *b, const char *text);
 
