@@ -115,9 +115,6 @@ static void read_merges(lmp_bpe *b, json_t *merges, const char *path) {
 
 static void read_model(lmp_bpe *b, json_t *model, int min_ids, const char *path) {
     json_t *vocab = json_object_get(model, "vocab");
-    const char *t = json_string_value(json_object_get(model, "type"));
-    if (t ? strcmp(t, "BPE") != 0 : !json_object_get(model, "merges"))
-        lmp_die("%s: model type %s is not supported (only byte-level BPE)", path, t ? t : "(none)");
     if (!json_is_object(vocab)) lmp_die("%s: model.vocab: expected an object {token: id}", path);
     json_t *d = json_object_get(model, "dropout"), *pre = json_object_get(model, "continuing_subword_prefix"),
            *suf = json_object_get(model, "end_of_word_suffix");
@@ -169,6 +166,9 @@ lmp_bpe *lmp_tokenizer_load_files(const char *path, const char *config_path) {
         lmp_die("%s:%d:%d: %s", config_path, e.line, e.column, e.text);
     if (cfg && !json_is_object(cfg)) lmp_die("%s: expected a JSON object", config_path);
     json_t *model = json_object_get(root, "model"), *added = json_object_get(root, "added_tokens");
+    const char *t = json_string_value(json_object_get(model, "type"));
+    if (t ? strcmp(t, "BPE") != 0 : !json_object_get(model, "merges"))
+        lmp_die("%s: model type %s is not supported (only byte-level BPE)", path, t ? t : "(none)");
     lmp_bpe *b = lmp_bpe_new();
     int nfc = read_normalizer(json_object_get(root, "normalizer"), path);
     json_t *pre = json_object_get(root, "pre_tokenizer");
