@@ -3,7 +3,6 @@
 // tokenized by bytes or by a tiny byte-level BPE vocabulary, then written as token files and
 // read back. The first input byte picks format and options; the rest is the file.
 #include "fuzzutil.h"
-#include "data/chat.h"
 #include "data/dataset.h"
 #include "io/tokens.h"
 
@@ -57,8 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t opt = data[0];
     static const int MAXTOK[8] = {0, 0, 1, 2, 5, 16, 64, 0};
     lmp_dataset_opts o = {opt & 2 ? LMP_FMT_ALPACA : LMP_FMT_AUTO, (opt & 3) == 1 ? "---" : NULL, NULL,
-                          (opt >> 2) & 1, MAXTOK[(opt >> 5) & 7], (opt >> 3) & 1,
-                          opt & 16 ? LMP_CHAT_CHATML : LMP_CHAT_AUTO};
+                          (opt >> 2) & 1, MAXTOK[(opt >> 5) & 7], (opt >> 3) & 1, 0};
     char path[512];
     lmp_fuzz_write(path, sizeof path, NAMES[opt & 3], data + 1, size - 1);
     static lmp_token_stream s;  // static: a stream left by a die is freed by the next input
