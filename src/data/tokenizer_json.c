@@ -157,7 +157,10 @@ static void read_bos_eos(lmp_bpe *b, json_t *post, json_t *cfg, const char *cpat
 
 lmp_bpe *lmp_tokenizer_load_files(const char *path, const char *config_path) {
     json_error_t e;
-    json_t *root = json_load_file(path, 0, &e), *cfg = NULL;
+    size_t len;
+    char *text = lmp_read_file(path, &len);  // read whole: json_load_file reads by getc
+    json_t *root = json_loadb(text, len, 0, &e), *cfg = NULL;
+    free(text);
     if (!root) lmp_die("%s:%d:%d: %s", path, e.line, e.column, e.text);
     if (!json_is_object(root) || !json_is_object(json_object_get(root, "model")))
         lmp_die("%s: expected a JSON object with a \"model\" (Hugging Face's tokenizer.json)", path);
