@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Renders conversations with a model's own chat template (tokenizer_config.json's
 chat_template) through Jinja2 as Hugging Face transformers does (a sandboxed environment with
 trim_blocks and lstrip_blocks, add_generation_prompt false, the config's special tokens), for

