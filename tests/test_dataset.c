@@ -90,7 +90,7 @@ static void test_alpaca(void) {
         lmp_ids_push(&ids, 50256);
         lmp_ids_push(&mask, 1);
         lmp_token_stream st = {0};
-        lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, inputs, 0, 0};
+        lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, inputs, 0, 0, 0};
         lmp_stream_add_file(&st, bpe, path, &o);
         T_CHECK(same_stream(&st, &ids, &mask), "alpaca (train_on_inputs %d): tokens/mask differ", inputs);
         T_CHECK(st.n_docs == 2 && st.doc[0] == 0 && st.doc[1] == second, "alpaca: example starts");
@@ -116,7 +116,7 @@ static void test_alpaca(void) {
         lmp_ids_push(&mask, 1);
     }
     lmp_token_stream st = {0};
-    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, tpl, 0, 0, 0};
+    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, tpl, 0, 0, 0, 0};
     lmp_stream_add_file(&st, bpe, path, &o);
     T_CHECK(same_stream(&st, &ids, &mask), "template + JSON Lines: tokens/mask differ");
     lmp_stream_free(&st);
@@ -128,7 +128,7 @@ static void test_alpaca(void) {
                "{\"instruction\": \"j\", \"output\": \" k\"}\n", path, sizeof path);
     for (int drop = 0; drop < 2; drop++) {
         lmp_token_stream s2 = {0};
-        lmp_dataset_opts o2 = {LMP_FMT_AUTO, NULL, tpl, 0, 12, drop};
+        lmp_dataset_opts o2 = {LMP_FMT_AUTO, NULL, tpl, 0, 12, drop, 0};
         lmp_stream_add_file(&s2, bpe, path, &o2);
         lmp_ids short_ids = {0}, short_mask = {0};
         expect(&short_ids, &short_mask, "Q: j\nA:", 0);
@@ -143,13 +143,13 @@ static void test_alpaca(void) {
     }
     // A limit below the prompt leaves nothing to learn: dropped, not truncated.
     lmp_token_stream s3 = {0};
-    lmp_dataset_opts o3 = {LMP_FMT_AUTO, NULL, tpl, 0, 2, 0};
+    lmp_dataset_opts o3 = {LMP_FMT_AUTO, NULL, tpl, 0, 2, 0, 0};
     lmp_stream_add_file(&s3, bpe, path, &o3);
     T_CHECK(s3.n_docs == 0 && s3.n_dropped == 2, "prompt longer than max_tokens: %zu dropped", s3.n_dropped);
     lmp_stream_free(&s3);
 
     // Errors.
-    opts = (lmp_dataset_opts){LMP_FMT_AUTO, NULL, NULL, 0, 0, 0};
+    opts = (lmp_dataset_opts){LMP_FMT_AUTO, NULL, NULL, 0, 0, 0, 0};
     write_text("bad1.json", "[{\"instruction\": \"a\",\n  \"output\": }]", path, sizeof path);
     t_expect_death("malformed JSON", add_one, path, "bad1.json:2:", NULL);
     write_text("bad2.jsonl", "{\"instruction\": \"a\", \"output\": \"b\"}\n{\"instruction\": \"c\"}\n", path, sizeof path);
@@ -178,7 +178,7 @@ static void test_text(void) {
         lmp_ids_push(&mask, 1);
     }
     lmp_token_stream st = {0};
-    lmp_dataset_opts o = {LMP_FMT_TEXT, "%", NULL, 0, 0, 0};
+    lmp_dataset_opts o = {LMP_FMT_TEXT, "%", NULL, 0, 0, 0, 0};
     lmp_stream_add_file(&st, bpe, path, &o);
     T_CHECK(same_stream(&st, &ids, &mask) && !st.masked, "text with delimiter: tokens differ");
     T_CHECK(st.n_docs == 3 && st.doc[1] == starts[1] && st.doc[2] == starts[2], "text: %zu documents", st.n_docs);
@@ -189,8 +189,8 @@ static void test_text(void) {
     snprintf(f, sizeof f, "%s_val.bin", prefix);
     size_t n;
     uint8_t *m;
-    uint16_t *val = lmp_tokens_read(f, &n, &m);
-    T_CHECK(!m && n == ids.n - starts[2] && val[0] == ids.v[starts[2]], "val split: %zu tokens", n);
+    uint32_t *val = lmp_tokens_read(f, &n, &m);
+    T_CHECK(!m && n == ids.n - starts[2] && val[0] == (uint32_t)ids.v[starts[2]], "val split: %zu tokens", n);
     free(val);
     lmp_stream_free(&st);
     lmp_ids_free(&ids);

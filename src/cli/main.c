@@ -2,6 +2,7 @@
 #include "analysis/analysis.h"
 #include "cli/cli.h"
 #include "data/bpe.h"
+#include "data/chat.h"
 #include "core/config.h"
 #include "data/dataset.h"
 #include "run/eval.h"
@@ -29,13 +30,16 @@ static const char *USAGE =
     "        writes a checkpoint and stops after step N\n"
     "  plan CONFIG.ini --ranks N [--set section.key=value ...]\n"
     "        memory per rank and communication per step of a layout, without training\n"
-    "  tokenize (--vocab DIR | --bytes) --out PREFIX [--val-fraction F] [--format text|alpaca]\n"
-    "           [--doc-delimiter LINE] [--template FILE] [--train-on-inputs]\n"
-    "           [--max-tokens N] [--overlong truncate|drop] FILE...\n"
-    "        turn text files (one document per file, or split at lines equal to LINE) or\n"
-    "        Alpaca-style instruction data (.json array / .jsonl) into token files\n"
-    "        PREFIX_train.bin and PREFIX_val.bin, with GPT-2 BPE (DIR: vocab.json +\n"
-    "        merges.txt or encoder.json + vocab.bpe) or one token per byte\n"
+    "  tokenize (--tokenizer DIR | --vocab DIR | --bytes) --out PREFIX [--val-fraction F]\n"
+    "           [--format text|alpaca] [--chat-format auto|llama3|chatml] [--doc-delimiter LINE]\n"
+    "           [--template FILE] [--train-on-inputs] [--max-tokens N] [--overlong truncate|drop]\n"
+    "           FILE...\n"
+    "        turn text files (one document per file, or split at lines equal to LINE),\n"
+    "        Alpaca-style instruction data or chat data ({\"messages\": [...]}, .json array /\n"
+    "        .jsonl) into token files PREFIX_train.bin and PREFIX_val.bin, with a Hugging Face\n"
+    "        tokenizer (--tokenizer DIR: tokenizer.json [+ tokenizer_config.json]), GPT-2 BPE\n"
+    "        (--vocab DIR: vocab.json + merges.txt or encoder.json + vocab.bpe) or one token\n"
+    "        per byte; vocabularies above 65536 ids are written with uint32 tokens\n"
     "  generate CONFIG.ini (--vocab DIR | --bytes) [--prompt TEXT] [--tokens N] [--temperature T]\n"
     "           [--top-k K] [--top-p P] [--seed S] [--no-cache] [--resume CKPT | --no-resume]\n"
     "           [--set section.key=value ...]\n"
@@ -165,15 +169,19 @@ static int cmd_train(int argc, char **argv) {
 
 // files: room for argc pointers (owned by the caller, so an error return leaks nothing).
 static int tokenize(int argc, char **argv, char **files) {
-    const char *out = NULL, *vocab = NULL;
+    const char *out = NULL, *vocab = NULL, *hf = NULL;
     double val_frac = 0.1;
     int bytes = 0, nfiles = 0;
-    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0};
+    lmp_dataset_opts o = {LMP_FMT_AUTO, NULL, NULL, 0, 0, 0, 0};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "--bytes")) bytes = 1;
         else if (!strcmp(argv[i], "--vocab") && more) vocab = argv[++i];
-        else if (!strcmp(argv[i], "--out") && more) out = argv[++i];
+        else if (!strcmp(argv[i], "--tokenizer") && more) hf = argv[++i];
+        else if (!strcmp(argv[i], "--chat-format") && more) {
+            if ((o.chat_format = lmp_chat_format_parse(argv[++i])) < 0)
+                return lmp_usage_error("--chat-format %s: expected auto, llama3 or chatml", argv[i]);
+        } else if (!strcmp(argv[i], "--out") && more) out = argv[++i];
         else if (!strcmp(argv[i], "--val-fraction") && more) {
             char *end;
             val_frac = strtod(argv[++i], &end);
@@ -196,11 +204,12 @@ static int tokenize(int argc, char **argv, char **files) {
         } else if (argv[i][0] == '-') return lmp_usage_error("tokenize: unknown option or missing value: %s", argv[i]);
         else files[nfiles++] = argv[i];
     }
-    if (bytes == (vocab != NULL)) return lmp_usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (bytes + (vocab != NULL) + (hf != NULL) != 1)
+        return lmp_usage_error("%s", "tokenize: give either --vocab DIR (GPT-2 BPE), --tokenizer DIR (tokenizer.json) or --bytes");
     if (!out || !nfiles) return lmp_usage_error("%s", "tokenize: give --out PREFIX and input files");
     if (lmp_world_rank() != 0) return 0;
     double t0 = lmp_now();
-    lmp_bpe *b = vocab ? lmp_bpe_load(vocab) : NULL;
+    lmp_bpe *b = hf ? lmp_tokenizer_load(hf) : vocab ? lmp_bpe_load(vocab) : NULL;
     double t1 = lmp_now();
     lmp_token_stream st = {0};
     for (int f = 0; f < nfiles; f++) lmp_stream_add_file(&st, b, files[f], &o);

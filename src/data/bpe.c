@@ -2,6 +2,7 @@
 // 256 single-byte tokens seed each piece, and a merge is a lookup of the id pair (a, b) in
 // a hash table giving (rank, id of a+b), so no strings are built while encoding.
 #include "data/bpe.h"
+#include "data/bpe_build.h"
 #include "core/rng.h"
 #include "core/util.h"
 
@@ -16,8 +17,7 @@
 // JavaScript's \s (the reference encoder's regex), spelled out: PCRE2's \s differs at U+FEFF
 // and U+180E.
 #define WS "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
-static const char *PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" WS "\\p{L}\\p{N}]+|[" WS
-                             "]+(?![^" WS "])|[" WS "]+";
+static const char *PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 typedef struct {
     uint32_t key_off, key_len, ids_off, ids_len;
@@ -46,6 +46,14 @@ struct lmp_bpe {
     pcre2_code *re;
     pcre2_match_data *md;
     int no_cache;
+    int byte_of_cp[512];        // GPT-2's byte alphabet, code point -> byte (-1: none)
+    // tokenizer.json (data/tokenizer_json.c): added tokens matched in the text before the
+    // pattern (ids by content length, longest first), a whole piece found in the vocabulary
+    // taken as is (ignore_merges), NFC normalization, BOS.
+    int *added, n_added;
+    uint8_t added_first[256];   // bytes that begin some added token
+    uint8_t *unindexed;         // ids left out of the bytes -> id table (added tokens)
+    int ignore_merges, nfc, bos;
 };
 
 void lmp_ids_push(lmp_ids *a, int id) {
@@ -174,42 +182,51 @@ static int token_bytes(const char *s, const int *byte_of_cp, char *out) {
     return n;
 }
 
-static void load_vocab(lmp_bpe *b, const char *path, const int *byte_of_cp) {
-    json_error_t e;
-    json_t *root = json_load_file(path, 0, &e);
-    if (!root) lmp_die("%s:%d:%d: %s", path, e.line, e.column, e.text);
-    if (!json_is_object(root)) lmp_die("%s: expected a JSON object {token: id}", path);
-    const char *key;
-    json_t *v;
-    int max_id = -1;
-    json_object_foreach(root, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 24))
-            lmp_die("%s: token \"%s\" maps to a non-integer or out-of-range id", path, key);
-        if (json_integer_value(v) > max_id) max_id = (int)json_integer_value(v);
-    }
-    if (max_id < 255) lmp_die("%s: %d ids; a byte-level BPE vocabulary has at least 256", path, max_id + 1);
-    b->n_ids = max_id + 1;
-    b->tok = lmp_calloc((size_t)b->n_ids * sizeof *b->tok);
-    b->tok_len = lmp_calloc((size_t)b->n_ids * sizeof *b->tok_len);
-    b->eot = -1;
-    json_object_foreach(root, key, v) {
-        int id = (int)json_integer_value(v);
-        // A token's bytes are at most its text's (one byte per code point): no fixed buffer.
-        size_t kl = strlen(key);
-        if (kl > INT_MAX / 2) lmp_die("%s: token of id %d is %zu bytes long", path, id, kl);
-        if (b->tok[id]) lmp_die("%s: id %d is given to two tokens", path, id);
-        b->tok[id] = lmp_malloc(kl + 1);
-        int n = token_bytes(key, byte_of_cp, b->tok[id]);
-        if (n < 0)
-            lmp_die("%s: token \"%s\" (id %d) has a character outside GPT-2's byte alphabet", path, key, id);
-        b->tok_len[id] = n;
-        if (!strcmp(key, "<|endoftext|>")) b->eot = id;
-    }
-    json_decref(root);
+lmp_bpe *lmp_bpe_new(void) {
+    lmp_bpe *b = lmp_calloc(sizeof *b);
+    int cp_of_byte[256];
+    byte_alphabet(cp_of_byte);
+    for (int i = 0; i < 512; i++) b->byte_of_cp[i] = -1;
+    for (int c = 0; c < 256; c++) b->byte_of_cp[cp_of_byte[c]] = c;
+    b->eot = b->bos = -1;
+    b->cache_cap = 1 << 16;
+    b->cache_slot = lmp_calloc(b->cache_cap * sizeof *b->cache_slot);
+    return b;
+}
+
+void lmp_bpe_init_vocab(lmp_bpe *b, int n_ids) {
+    b->n_ids = n_ids;
+    b->tok = lmp_calloc((size_t)n_ids * sizeof *b->tok);
+    b->tok_len = lmp_calloc((size_t)n_ids * sizeof *b->tok_len);
+    b->unindexed = lmp_calloc((size_t)n_ids);
+}
+
+int lmp_bpe_set_token_text(lmp_bpe *b, int id, const char *text) {
+    // A token's bytes are at most its text's (one byte per code point): no fixed buffer.
+    size_t kl = strlen(text);
+    if (kl > INT_MAX / 2) return -1;
+    char *bytes = lmp_malloc(kl + 1);
+    int n = token_bytes(text, b->byte_of_cp, bytes);
+    if (n >= 0) lmp_bpe_set_token_bytes(b, id, bytes, (size_t)n);
+    free(bytes);
+    return n < 0 ? -1 : 0;
+}
+
+void lmp_bpe_set_token_bytes(lmp_bpe *b, int id, const char *bytes, size_t n) {
+    free(b->tok[id]);
+    b->tok[id] = lmp_malloc(n + 1);
+    memcpy(b->tok[id], bytes, n);
+    b->tok[id][n] = 0;
+    b->tok_len[id] = (int)n;
+}
+
+int lmp_bpe_has_id(const lmp_bpe *b, int id) { return id >= 0 && id < b->n_ids && b->tok[id]; }
+
+void lmp_bpe_index_vocab(lmp_bpe *b, const char *path) {
     b->str_cap = pow2_at_least(2 * (size_t)b->n_ids);
     b->str_slot = lmp_calloc(b->str_cap * sizeof *b->str_slot);
     for (int id = 0; id < b->n_ids; id++)
-        if (b->tok[id] && id != b->eot) str_insert(b, id);
+        if (b->tok[id] && id != b->eot && !b->unindexed[id]) str_insert(b, id);
     for (int c = 0; c < 256; c++) {
         char ch = (char)c;
         b->byte_id[c] = str_find(b, &ch, 1);
@@ -217,15 +234,69 @@ static void load_vocab(lmp_bpe *b, const char *path, const int *byte_of_cp) {
     }
 }
 
-static void load_merges(lmp_bpe *b, const char *path, const int *byte_of_cp) {
+static void load_vocab(lmp_bpe *b, const char *path) {
+    json_error_t e;
+    json_t *root = json_load_file(path, 0, &e);
+    if (!root) lmp_die("%s:%d:%d: %s", path, e.line, e.column, e.text);
+    if (!json_is_object(root)) lmp_die("%s: expected a JSON object {token: id}", path);
+    lmp_bpe_vocab_json(b, root, -1, path);
+    json_decref(root);
+    lmp_bpe_index_vocab(b, path);
+}
+
+void lmp_bpe_vocab_json(lmp_bpe *b, json_t *vocab, int min_ids, const char *path) {
+    const char *key;
+    json_t *v;
+    int max_id = min_ids - 1;
+    json_object_foreach(vocab, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 24))
+            lmp_die("%s: token \"%s\" maps to a non-integer or out-of-range id", path, key);
+        if (json_integer_value(v) > max_id) max_id = (int)json_integer_value(v);
+    }
+    if (max_id < 255) lmp_die("%s: %d ids; a byte-level BPE vocabulary has at least 256", path, max_id + 1);
+    lmp_bpe_init_vocab(b, max_id + 1);
+    json_object_foreach(vocab, key, v) {
+        int id = (int)json_integer_value(v);
+        if (b->tok[id]) lmp_die("%s: id %d is given to two tokens", path, id);
+        if (lmp_bpe_set_token_text(b, id, key) < 0)
+            lmp_die("%s: token \"%s\" (id %d) has a character outside GPT-2's byte alphabet", path, key, id);
+        if (!strcmp(key, "<|endoftext|>") && min_ids < 0) b->eot = id;
+    }
+}
+
+void lmp_bpe_init_merges(lmp_bpe *b, size_t n) {
+    b->pair_cap = pow2_at_least(2 * n + 1);
+    b->pair_key = lmp_calloc(b->pair_cap * sizeof *b->pair_key);
+    b->pair_rank = lmp_calloc(b->pair_cap * sizeof *b->pair_rank);
+    b->pair_id = lmp_calloc(b->pair_cap * sizeof *b->pair_id);
+}
+
+// The merge of tokens `left` and `right` (text in the byte alphabet) at rank `rank`; ba and
+// bb: buffers as long as both texts. Returns NULL or what is wrong.
+const char *lmp_bpe_add_merge(lmp_bpe *b, const char *left, const char *right, int rank,
+                              char *ba, char *bb) {
+    int na = token_bytes(left, b->byte_of_cp, ba), nb = token_bytes(right, b->byte_of_cp, bb);
+    if (na < 0 || nb < 0) return "a character outside GPT-2's byte alphabet";
+    int ia = str_find(b, ba, (size_t)na), ib = str_find(b, bb, (size_t)nb);
+    memcpy(ba + na, bb, (size_t)nb);
+    int im = str_find(b, ba, (size_t)(na + nb));
+    if (ia < 0 || ib < 0 || im < 0)
+        return ia < 0 ? "the first token is not in the vocabulary"
+               : ib < 0 ? "the second token is not in the vocabulary" : "the merged token is not in the vocabulary";
+    size_t h = pair_slot(b, ia, ib);
+    // A repeated pair takes its later rank, as a Python dict built from the list does.
+    b->pair_key[h] = ((uint64_t)(ia + 1) << 32) | (uint64_t)(ib + 1);
+    b->pair_rank[h] = rank;
+    b->pair_id[h] = im;
+    return NULL;
+}
+
+static void load_merges(lmp_bpe *b, const char *path) {
     size_t len;
     char *text = lmp_read_file(path, &len);
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
-    b->pair_cap = pow2_at_least(2 * lines);
-    b->pair_key = lmp_calloc(b->pair_cap * sizeof *b->pair_key);
-    b->pair_rank = lmp_calloc(b->pair_cap * sizeof *b->pair_rank);
-    b->pair_id = lmp_calloc(b->pair_cap * sizeof *b->pair_id);
+    lmp_bpe_init_merges(b, lines);
     int rank = 0, lineno = 0;
     // Both tokens' bytes, then the merged token's, fit in a line's length (one byte per code
     // point at most): a buffer as long as the longest line, no fixed limit.
@@ -244,20 +315,8 @@ static void load_merges(lmp_bpe *b, const char *path, const int *byte_of_cp) {
         if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' '))
             lmp_die("%s:%d: expected two tokens separated by one space, got \"%s\"", path, lineno, line);
         *sp = 0;
-        int na = token_bytes(line, byte_of_cp, ba), nb = token_bytes(sp + 1, byte_of_cp, bb);
-        if (na < 0 || nb < 0)
-            lmp_die("%s:%d: a character outside GPT-2's byte alphabet", path, lineno);
-        int ia = str_find(b, ba, (size_t)na), ib = str_find(b, bb, (size_t)nb);
-        memcpy(ba + na, bb, (size_t)nb);
-        int im = str_find(b, ba, (size_t)(na + nb));
-        if (ia < 0 || ib < 0 || im < 0)
-            lmp_die("%s:%d: merge \"%s %s\": %s is not in the vocabulary", path, lineno, line, sp + 1,
-                    ia < 0 ? "the first token" : ib < 0 ? "the second token" : "the merged token");
-        size_t h = pair_slot(b, ia, ib);
-        // A repeated pair takes its later rank, as a Python dict built from the list does.
-        b->pair_key[h] = ((uint64_t)(ia + 1) << 32) | (uint64_t)(ib + 1);
-        b->pair_rank[h] = rank++;
-        b->pair_id[h] = im;
+        const char *err = lmp_bpe_add_merge(b, line, sp + 1, rank++, ba, bb);
+        if (err) lmp_die("%s:%d: merge \"%s %s\": %s", path, lineno, line, sp + 1, err);
     }
     free(ba);
     free(bb);
@@ -265,23 +324,48 @@ static void load_merges(lmp_bpe *b, const char *path, const int *byte_of_cp) {
     if (!rank) lmp_die("%s: no merges", path);
 }
 
-lmp_bpe *lmp_bpe_load_files(const char *vocab_json, const char *merges_txt) {
-    lmp_bpe *b = lmp_calloc(sizeof *b);
-    int cp_of_byte[256], byte_of_cp[512];
-    byte_alphabet(cp_of_byte);
-    for (int i = 0; i < 512; i++) byte_of_cp[i] = -1;
-    for (int c = 0; c < 256; c++) byte_of_cp[cp_of_byte[c]] = c;
-    load_vocab(b, vocab_json, byte_of_cp);
-    load_merges(b, merges_txt, byte_of_cp);
+// JavaScript's \s and \S (the reference encoders' regexes) for PCRE2: \s inside a class is
+// the set's ranges, outside it the class of them; \S outside a class its complement.
+void lmp_bpe_set_pattern(lmp_bpe *b, const char *pattern, const char *path) {
+    size_t n = strlen(pattern), o = 0;
+    char *p = lmp_malloc(n * (sizeof WS + 4) + 1);
+    int in_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pattern[i] == '\\' && i + 1 < n) {
+            char c = pattern[++i];
+            const char *rep = c == 's' ? (in_class ? WS : "[" WS "]") : c == 'S' && !in_class ? "[^" WS "]" : NULL;
+            if (c == 'S' && in_class) lmp_die("%s: the pattern has \\S inside a character class (not supported)", path);
+            if (rep) { memcpy(p + o, rep, strlen(rep)); o += strlen(rep); }
+            else { p[o++] = '\\'; p[o++] = c; }
+            continue;
+        }
+        if (pattern[i] == '[' && !in_class) in_class = 1;
+        else if (pattern[i] == ']' && in_class && pattern[i - 1] != '[' && !(pattern[i - 1] == '^' && pattern[i - 2] == '['))
+            in_class = 0;
+        p[o++] = pattern[i];
+    }
+    p[o] = 0;
     int err;
     PCRE2_SIZE off;
-    b->re = pcre2_compile((PCRE2_SPTR)PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
-    if (!b->re) lmp_die("internal: the GPT-2 pattern does not compile (PCRE2 error %d at %zu)", err, (size_t)off);
+    if (b->re) pcre2_code_free(b->re);
+    b->re = pcre2_compile((PCRE2_SPTR)p, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
+    if (!b->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        lmp_die("%s: the pre-tokenizer pattern does not compile: %s at offset %zu of \"%s\"", path, (char *)msg, (size_t)off, p);
+    }
+    free(p);
     pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE);  // optional: falls back to the interpreter
+    if (b->md) pcre2_match_data_free(b->md);
     b->md = pcre2_match_data_create_from_pattern(b->re, NULL);
     LMP_CHECK(b->md, "out of memory");
-    b->cache_cap = 1 << 16;
-    b->cache_slot = lmp_calloc(b->cache_cap * sizeof *b->cache_slot);
+}
+
+lmp_bpe *lmp_bpe_load_files(const char *vocab_json, const char *merges_txt) {
+    lmp_bpe *b = lmp_bpe_new();
+    load_vocab(b, vocab_json);
+    load_merges(b, merges_txt);
+    lmp_bpe_set_pattern(b, PATTERN, "GPT-2");
     return b;
 }
 
@@ -298,7 +382,10 @@ lmp_bpe *lmp_bpe_load(const char *dir) {
     lmp_path_join(v, sizeof v, dir, "encoder.json");
     lmp_path_join(m, sizeof m, dir, "vocab.bpe");
     if (exists(v) && exists(m)) return lmp_bpe_load_files(v, m);
-    lmp_die("%s: no GPT-2 vocabulary there (expected vocab.json + merges.txt, or encoder.json + vocab.bpe)", dir);
+    lmp_path_join(v, sizeof v, dir, "tokenizer.json");
+    if (exists(v)) return lmp_tokenizer_load(dir);
+    lmp_die("%s: no GPT-2 vocabulary there (expected vocab.json + merges.txt, or encoder.json + vocab.bpe) "
+            "and no tokenizer.json", dir);
 }
 
 void lmp_bpe_free(lmp_bpe *b) {
@@ -313,6 +400,8 @@ void lmp_bpe_free(lmp_bpe *b) {
     free(b->cache_slot);
     free(b->ent);
     free(b->keys);
+    free(b->added);
+    free(b->unindexed);
     lmp_ids_free(&b->cache_ids);
     pcre2_match_data_free(b->md);
     pcre2_code_free(b->re);
@@ -322,6 +411,34 @@ void lmp_bpe_free(lmp_bpe *b) {
 void lmp_bpe_set_cache(lmp_bpe *b, int on) { b->no_cache = !on; }
 int lmp_bpe_vocab_size(const lmp_bpe *b) { return b->n_ids; }
 int lmp_bpe_eot(const lmp_bpe *b) { return b->eot; }
+int lmp_bpe_bos(const lmp_bpe *b) { return b->bos; }
+int lmp_bpe_token_len(const lmp_bpe *b, int id) { return id >= 0 && id < b->n_ids ? b->tok_len[id] : 0; }
+
+int lmp_bpe_token_id(const lmp_bpe *b, const char *text) {
+    size_t n = strlen(text);
+    for (int k = 0; k < b->n_added; k++)
+        if ((size_t)b->tok_len[b->added[k]] == n && !memcmp(b->tok[b->added[k]], text, n)) return b->added[k];
+    return b->str_slot ? str_find(b, text, n) : -1;
+}
+
+// Added tokens: matched in the text before anything else, the longest first.
+void lmp_bpe_add_token(lmp_bpe *b, int id, const char *content, size_t n) {
+    lmp_bpe_set_token_bytes(b, id, content, n);
+    b->unindexed[id] = 1;
+    b->added = realloc(b->added, (size_t)(b->n_added + 1) * sizeof *b->added);
+    LMP_CHECK(b->added, "out of memory");
+    int k = b->n_added++;  // insertion by length, longest first; ties by id
+    for (; k > 0 && b->tok_len[b->added[k - 1]] < (int)n; k--) b->added[k] = b->added[k - 1];
+    b->added[k] = id;
+    b->added_first[(unsigned char)content[0]] = 1;
+}
+
+void lmp_bpe_set_options(lmp_bpe *b, int ignore_merges, int nfc, int bos, int eot) {
+    b->ignore_merges = ignore_merges;
+    b->nfc = nfc;
+    b->bos = bos;
+    b->eot = eot;
+}
 
 // ---------------------------------------------------------------------------------------
 // Encoding
@@ -368,6 +485,13 @@ static void cache_grow(lmp_bpe *b) {
 
 // Appends the ids of one piece, from the cache or computed and cached.
 static void encode_piece(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
+    if (b->ignore_merges) {  // a whole piece in the vocabulary is taken as is
+        int id = str_find(b, s, n);
+        if (id >= 0) {
+            lmp_ids_push(out, id);
+            return;
+        }
+    }
     size_t h = lmp_hash_bytes(s, n) & (b->cache_cap - 1);
     for (int e; !b->no_cache && (e = b->cache_slot[h]); h = (h + 1) & (b->cache_cap - 1)) {
         cache_entry *c = &b->ent[e - 1];
@@ -406,18 +530,63 @@ static void encode_piece(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
     if (w != small) free(w);
 }
 
+// One section of text (no added token in it): normalized when the tokenizer says so, split by
+// the pattern into pieces, the text between matches being pieces too (Split's "Isolated"),
+// and each piece encoded.
+static void encode_section(lmp_bpe *b, const char *s, size_t n, lmp_ids *out) {
+    char *norm = NULL;
+    if (b->nfc) {
+        size_t m;
+        norm = lmp_nfc(s, n, &m);
+        if (norm) {
+            s = norm;
+            n = m;
+        }
+    }
+    size_t prev = 0, pos = 0;
+    while (pos < n) {
+        int rc = pcre2_match(b->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, b->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) lmp_die("internal: PCRE2 match error %d at byte %zu", rc, pos);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(b->md);
+        if (ov[1] == ov[0]) {  // an empty match: no piece, search on from the next character
+            pos = ov[0] + 1;
+            while (pos < n && ((unsigned char)s[pos] & 0xC0) == 0x80) pos++;
+            continue;
+        }
+        if (ov[0] > prev) encode_piece(b, s + prev, ov[0] - prev, out);
+        encode_piece(b, s + ov[0], ov[1] - ov[0], out);
+        prev = pos = ov[1];
+    }
+    if (prev < n) encode_piece(b, s + prev, n - prev, out);
+    free(norm);
+}
+
+// The added token (longest first) that s[0, n) begins with, or -1.
+static int added_at(const lmp_bpe *b, const char *s, size_t n) {
+    if (!b->added_first[(unsigned char)s[0]]) return -1;
+    for (int k = 0; k < b->n_added; k++) {
+        int id = b->added[k];
+        size_t l = (size_t)b->tok_len[id];
+        if (l <= n && !memcmp(s, b->tok[id], l)) return id;
+    }
+    return -1;
+}
+
 size_t lmp_bpe_encode(lmp_bpe *b, const char *text, size_t len, lmp_ids *out, size_t *first_bad) {
     size_t n, bad, fb;
     char *s = lmp_utf8_sanitize(text, len, &n, &bad, &fb);
     if (first_bad) *first_bad = fb;
-    for (size_t off = 0; off < n;) {
-        int rc = pcre2_match(b->re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, b->md, NULL);
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) lmp_die("internal: PCRE2 match error %d at byte %zu", rc, off);
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(b->md);
-        encode_piece(b, s + ov[0], ov[1] - ov[0], out);
-        off = ov[1];
+    size_t start = 0;
+    for (size_t i = 0; b->n_added && i < n; i++) {
+        int id = added_at(b, s + i, n - i);
+        if (id < 0) continue;
+        if (i > start) encode_section(b, s + start, i - start, out);
+        lmp_ids_push(out, id);
+        i += (size_t)b->tok_len[id] - 1;
+        start = i + 1;
     }
+    if (start < n) encode_section(b, s + start, n - start, out);
     free(s);
     return bad;
 }

@@ -23,7 +23,8 @@ void lmp_ids_push(lmp_ids *a, int id);
 void lmp_ids_free(lmp_ids *a);
 
 // Loads a vocabulary from a directory holding vocab.json + merges.txt or encoder.json +
-// vocab.bpe. Dies naming the file (and line/column for JSON) on any error.
+// vocab.bpe, or else tokenizer.json (lmp_tokenizer_load). Dies naming the file (and
+// line/column for JSON) on any error.
 lmp_bpe *lmp_bpe_load(const char *dir);
 // The same from explicit files.
 lmp_bpe *lmp_bpe_load_files(const char *vocab_json, const char *merges_txt);
@@ -32,14 +33,28 @@ void lmp_bpe_free(lmp_bpe *b);
 // Turns the piece cache on (default) or off (benchmarks compare the two).
 void lmp_bpe_set_cache(lmp_bpe *b, int on);
 
-// Number of ids (the largest id + 1) and the id of "<|endoftext|>" (-1 when absent).
+// Loads a Hugging Face tokenizer.json (+ tokenizer_config.json beside it, when there) from
+// directory dir, or GPT-2's files (lmp_bpe_load) when dir has no tokenizer.json. See
+// data/tokenizer_json.c for what is read and what is refused.
+lmp_bpe *lmp_tokenizer_load(const char *dir);
+lmp_bpe *lmp_tokenizer_load_files(const char *tokenizer_json, const char *config_json);
+
+// Number of ids (the largest id + 1); the id that ends each document ("<|endoftext|>" for
+// GPT-2's files, EOS of tokenizer_config.json for tokenizer.json; -1 when absent); the id
+// that begins each document (BOS when the tokenizer adds one; -1 when not).
 int lmp_bpe_vocab_size(const lmp_bpe *b);
 int lmp_bpe_eot(const lmp_bpe *b);
+int lmp_bpe_bos(const lmp_bpe *b);
+// Bytes of token id when decoded (0 for an id outside the vocabulary).
+int lmp_bpe_token_len(const lmp_bpe *b, int id);
+// The id of an added token by its text (or of a vocabulary token by its bytes); -1 if none.
+int lmp_bpe_token_id(const lmp_bpe *b, const char *text);
 
 // Appends the ids of text[0, len) to out. Returns the number of invalid UTF-8 sequences
 // replaced by U+FFFD; *first_bad (may be NULL) gets the byte offset of the first one.
-// "<|endoftext|>" inside text is ordinary text, as in GPT-2's encoder; add lmp_bpe_eot
-// explicitly between documents.
+// "<|endoftext|>" inside text is ordinary text with GPT-2's files, as in GPT-2's encoder;
+// a tokenizer.json's added tokens (special or not) are matched in the text, as Hugging Face
+// does. Add lmp_bpe_bos / lmp_bpe_eot explicitly around documents.
 size_t lmp_bpe_encode(lmp_bpe *b, const char *text, size_t len, lmp_ids *out, size_t *first_bad);
 
 // The bytes of ids[0, n) (malloc'd, NUL-terminated, length in *len). Dies on an id outside

@@ -8,11 +8,18 @@
 #include <sys/mman.h>
 #include <string.h>
 
+static inline uint32_t token_at(const lmp_loader *d, size_t i) {
+    return d->tok32 ? d->tok32[i] : d->tok16[i];
+}
+
 void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uint64_t seed,
                      int shuffle) {
     memset(d, 0, sizeof *d);
     lmp_fmt(d->path, sizeof d->path, "%s", path);
-    d->tok = lmp_tokens_map(path, &d->n, &d->mask, &d->map, &d->map_len);
+    int width;
+    const void *tok = lmp_tokens_map(path, &d->n, &width, &d->mask, &d->map, &d->map_len);
+    if (width == 4) d->tok32 = tok;
+    else d->tok16 = tok;
     d->T = T;
     if (d->n < (size_t)T + 1)
         lmp_die("%s holds %zu tokens, fewer than seq_len + 1 = %d", path, d->n, T + 1);
@@ -23,9 +30,9 @@ void lmp_loader_open(lmp_loader *d, const char *path, int T, int vocab_size, uin
                          "--train-on-inputs, or check the responses)", path);
     }
     for (size_t i = 0; i < d->n; i++)
-        if (d->tok[i] >= vocab_size)
+        if (token_at(d, i) >= (uint32_t)vocab_size)
             lmp_die("%s: token %u at position %zu is outside the model's vocabulary of %d", path,
-                    d->tok[i], i, vocab_size);
+                    token_at(d, i), i, vocab_size);
     d->n_windows = (int64_t)((d->n - 1) / (size_t)T);
     d->seed = seed;
     d->shuffle = shuffle;
@@ -71,10 +78,9 @@ static size_t window(lmp_loader *d, int64_t idx) {
 
 void lmp_loader_get(lmp_loader *d, int64_t idx, int *inp, int *tgt, float *w) {
     size_t s = window(d, idx);
-    const uint16_t *x = d->tok + s;
     for (int t = 0; t < d->T; t++) {
-        inp[t] = x[t];
-        tgt[t] = x[t + 1];
+        inp[t] = (int)token_at(d, s + (size_t)t);
+        tgt[t] = (int)token_at(d, s + (size_t)t + 1);
     }
     if (w)
         for (int t = 0; t < d->T; t++) w[t] = d->mask ? (float)d->mask[s + t + 1] : 1.0f;

@@ -12,7 +12,8 @@
 
 typedef struct {
     char path[1024];
-    const uint16_t *tok;  // mapped from the file (io/tokens.h)
+    const uint16_t *tok16;  // mapped from the file (io/tokens.h): uint16 tokens,
+    const uint32_t *tok32;  // or uint32 ones (versions 3 and 4); the other NULL
     size_t n;             // tokens in the file
     int T;
     int64_t n_windows;    // (n-1)/T

@@ -1,5 +1,6 @@
 // dataset.c: token streams from text and instruction files (see dataset.h).
 #include "data/dataset.h"
+#include "data/chat.h"
 #include "io/tokens.h"
 #include "core/util.h"
 
@@ -59,6 +60,7 @@ static void add_doc(lmp_token_stream *s, lmp_bpe *b, const char *path, const cha
         return;
     }
     lmp_ids ids = {0};
+    if (lmp_bpe_bos(b) >= 0) lmp_ids_push(&ids, lmp_bpe_bos(b));
     encode_into(b, path, text, len, &ids, s);
     for (size_t k = 0; k < ids.n; k++) push(s, ids.v[k], 1);
     if (lmp_bpe_eot(b) >= 0) push(s, lmp_bpe_eot(b), 1);
@@ -133,33 +135,71 @@ static void load_template(lmp_token_stream *s, const char *path) {
     json_decref(t);
 }
 
-// One example: prompt (mask 0 unless train_on_inputs), response + eot (mask 1).
+// One example of n tokens (ids, mask) into the stream: cut to max_tokens (or dropped) when
+// longer; dropped too when what is kept has no target left.
+static void emit(lmp_token_stream *s, const int *ids, const uint8_t *mask, size_t n, const lmp_dataset_opts *o) {
+    size_t keep = n;
+    if (o->max_tokens > 0 && n > (size_t)o->max_tokens) {
+        keep = (size_t)o->max_tokens;
+        int any = 0;
+        for (size_t k = 0; k < keep; k++) any |= mask[k];
+        if (o->drop_long || !any) keep = 0;  // nothing to learn left
+        if (keep) s->n_truncated++;
+        else s->n_dropped++;
+    }
+    if (keep) begin_doc(s);
+    for (size_t k = 0; k < keep; k++) push(s, ids[k], mask[k]);
+}
+
+// A conversation ({"messages": [...]}) in the tokenizer's chat format (data/chat.h); every
+// token counts with train_on_inputs, else the assistant turns only.
+static void add_chat(lmp_token_stream *s, lmp_bpe *b, const char *path, const char *where,
+                     json_t *rec, const lmp_dataset_opts *o) {
+    lmp_chat_format f = lmp_chat_format_of(b, (lmp_chat_format)o->chat_format, path);
+    lmp_chat_text t = {0};
+    size_t bad;
+    const char *err = lmp_chat_render(f, lmp_bpe_token_id(b, "<think>") >= 0, json_object_get(rec, "messages"), &t, &bad);
+    if (err) lmp_die("%s: %s: messages[%zu]: %s", path, where, bad, err);
+    lmp_ids ids = {0};
+    uint8_t *mask = NULL;
+    size_t cap = 0;
+    size_t nbad = lmp_chat_encode(b, &t, &ids, &mask, &cap);
+    if (nbad && !s->n_bad_utf8) lmp_warn("%s: %s: invalid UTF-8 replaced by U+FFFD", path, where);
+    s->n_bad_utf8 += nbad;
+    if (o->train_on_inputs) memset(mask, 1, ids.n);
+    emit(s, ids.v, mask, ids.n, o);
+    lmp_ids_free(&ids);
+    free(mask);
+    lmp_chat_text_free(&t);
+}
+
+// One example: [BOS] prompt (mask 0 unless train_on_inputs), response + eot (mask 1).
 static void add_example(lmp_token_stream *s, lmp_bpe *b, const char *path, const char *where,
                         json_t *rec, const lmp_dataset_opts *o) {
     if (!json_is_object(rec)) lmp_die("%s: %s is not a JSON object", path, where);
+    if (json_object_get(rec, "messages")) {
+        add_chat(s, b, path, where, rec, o);
+        return;
+    }
     const char *field[3] = {"instruction", "input", "output"}, *val[3];
     for (int k = 0; k < 3; k++) {
         json_t *v = json_object_get(rec, field[k]);
         if (k == 1 && (!v || json_is_null(v))) { val[k] = ""; continue; }
-        if (!v) lmp_die("%s: %s has no \"%s\" (expected the fields instruction, input, output)", path, where, field[k]);
+        if (!v) lmp_die("%s: %s has no \"%s\" (expected the fields instruction, input, output; or messages)", path, where, field[k]);
         if (!json_is_string(v)) lmp_die("%s: %s: \"%s\" is not a string", path, where, field[k]);
         val[k] = json_string_value(v);
     }
     char *prompt = fill(val[1][0] ? s->prompt_input : s->prompt_no_input, val[0], val[1]);
     lmp_ids p = {0}, r = {0};
+    if (lmp_bpe_bos(b) >= 0) lmp_ids_push(&p, lmp_bpe_bos(b));
     encode_into(b, path, prompt, strlen(prompt), &p, s);
     encode_into(b, path, val[2], strlen(val[2]), &r, s);
     if (lmp_bpe_eot(b) >= 0) lmp_ids_push(&r, lmp_bpe_eot(b));
-    size_t total = p.n + r.n, keep = total;
-    if (o->max_tokens > 0 && total > (size_t)o->max_tokens) {
-        keep = (size_t)o->max_tokens;
-        if (o->drop_long || (keep <= p.n && !o->train_on_inputs)) keep = 0;  // nothing to learn left
-        if (keep) s->n_truncated++;
-        else s->n_dropped++;
-    }
-    if (keep) begin_doc(s);
-    for (size_t k = 0; k < keep; k++)
-        push(s, k < p.n ? p.v[k] : r.v[k - p.n], k < p.n ? (uint8_t)(o->train_on_inputs != 0) : 1);
+    for (size_t k = 0; k < r.n; k++) lmp_ids_push(&p, r.v[k]);
+    uint8_t *mask = lmp_malloc(p.n + 1);
+    for (size_t k = 0; k < p.n; k++) mask[k] = k >= p.n - r.n || o->train_on_inputs;
+    emit(s, p.v, mask, p.n, o);
+    free(mask);
     free(prompt);
     lmp_ids_free(&p);
     lmp_ids_free(&r);
@@ -212,6 +252,7 @@ void lmp_stream_add_file(lmp_token_stream *s, lmp_bpe *b, const char *path,
     size_t len;
     char *text = lmp_read_file(path, &len);
     s->bytes_in += len;
+    s->vocab_size = b ? lmp_bpe_vocab_size(b) : 256;
     lmp_data_format f = o->format;
     if (f == LMP_FMT_AUTO) f = (ends_with(path, ".json") || ends_with(path, ".jsonl")) ? LMP_FMT_ALPACA : LMP_FMT_TEXT;
     if (f == LMP_FMT_ALPACA) add_instructions(s, b, path, text, len, o);
@@ -226,17 +267,13 @@ static void write_part(const lmp_token_stream *s, const char *prefix, const char
                        size_t from, size_t to, size_t docs) {
     char path[4096];
     lmp_fmt(path, sizeof path, "%s_%s.bin", prefix, part);
-    uint16_t *t = lmp_malloc((to - from + 1) * sizeof *t);
     size_t on = 0;
-    for (size_t i = from; i < to; i++) {
-        if (s->tok.v[i] > 65535) lmp_die("token id %d does not fit the uint16 token file format", s->tok.v[i]);
-        t[i - from] = (uint16_t)s->tok.v[i];
-        on += s->mask[i];
-    }
-    lmp_tokens_write(path, t, s->masked ? s->mask + from : NULL, to - from);
-    printf("wrote %s: %zu tokens, %zu documents, %zu tokens in the loss%s\n", path, to - from, docs,
-           on, s->masked ? " (version 2, with loss mask)" : "");
-    free(t);
+    for (size_t i = from; i < to; i++) on += s->mask[i];
+    int vocab = s->vocab_size > 0 ? s->vocab_size : 65536;
+    lmp_tokens_write_ids(path, s->tok.v + from, s->masked ? s->mask + from : NULL, to - from, vocab);
+    printf("wrote %s: %zu tokens, %zu documents, %zu tokens in the loss%s%s\n", path, to - from, docs, on,
+           s->masked ? (vocab > 65536 ? " (version 4, uint32 tokens, with loss mask)" : " (version 2, with loss mask)")
+                     : "", !s->masked && vocab > 65536 ? " (version 3, uint32 tokens)" : "");
 }
 
 void lmp_stream_write(const lmp_token_stream *s, const char *prefix, double val_fraction) {

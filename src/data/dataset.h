@@ -6,7 +6,14 @@
 //  - instructions (Alpaca style, a JSON array or JSON Lines of {instruction, input, output}):
 //    prompt = template(instruction, input), then output + <|endoftext|>; by default only the
 //    response tokens count (mask 1), with train_on_inputs every token does;
+//  - conversations (records with "messages": [{role, content}, ...], in the same JSON or
+//    JSON Lines files): rendered in the tokenizer's chat format (data/chat.h), the assistant
+//    turns counting (all with train_on_inputs); no end token is added (the rendering ends
+//    itself);
 //  - bytes: each byte is a token (vocabulary 256, no <|endoftext|>).
+// With a tokenizer that adds BOS (tokenizer.json, lmp_bpe_bos), documents and instruction
+// examples begin with it; "<|endoftext|>" above stands for the tokenizer's end token
+// (lmp_bpe_eot: tokenizer_config.json's eos_token).
 #ifndef LORAMPI_DATASET_H
 #define LORAMPI_DATASET_H
 #include <stddef.h>
@@ -22,6 +29,7 @@ typedef struct {
     int train_on_inputs;        // 1: the prompt counts in the loss too
     int max_tokens;             // > 0: longest example (prompt + response + eot)
     int drop_long;              // longer examples: 1 dropped, 0 truncated to max_tokens
+    int chat_format;            // conversations: an lmp_chat_format (data/chat.h); 0 = auto
 } lmp_dataset_opts;
 
 typedef struct {
@@ -31,7 +39,8 @@ typedef struct {
     size_t *doc;                // start of each document/example in tok
     size_t n_docs, doc_cap;
     size_t n_truncated, n_dropped, n_bad_utf8, bytes_in;
-    int masked;                 // some token has mask 0 (write the version-2 format)
+    int masked;                 // some token has mask 0 (write the version-2/4 format)
+    int vocab_size;             // of the tokenizer: > 65536 writes uint32 tokens (version 3/4)
     char *prompt_input, *prompt_no_input;  // templates in use (instructions)
 } lmp_token_stream;
 

@@ -44,7 +44,7 @@ static void write_and_read(lmp_token_stream *s) {
     snprintf(path, sizeof path, "%s_train.bin", prefix);
     size_t n;
     uint8_t *mask;
-    uint16_t *tok = lmp_tokens_read(path, &n, &mask);
+    uint32_t *tok = lmp_tokens_read(path, &n, &mask);
     free(tok);
     free(mask);
 }
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t opt = data[0];
     static const int MAXTOK[8] = {0, 0, 1, 2, 5, 16, 64, 0};
     lmp_dataset_opts o = {opt & 2 ? LMP_FMT_ALPACA : LMP_FMT_AUTO, (opt & 3) == 1 ? "---" : NULL, NULL,
-                          (opt >> 2) & 1, MAXTOK[(opt >> 5) & 7], (opt >> 3) & 1};
+                          (opt >> 2) & 1, MAXTOK[(opt >> 5) & 7], (opt >> 3) & 1, 0};
     char path[512];
     lmp_fuzz_write(path, sizeof path, NAMES[opt & 3], data + 1, size - 1);
     static lmp_token_stream s;  // static: a stream left by a die is freed by the next input

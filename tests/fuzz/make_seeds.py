@@ -26,6 +26,9 @@ def tokens():
     put("fuzz_tokens", "v1", header(20240520, 1, 5) + struct.pack("<5H", *tok))
     put("fuzz_tokens", "v2", header(20240520, 2, 5) + struct.pack("<5H", *tok) + bytes([0, 0, 1, 1, 1]))
     put("fuzz_tokens", "empty", header(20240520, 1, 0))
+    wide = [1, 2, 128255, 7, 151668]
+    put("fuzz_tokens", "v3", header(20240520, 3, 5) + struct.pack("<5I", *wide))
+    put("fuzz_tokens", "v4", header(20240520, 4, 5) + struct.pack("<5I", *wide) + bytes([0, 1, 1, 0, 1]))
 
 
 def llmc():
@@ -121,6 +124,54 @@ def bpe():
     put("fuzz_bpe", "gpt2-excerpt", json.dumps(keep, ensure_ascii=False) + "\n=====\n" + "\n".join(merges) + "\n")
 
 
+def byte_vocab():
+    """GPT-2's 256 byte tokens {character: byte}."""
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def tokjson():
+    """Small tokenizer.json files (not the real 9 MB ones): Llama 3's and Qwen3's layouts."""
+    vocab = byte_vocab()
+    vocab.update({"ab": 256, "abc": 257, "\u010a\u010a": 258, "\u0120t": 259})
+    split = {"type": "Split", "behavior": "Isolated", "invert": False, "pattern": {"Regex":
+             "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}}
+    byte = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+    added = [{"id": 260 + i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": i < 3} for i, c in enumerate(["<|begin_of_text|>", "<|eot_id|>", "<|im_end|>", "<think>"])]
+    llama = {"version": "1.0", "added_tokens": added, "normalizer": None,
+             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [split, byte]},
+             "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                                                      {"Sequence": {"id": "A", "type_id": 0}}]},
+             "decoder": {"type": "ByteLevel"},
+             "model": {"type": "BPE", "ignore_merges": True, "vocab": vocab, "merges": ["a b", "ab c", "\u010a \u010a", "\u0120 t"]}}
+    put("fuzz_tokjson", "llama3-like", json.dumps(llama, ensure_ascii=False) + "\n=====\n" +
+        json.dumps({"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|eot_id|>"}}))
+    qwen = dict(llama, normalizer={"type": "NFC"}, post_processor=None)
+    qwen["model"] = dict(llama["model"], ignore_merges=False, merges=[["a", "b"], ["ab", "c"], ["\u010a", "\u010a"], ["\u0120", "t"]])
+    put("fuzz_tokjson", "qwen3-like", json.dumps(qwen, ensure_ascii=False) + "\n=====\n" +
+        json.dumps({"add_bos_token": False, "eos_token": "<|im_end|>", "model_max_length": 10 ** 30}))
+    gpt2 = {"added_tokens": [], "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+            "model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]}}
+    put("fuzz_tokjson", "gpt2-like", json.dumps(gpt2, ensure_ascii=False))
+
+
+def chat():
+    conv = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi  "},
+            {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nHello"}, {"role": "assistant", "content": "\nMore"}]
+    put("fuzz_chat", "auto-jsonl", bytes([0]) + (json.dumps({"messages": conv}) + "\n").encode() * 2)
+    put("fuzz_chat", "llama3-array", bytes([1 | 4]) + json.dumps([{"messages": conv[1:]}]).encode())
+    put("fuzz_chat", "chatml-long", bytes([2 | (2 << 3)]) + (json.dumps({"messages": conv}) + "\n").encode())
+    put("fuzz_chat", "mixed-alpaca", bytes([2]) + (json.dumps({"instruction": "Add", "input": "2 3", "output": "5"}) + "\n" +
+                                                   json.dumps({"messages": [{"role": "tool", "content": "x"}]}) + "\n").encode())
+
+
 def dataset():
     recs = [{"instruction": "Say hi", "input": "", "output": "hi"},
             {"instruction": "Add", "input": "2 and 3", "output": "5"}]
@@ -189,6 +240,14 @@ def dicts():
         "fuzz_peft_config": ['"%s"' % k for k in sorted(PEFT_FIXTURE)] + ['"LORA"', '"none"', '"all"', '"true"',
                              '"null"', '"{}"', '"[]"', '"c_attn"', '"attn.c_proj"', '"mlp.c_fc"', '"\\\\."', '".*"'],
         "fuzz_bpe": ['"#version: 0.2"', '"\\xc4\\xa0"', '"<|endoftext|>"', '"\\x0a=====\\x0a"'],
+        "fuzz_tokjson": ['"model"', '"type"', '"BPE"', '"vocab"', '"merges"', '"ignore_merges"', '"added_tokens"',
+                         '"content"', '"id"', '"special"', '"normalized"', '"lstrip"', '"normalizer"', '"NFC"',
+                         '"pre_tokenizer"', '"Sequence"', '"pretokenizers"', '"Split"', '"pattern"', '"Regex"',
+                         '"behavior"', '"Isolated"', '"invert"', '"ByteLevel"', '"use_regex"', '"add_prefix_space"',
+                         '"post_processor"', '"TemplateProcessing"', '"single"', '"SpecialToken"', '"eos_token"',
+                         '"bos_token"', '"add_bos_token"', '"\\x0a=====\\x0a"', '"\\\\p{L}"', '"\\\\s+(?!\\\\S)"', '"(?i:"'],
+        "fuzz_chat": ['"messages"', '"role"', '"content"', '"system"', '"user"', '"assistant"', '"<think>"',
+                      '"</think>"', '"<tool_response>"', '"</tool_response>"', '"<|im_end|>"', '"<|eot_id|>"'],
     }
     keys = []
     for line in open(os.path.join(root, "src/core/config.c"), encoding="utf-8"):
@@ -202,5 +261,5 @@ def dicts():
             f.write("".join(w + "\n" for w in words))
 
 
-for fn in (tokens, llmc, model_config, safetensors, config, bpe, dataset, ckpt, peft_config, dicts):
+for fn in (tokens, llmc, model_config, safetensors, config, bpe, tokjson, chat, dataset, ckpt, peft_config, dicts):
     fn()
