@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -226,6 +227,17 @@ int lmp_mkdir_p_err(const char *dir, char *err, size_t n) {
 void lmp_mkdir_p(const char *dir) {
     char err[4200];
     if (lmp_mkdir_p_err(dir, err, sizeof err)) lmp_die("%s", err);
+}
+
+int lmp_dir_non_empty(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n > 0;
 }
 
 int lmp_is_dir(const char *path) {

@@ -96,6 +96,9 @@ char *lmp_read_file(const char *path, size_t *len);
 
 // 1 when path exists and is a directory (following links).
 int lmp_is_dir(const char *path);
+// 1 when dir exists and holds anything but . and .. (export and merge refuse to write into
+// such a directory without --force).
+int lmp_dir_non_empty(const char *dir);
 // Size in bytes of the open file fd; dies naming path on error.
 uint64_t lmp_fd_size(int fd, const char *path);
 // Reads exactly n bytes at offset off of fd (retrying short reads); dies naming path and

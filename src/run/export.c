@@ -7,22 +7,9 @@
 #include "io/adapter_out.h"
 #include "io/ckpt_layout.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-// 1 when dir exists and holds anything but . and ..
-static int non_empty(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n > 0;
-}
 
 // Module m of the checkpoint registered in reg through its method (the same records and
 // tensors, names and shapes as training makes), its record's scaling kept as stored.
@@ -83,7 +70,7 @@ int lmp_export(const char *ckpt, const char *dir, int force) {
     if (c.rank == 0) {
         lmp_registry reg = {0};
         lmp_config cfg;
-        if (!force && non_empty(dir))
+        if (!force && lmp_dir_non_empty(dir))
             lmp_fmt(err, sizeof err, "export: %s exists and is not empty (give --force to write into it)", dir);
         else if (!read_adapter(ckpt, &reg, &cfg, err, sizeof err))
             lmp_adapters_save(dir, &reg, &cfg);

@@ -4,20 +4,7 @@
 #include "io/ckpt_read.h"
 #include "model/model.h"
 
-#include <dirent.h>
 #include <string.h>
-
-// 1 when dir exists and holds anything but . and ..
-static int non_empty(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n > 0;
-}
 
 // The configuration stored in the checkpoint, into cfg; err on failure.
 static void stored_config(const char *ckpt, lmp_config *cfg, char *err, size_t errn) {
@@ -51,7 +38,7 @@ static void prepare(const lmp_merge_args *a, lmp_config *cfg) {
     char err[4096] = "";
     lmp_comm c;
     lmp_comm_init(&c, MPI_COMM_WORLD, 1);
-    if (c.rank == 0 && !a->force && non_empty(a->out))
+    if (c.rank == 0 && !a->force && lmp_dir_non_empty(a->out))
         lmp_fmt(err, sizeof err, "merge: %s exists and is not empty (give --force to write into it)", a->out);
     lmp_die_if_any(&c, err);
     stored_config(a->ckpt, cfg, err, sizeof err);
