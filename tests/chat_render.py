@@ -2,7 +2,7 @@
 """Renders conversations with a model's own chat template (tokenizer_config.json's
 chat_template) through Jinja2 as Hugging Face transformers does (a sandboxed environment with
 trim_blocks and lstrip_blocks, add_generation_prompt false, the config's special tokens), for
-tests/test_chat.c: edge cases beyond ../shared/fixtures/chat (content trimming, reasoning,
+tests/test_chat.c: edge cases beyond tests/fixtures/chat (content trimming, reasoning,
 several assistant turns after the last user turn, a system message not first, tool
 responses, special-token text and decomposed accents in content).
 Usage: chat_render.py MODEL_DIR OUT.json -> [{"messages": [...], "text": "..."}, ...]"""

@@ -1,5 +1,5 @@
 // The Llama family against Hugging Face transformers (run on 4 ranks): each fixture model of
-// ../shared/fixtures/hf-tiny (llama: GQA, untied head; qwen2: q/k/v biases, tied; qwen3:
+// tests/fixtures/hf-tiny (llama: GQA, untied head; qwen2: q/k/v biases, tied; qwen3:
 // q/k norm, head_dim given) is read from its directory (config.json, model.safetensors) on
 // the layouts (tp, dp) = (1,1), (2,1), (1,2), (2,2) (tp = 2 splits the 2 KV heads) and must
 // give transformers' logits of the fixture batch (ref.safetensors; max abs difference
@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #ifndef LMP_HF_TINY
-#define LMP_HF_TINY "../shared/fixtures/hf-tiny"
+#define LMP_HF_TINY "tests/fixtures/hf-tiny"
 #endif
 
 enum { BG = 2, T = 16 };

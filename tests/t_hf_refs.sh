@@ -9,11 +9,11 @@
 # transformers-4 config layout, Mistral, bf16 shards with an index) on tp = 1 and 2; their
 # PEFT LoRA adapters taken in by init_from give PEFT's loss, and 5 AdamW steps PEFT's
 # trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). Fixtures:
-# ../shared/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
+# tests/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
-tiny="$src/../shared/fixtures/hf-tiny"
+tiny="$src/tests/fixtures/hf-tiny"
 var="$src/tests/fixtures/hf-variants"
 py=/usr/bin/python3  # Debian's, with numpy (install-deps.sh test)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# [adapter] init_from end to end, against the PEFT fixture ../shared/fixtures/hf-tiny/gpt2
+# [adapter] init_from end to end, against the PEFT fixture tests/fixtures/hf-tiny/gpt2
 # (a GPT-2 model and a LoRA adapter written by transformers 5.17 / PEFT 0.21, with PEFT's own
 # loss on one batch in ref.json):
 #  - step 1's loss with the fixture's adapter equals ref.json lora.loss within 1e-5 relative,
@@ -16,8 +16,8 @@
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
-fx=$(cd "$src/../shared/fixtures/hf-tiny/gpt2" 2>/dev/null && pwd)
-[ -n "$fx" ] && [ -f "$fx/ref.json" ] || { fail "fixture $src/../shared/fixtures/hf-tiny/gpt2 missing"; finish; exit 1; }
+fx=$(cd "$src/tests/fixtures/hf-tiny/gpt2" 2>/dev/null && pwd)
+[ -n "$fx" ] && [ -f "$fx/ref.json" ] || { fail "fixture $src/tests/fixtures/hf-tiny/gpt2 missing"; finish; exit 1; }
 
 cat > run.ini <<INI
 [model]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Llama family through the CLI, on the transformers-written fixtures of
-# ../shared/fixtures/hf-tiny (llama: GQA, untied head; qwen3: q/k norm, tied):
+# tests/fixtures/hf-tiny (llama: GQA, untied head; qwen3: q/k norm, tied):
 #  - LoRA on all-linear at tp 2 x dp 2: the first loss is transformers' (ref.json, B = 0);
 #    stop at step 10, resume on (1,1) and (1,2): losses within 1e-5 relative of the
 #    uninterrupted run; full fine-tuning of qwen3 likewise (2,2) -> (1,1);
@@ -20,7 +20,7 @@ set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
 py=/usr/bin/python3
-fx=${LMP_HF_TINY:-$src/../shared/fixtures/hf-tiny}
+fx=${LMP_HF_TINY:-$src/tests/fixtures/hf-tiny}
 [ -d "$fx/llama" ] || { echo "FAIL: fixtures not found at $fx"; exit 1; }
 
 cat > run.ini <<INI

