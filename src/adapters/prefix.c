@@ -14,7 +14,7 @@ static lmp_adapter *prefix_add(lmp_registry *reg, const lmp_adapter_rec *rec, co
     int64_t width = 2 * (int64_t)v->n_kv_head * v->hd;
     lmp_adapter_rec r = *rec;
     r.r = o->virtual_tokens;
-    r.in = o->virtual_tokens;
+    r.in = r.base_in = v->n_kv_head;  // PEFT's num_attention_heads (io/peft_prefix.h)
     r.out = width;
     r.alpha = r.scale = 1.0f;
     lmp_adapter_rec *rr = lmp_registry_add_rec(reg, &r);

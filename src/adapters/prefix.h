@@ -10,6 +10,7 @@
 // head_dim (io/peft_prefix.c maps the two). Whole on every rank; a rank reads its KV heads'
 // columns, so its gradient is zero elsewhere and the tp group's sum is the full gradient
 // (LMP_GRAD_TP_SUM).
+// Record: r = p, in = n_kv_head, out = 2 n_kv_head head_dim (what PEFT's files need).
 // Init: N(0, 1) per element, torch.nn.Embedding's and so PEFT's default.
 #ifndef LORAMPI_PREFIX_H
 #define LORAMPI_PREFIX_H

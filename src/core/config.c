@@ -352,9 +352,9 @@ void lmp_config_defaults(lmp_config *c) {
 }
 
 int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
-    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA) {
-        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora (a PEFT LoRA "
-                 "adapter cannot seed full fine-tuning)", c->adapter.init_from);
+    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA && c->adapter.method != LMP_METHOD_PREFIX) {
+        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora or prefix, as the "
+                 "PEFT adapter is (a PEFT adapter cannot seed full fine-tuning or a combination)", c->adapter.init_from);
         return -1;
     }
     if ((c->adapter.method & LMP_METHOD_PREFIX) && c->adapter.prefix_projection) {

@@ -101,6 +101,9 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);
+    if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->adapter.n_layers)
+        lmp_die_all("[adapter] layers = %s: prefix tuning adapts every layer (PEFT's format has no layer "
+                    "choice); leave [adapter] layers at all", cfg->adapter.layers_str);
     if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->train.seq_len + cfg->adapter.virtual_tokens > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d plus [adapter] virtual_tokens = %d exceeds the model's context "
                     "length %d (the sequence follows the prefixes, as in PEFT)", cfg->train.seq_len,
