@@ -7,9 +7,9 @@
 #  - `[train] save_adapter` = `lorampi export` = PEFT's prefix-tuning directory holding the
 #    checkpoint's prefixes (prefix_check.py); with LoRA, DIR/lora and DIR/prefix;
 #  - `analyze spectrum` gives each prefix matrix's singular values = numpy's;
-#  - generation with and without the key/value cache gives the same text;
+#  - generation with and without the key/value cache, and on tp 2, gives the same text;
 #  - refused with a message naming the key: resuming with other virtual_tokens,
-#    prefix_projection = true, [adapter] layers, seq_len + virtual_tokens beyond n_ctx, a PEFT
+#    prefix_projection = true, [adapter] layers, save_model, seq_len + virtual_tokens beyond n_ctx, a PEFT
 #    prefix-tuning adapter under method = lora.
 set -u
 bin=$1; src=$2; work=$3
@@ -72,6 +72,8 @@ for method in prefix lora,prefix; do
     "$bin" generate ../run.ini $set_m --set parallel.tp=1 --bytes --prompt "$prompt" --tokens 8 > gen1.txt 2> gen1.err &&
       "$bin" generate ../run.ini $set_m --set parallel.tp=1 --bytes --no-cache --prompt "$prompt" --tokens 8 > gen2.txt 2> gen2.err &&
       [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen2.txt)" ] && ok || { fail "$method: generation with and without the cache differ"; cat gen1.err gen2.err; }
+    mpi 2 "$bin" generate ../run.ini $set_m --bytes --prompt "$prompt" --tokens 8 > gen3.txt 2> gen3.err &&
+      [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen3.txt)" ] && ok || { fail "$method: generation on tp 2 differs from tp 1"; cat gen3.err; }
   fi
   mkdir same && (cd same && mpi 4 "$bin" train ../../run.ini $set_m --stop-at 10 > log1 2>&1 \
     && mpi 4 "$bin" train ../../run.ini $set_m > log2 2>&1) || fail "$method: stop/resume runs"
@@ -101,6 +103,7 @@ refused() {  # WHAT PATTERN ARGS...: the run fails and says PATTERN
 }
 refused projection "prefix_projection = true (PEFT's MLP reparameterisation" --set adapter.method=prefix --set adapter.prefix_projection=true
 refused layers "prefix tuning adapts every layer" --set adapter.method=prefix --set adapter.layers=0
+refused save_model "prefix tuning has no merged form" --set adapter.method=prefix --set train.save_model=merged
 refused context "plus \[adapter\] virtual_tokens = 40 exceeds the model's context length 64" --set adapter.method=prefix --set adapter.virtual_tokens=40
 mkdir peft && printf '{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4, "num_layers": 2, "num_attention_heads": 4, "token_dim": 32, "task_type": "CAUSAL_LM"}' > peft/adapter_config.json
 refused "prefix adapter under lora" "a PEFT prefix-tuning adapter; it needs \[adapter\] method = prefix" --set adapter.init_from=peft

@@ -101,6 +101,9 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);
+    if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->train.save_model[0])
+        lmp_die_all("[train] save_model = %s: prefix tuning has no merged form (its keys and values are not "
+                    "a weight); [train] save_adapter writes PEFT's prefix directory", cfg->train.save_model);
     if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->adapter.n_layers)
         lmp_die_all("[adapter] layers = %s: prefix tuning adapts every layer (PEFT's format has no layer "
                     "choice); leave [adapter] layers at all", cfg->adapter.layers_str);
