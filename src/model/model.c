@@ -73,9 +73,9 @@ static void add_kv_adapter(lmp_model *m, const lmp_adapter_method *meth, lmp_blo
     lmp_attention *at = &b->attn;
     LMP_CHECK(!at->kv, "block %d: two key/value methods (prefix) in one attention", l);
     const lmp_arch *a = &m->arch;
-    int C = a->n_embd, kvw = a->n_kv_head * a->head_dim;
-    lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = C, .out = 2 * kvw,
-                           .base_in = C, .base_out = 2 * kvw};
+    int kvw = a->n_kv_head * a->head_dim;  // the record: in = the KV heads, out = 2 kvw (prefix.h)
+    lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = a->n_kv_head, .out = 2 * kvw,
+                           .base_in = a->n_kv_head, .base_out = 2 * kvw};
     lmp_fmt(rec.name, sizeof rec.name, "h.%d.attn.prefix", l);
     lmp_fmt(rec.module, sizeof rec.module, "h.%d.attn", l);
     lmp_fmt(rec.site, sizeof rec.site, "attn");
