@@ -120,6 +120,29 @@ static int read_bottleneck(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapte
     return err[0] ? -1 : 0;
 }
 
+// A prefix-tuning module (adapters/prefix.h) as one matrix named after it: its prefixes P
+// (p, 2 KV width) in ΔW's form B·A of rank min(p, width) (A = P, B = I when p <= width, else
+// A = I, B = P), adapting no base weight. 0, or -1 with err.
+static int read_prefix(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mod *m, char *err, size_t errn) {
+    char path[LMP_NAME_MAX + 64];
+    double *P = NULL;
+    int64_t rows, cols;
+    if (lmp_ckpt_read_matrix(rd, lmp_fmt(path, sizeof path, "adapter/%s/prompt_embeddings", c->name), c->r,
+                             c->out, &P, &rows, &cols, err, errn))
+        return -1;
+    nonfinite(rd->path, c->name, "prompt_embeddings", P, rows * cols, err, errn);
+    int p = (int)rows, w = (int)cols, wide = p <= w;
+    memset(m, 0, sizeof *m);
+    lmp_fmt(m->name, sizeof m->name, "%s", c->name);
+    m->in = w;
+    m->out = p;
+    m->r = wide ? p : w;
+    m->scale = 1.0;
+    m->A = wide ? P : eye(w);
+    m->B = wide ? eye(p) : P;
+    return err[0] ? -1 : 0;
+}
+
 // Header and modules of an open checkpoint into s; 0, or -1 with err.
 static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn) {
     lmp_ckpt_header h;
@@ -137,10 +160,11 @@ static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn)
     }
     if (!rc) s->mod = lmp_calloc((size_t)3 * n * sizeof *s->mod);  // a bottleneck gives 3
     for (int i = 0; !rc && i < n; i++) {
-        int lora = !strcmp(mods[i].method, "lora");
-        rc = lora ? read_module(rd, &mods[i], &s->mod[s->n], err, errn)
-                  : read_bottleneck(rd, &mods[i], &s->mod[s->n], err, errn);
-        s->n += lora ? 1 : 3;
+        int lora = !strcmp(mods[i].method, "lora"), prefix = !strcmp(mods[i].method, "prefix");
+        rc = lora     ? read_module(rd, &mods[i], &s->mod[s->n], err, errn)
+             : prefix ? read_prefix(rd, &mods[i], &s->mod[s->n], err, errn)
+                      : read_bottleneck(rd, &mods[i], &s->mod[s->n], err, errn);
+        s->n += lora || prefix ? 1 : 3;
     }
     free(mods);
     return rc;

@@ -7,7 +7,9 @@
 // bottleneck methods houlsby and parallel (both sublayers), alone and with LoRA; and for a
 // Llama-family model with every component (RMSNorm, RoPE, 4 query over 2 KV heads, q/k/v,
 // o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
-// seven projections (with dropout), on q_proj/v_proj, full, and houlsby. Also: each rank's
+// seven projections (with dropout), on q_proj/v_proj, full, and houlsby; prefix tuning (2
+// virtual tokens: the prefixes split by KV heads over tp) alone and beside LoRA on GPT-2,
+// GPT-2 with 2 KV heads and the Llama-family model. Also: each rank's
 // frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
@@ -81,7 +83,8 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
     lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
-                        .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4}};
+                        .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4,
+                               .virtual_tokens = 2}};
     lmp_model m;
     lmp_arch a;
     (family ? family : lmp_gpt2_arch)(&CFG, &a);
@@ -178,6 +181,11 @@ int main(int argc, char **argv) {
         {"llama q,v", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, 2, NULL, llama_family},
         {"llama full", 1, 0, 0.0f, 2, NULL, llama_family},
         {"llama houlsby", 0, 0, 0.0f, 2, "houlsby", llama_family},
+        {"prefix", 0, 0, 0.0f, 0, "prefix", NULL},
+        {"lora+prefix", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0.1f, 0, "lora,prefix", NULL},
+        {"gqa prefix", 0, 0, 0.0f, 2, "prefix", NULL},
+        {"llama prefix", 0, 0, 0.0f, 2, "prefix", llama_family},
+        {"llama lora+pfx", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, 2, "lora,prefix", llama_family},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
     int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};

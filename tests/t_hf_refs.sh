@@ -8,7 +8,8 @@
 # family: hf-tiny's Llama, Qwen2, Qwen3 and the variants (llama3 and linear RoPE, the
 # transformers-4 config layout, Mistral, bf16 shards with an index) on tp = 1 and 2; their
 # PEFT LoRA adapters taken in by init_from give PEFT's loss, and 5 AdamW steps PEFT's
-# trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). Fixtures:
+# trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2); likewise their PEFT prefix-tuning
+# adapters (tp = 1, 2), whose `export` is PEFT's files. Fixtures:
 # tests/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
 bin=$1; src=$2; work=$3
@@ -91,6 +92,56 @@ for f in llama qwen2 qwen3; do
   trajectory ${f}_lora_tp2 "$tiny/$f" 2 2
 done
 trajectory llama_lora_dp2 "$tiny/llama" 2 1
+
+# Prefix tuning: PEFT's PREFIX_TUNING adapters of gpt2_methods and llama_methods (GQA: the
+# prefixes of 2 KV heads of 4) taken in by init_from give PEFT's loss (1e-5) and its 5-step
+# AdamW trajectory (1e-4) on tp = 1 and 2; `export` of the run (one step at lr 1e-30: no value
+# moves) writes PEFT's files: the same key, shape and values, the same adapter_config.json fields
+# and values (but base_model_name_or_path), and the export taken in again gives the same loss.
+prefix_run() {  # NAME DIR NP TP STEPS LR: train from DIR/prefix, checkpoint at the end
+  printf '[model]\npath = %s\n[adapter]\nmethod = prefix\ninit_from = %s\n[train]\nsteps = %s\nlr = %s\nschedule = constant\nweight_decay = 0\ngrad_clip = 0\nbatch_size = 2\nseq_len = 16\n[data]\ntrain = %s\n[log]\nmetrics = %s.jsonl\n[parallel]\ntp = %s\n[checkpoint]\ndir = %s.ck\n' \
+    "$2/model" "${7:-$2/prefix}" "$5" "$6" "$2/data.bin" "$1" "$4" "$1" > "$1.ini"
+  mpi "$3" "$bin" train "$1.ini" > "$1.log" 2>&1 || { fail "$1: training failed"; cat "$1.log"; return 1; }
+}
+prefix_losses() {  # NAME METRICS REF.JSON N: the first N losses against prefix.adamw_losses
+  $py - "$@" <<'PY'
+import json, sys
+name, metrics, ref, n = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))["prefix"], int(sys.argv[4])
+got = [json.loads(l)["loss"] for l in open(metrics)][:n]
+want = ref["adamw_losses"][:n]
+rel = max(abs(g - w) / abs(w) for g, w in zip(got, want))
+print("%s: losses %s, PEFT %s, worst rel %.2e" % (name, ["%.7f" % g for g in got], ["%.7f" % w for w in want], rel))
+sys.exit(0 if len(got) == n and abs(got[0] - ref["loss"]) <= 1e-5 * ref["loss"] and rel < 1e-4 else 1)
+PY
+}
+for f in gpt2_methods llama_methods; do
+  for tp in 1 2; do
+    prefix_run ${f}_prefix_tp$tp "$tiny/$f" $tp $tp 5 1e-3 && prefix_losses ${f}_prefix_tp$tp ${f}_prefix_tp$tp.jsonl "$tiny/$f/ref.json" 5 \
+      && ok || fail "${f} prefix tp $tp: not PEFT's trajectory"
+  done
+  n=${f}_prefix_export
+  prefix_run $n "$tiny/$f" 2 2 1 1e-30 || continue
+  mpi 2 "$bin" export $n.ck/ckpt-00000001.h5 --out $n.out > $n.exlog 2>&1 || { fail "$n: export"; cat $n.exlog; continue; }
+  $py - $n.out "$tiny/$f/prefix" <<'PY' && ok || fail "$n: not PEFT's files"
+import json, struct, sys
+import numpy as np
+def st(path):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); m = h.pop("__metadata__", None)
+    return m, {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32).reshape(v["shape"]) for k, v in h.items()}
+(mo, ours), (mp, peft) = st(sys.argv[1] + "/adapter_model.safetensors"), st(sys.argv[2] + "/adapter_model.safetensors")
+assert mo == mp and sorted(ours) == sorted(peft), (mo, mp, sorted(ours), sorted(peft))
+assert all(ours[k].shape == peft[k].shape for k in peft)
+worst = max(float(np.max(np.abs(ours[k] - peft[k]))) for k in peft)
+co, cp = json.load(open(sys.argv[1] + "/adapter_config.json")), json.load(open(sys.argv[2] + "/adapter_config.json"))
+assert sorted(co) == sorted(cp), sorted(set(co) ^ set(cp))
+differ = [k for k in cp if co[k] != cp[k] and k != "base_model_name_or_path"]
+print("export vs PEFT: keys %s, worst difference %.2e, config fields differing: %s" % (sorted(ours), worst, differ))
+sys.exit(0 if worst == 0 and not differ else 1)
+PY
+  prefix_run ${n}_again "$tiny/$f" 1 1 1 1e-30 "$PWD/$n.out" && prefix_losses ${n}_again ${n}_again.jsonl "$tiny/$f/ref.json" 1 \
+    && ok || fail "$n: the export taken in again"
+done
 
 # merge against PEFT: init_from the fixture adapter, a checkpoint after one step at lr 1e-30: no value moves
 if [ -d "$g" ]; then

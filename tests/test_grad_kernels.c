@@ -918,6 +918,89 @@ static void test_qk_norm_attention(void) {
     free(c.att), free(c.R), free(c.draw), free(c.dqn), free(c.dkn), free(c.dqkv), free(c.datt);
 }
 
+// Attention with P prefix keys/values (prefix tuning, kernels_prefix.c), grouped-query: every
+// query sees the P prefixes and its causal window; the prefixes sit in one (P, ldp) buffer
+// [keys | values | pad] shared by the batch.
+typedef struct {
+    int B, T, NH, KVH, hs, ld, P, ldp;
+    float *qkv, *pre, *out, *att, *R, *dqkv, *dpk, *dpv, *datt;
+} pfx_ctx;
+
+static double pfx_loss(void *p) {
+    pfx_ctx *c = p;
+    int q = c->NH * c->hs, kv = c->KVH * c->hs;
+    lmp_sdpa_prefix_forward(c->out, c->att, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->pre,
+                            c->pre + kv, c->ldp, c->P, c->B, c->T, c->NH, c->KVH, c->hs);
+    return dot_rd(c->out, c->R, (size_t)c->B * c->T * q);
+}
+static void pfx_bwd(void *p) {
+    pfx_ctx *c = p;
+    int q = c->NH * c->hs, kv = c->KVH * c->hs;
+    pfx_loss(c);
+    fill(c->datt, (size_t)c->B * c->NH * c->T * (c->T + c->P), NAN);  // scratch: must not be read
+    lmp_sdpa_prefix_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->dpk, c->dpv, c->datt, c->R,
+                             c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->pre, c->pre + kv, c->ldp,
+                             c->att, c->P, c->B, c->T, c->NH, c->KVH, c->hs);
+}
+
+// out of query (b, t, h) in double: softmax over the P prefixes and keys 0..t.
+static void pfx_ref_row(const pfx_ctx *c, int b, int t, int h, double *o) {
+    int kh = h / (c->NH / c->KVH), q = c->NH * c->hs, kv = c->KVH * c->hs, hs = c->hs;
+    const float *qr = c->qkv + (size_t)(b * c->T + t) * c->ld + h * hs;
+    double a[64], mx = -INFINITY, sum = 0;
+    for (int j = 0; j < c->P + t + 1; j++) {
+        const float *k = j < c->P ? c->pre + (size_t)j * c->ldp + kh * hs
+                                  : c->qkv + (size_t)(b * c->T + j - c->P) * c->ld + q + kh * hs;
+        double sc = 0;
+        for (int i = 0; i < hs; i++) sc += (double)qr[i] * k[i];
+        a[j] = sc / sqrt(hs);
+        mx = fmax(mx, a[j]);
+    }
+    for (int j = 0; j < c->P + t + 1; j++) { a[j] = exp(a[j] - mx); sum += a[j]; }
+    for (int i = 0; i < hs; i++) {
+        o[i] = 0;
+        for (int j = 0; j < c->P + t + 1; j++) {
+            const float *v = j < c->P ? c->pre + (size_t)j * c->ldp + kv + kh * hs
+                                      : c->qkv + (size_t)(b * c->T + j - c->P) * c->ld + q + kv + kh * hs;
+            o[i] += a[j] / sum * v[i];
+        }
+    }
+}
+
+static void test_attention_prefix(void) {
+    printf("attention with prefix keys/values, grouped-query\n");
+    enum { B = 2, T = 5, NH = 4, KVH = 2, hs = 3, P = 3, LD = (NH + 2 * KVH) * hs, C = NH * hs,
+           LDP = 2 * KVH * hs + 1, S = P + T };
+    pfx_ctx c = {B, T, NH, KVH, hs, LD, P, LDP, randn(B * T * LD, 0, 1), randn(P * LDP, 0, 1),
+                 zeros(B * T * C), zeros(B * NH * T * S), randn(B * T * C, 0, 1), zeros(B * T * LD),
+                 zeros(P * LDP), zeros(P * LDP), zeros(B * NH * T * S)};
+    grad_t gs[] = {{"dqkv", &c.dqkv, B * T * LD}, {"dpk", &c.dpk, P * LDP}, {"dpv", &c.dpv, P * LDP}};
+    pfx_loss(&c);
+    double oref[B * T * C];
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) pfx_ref_row(&c, b, t, h, oref + (b * T + t) * C + h * hs);
+    float *of = from_double(oref, B * T * C);
+    T_CHECK(t_max_rel_diff(c.out, of, B * T * C) <= FWD_TOL, "prefix attention out != reference");
+    free(of);
+    zero_grads(gs, 3);
+    pfx_bwd(&c);
+    check_fd("prefix attention dqkv", c.qkv, c.dqkv, B * T * LD, pfx_loss, &c, FD_H);
+    // dpk and dpv share the prefix buffer's layout: keys at column 0, values at KVH hs.
+    float *g = zeros(P * LDP);
+    for (int t = 0; t < P; t++)
+        for (int i = 0; i < KVH * hs; i++) {
+            g[t * LDP + i] = c.dpk[t * LDP + i];
+            g[t * LDP + KVH * hs + i] = c.dpv[t * LDP + i];
+        }
+    check_fd("prefix attention dprefix", c.pre, g, P * LDP, pfx_loss, &c, FD_H);
+    free(g);
+    check_accumulates("prefix attention", pfx_bwd, &c, gs, 3);
+    check_null_grads("prefix attention", pfx_bwd, &c, gs, 3, 1u);
+    free(c.qkv), free(c.pre), free(c.out), free(c.att), free(c.R), free(c.dqkv), free(c.dpk);
+    free(c.dpv), free(c.datt);
+}
+
 int main(void) {
     test_layernorm();  // first: it forks before this process's first OpenMP region
     test_matmul();
@@ -931,5 +1014,6 @@ int main(void) {
     test_swiglu();
     test_matmul_oi();
     test_qk_norm_attention();
+    test_attention_prefix();
     return t_finish();
 }

@@ -10,7 +10,8 @@
 //  - LMP_HOOK_BESIDE: a branch beside a sublayer fed by the sublayer's input x, h += g(x)
 //    (parallel adapters); x and h whole on every tp rank.
 //  - LMP_HOOK_KV: extra keys and values prepended in attention (prefix tuning), per local
-//    KV head. Reserved: the attention kernel takes prefix keys with the methods issue.
+//    KV head: the method hands the block's attention p key and value rows (kv_forward) that
+//    every query sees, and takes their gradients back (kv_backward).
 // Each instance owns an adapter record (core/registry.h: layer, target, slice, method,
 // shape, scaling) and registers its tensors under it, so checkpoints, PEFT export and the
 // analysis read what an adapter is from the registry instead of from its tensor names.
@@ -61,7 +62,24 @@ typedef struct {
     // (0 GELU, 1 ReLU), std of houlsby's truncated-normal init, parallel's scale s.
     int size, relu;
     float init_scale, bscale;
+    // Prefix tuning (adapters/prefix.h): p virtual tokens per layer.
+    int virtual_tokens;
 } lmp_adapter_opts;
+
+// LMP_HOOK_KV: how one block's attention meets the prefixes: n_kv_head key/value heads of
+// head_dim hd in all, of which this rank holds [kv0, kv0 + KVH_l).
+typedef struct {
+    int n_kv_head, kv0, KVH_l, hd;
+} lmp_kv_view;
+
+// The prefixes of one block as its attention reads them: rows t < p of keys k and values v,
+// row stride ld, this rank's first KV head at column 0 (heads hd apart); dk, dv the same
+// layout for their gradients (NULL: frozen), accumulated (+=) by the attention's backward.
+typedef struct {
+    int p, ld;
+    const float *k, *v;
+    float *dk, *dv;
+} lmp_kv_prefix;
 
 typedef struct lmp_adapter lmp_adapter;
 
@@ -103,6 +121,13 @@ typedef struct {
                            float *scratch, int N, const lmp_rng_ctx *rc);
     void (*beside_backward)(lmp_adapter *a, float *dx, const float *dh, const float *x,
                             const float *saved, float *scratch, int N, const lmp_rng_ctx *rc);
+    // LMP_HOOK_KV: registers the prefixes of one block (rec->target "attn") seen as *v.
+    lmp_adapter *(*add_kv)(lmp_registry *reg, const lmp_adapter_rec *rec, const lmp_kv_view *v,
+                           const lmp_adapter_opts *o);
+    // Fills *pf for this step's forward (the same pointers serve its backward); kv_backward
+    // runs after the attention's backward has accumulated pf's dk, dv.
+    void (*kv_forward)(lmp_adapter *a, lmp_kv_prefix *pf);
+    void (*kv_backward)(lmp_adapter *a);
     void (*free)(lmp_adapter *a);
 } lmp_adapter_method;
 

@@ -2,6 +2,7 @@
 #include "adapters/adapter.h"
 #include "adapters/bottleneck.h"
 #include "adapters/lora.h"
+#include "adapters/prefix.h"
 
 #include "core/util.h"
 
@@ -11,8 +12,9 @@ static const lmp_adapter_method *METHODS[16] = {
     &lmp_lora_method,
     &lmp_houlsby_method,
     &lmp_parallel_method,
+    &lmp_prefix_method,
 };
-static size_t n_methods = 3;  // the entries above
+static size_t n_methods = 4;  // the entries above
 
 void lmp_adapter_add_method(const lmp_adapter_method *m) {
     LMP_CHECK(n_methods < sizeof METHODS / sizeof METHODS[0], "too many adapter methods (%s)", m->name);

@@ -41,7 +41,7 @@ static const key_t_ KEYS[] = {
     {"model", "vocab_size", K_INT, O(model.vocab_size), 0, 1, 65536, 0, 0, "256", "an integer in [1, 65536]", 0},
     {"model", "n_ctx", K_INT, O(model.n_ctx), 0, 1, 1e6, 0, 0, "256", "a positive integer", 0},
     {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora",
-     "none, or a comma list of lora, houlsby, parallel (houlsby and parallel exclude each other)", LMP_KEY_TENSORS},
+     "none, or a comma list of lora, houlsby, parallel, prefix (houlsby and parallel exclude each other)", LMP_KEY_TENSORS},
     {"adapter", "r", K_INT, O(adapter.r), 0, 1, 65536, 0, 0, "8", "a positive integer", LMP_KEY_TENSORS},
     {"adapter", "alpha", K_FLOAT, O(adapter.alpha), 0, 0, 1e9, 1, 0, "16", "a positive number", LMP_KEY_TENSORS},
     {"adapter", "dropout", K_FLOAT, O(adapter.dropout), 0, 0, 1, 0, 1, "0", "a number in [0, 1)", 0},
@@ -62,6 +62,9 @@ static const key_t_ KEYS[] = {
     {"adapter", "sublayers", K_SUBLAYERS, O(adapter.sublayers), 0, 0, 0, 0, 0, "auto",
      "auto (houlsby: attn,mlp; parallel: mlp) or a comma list of attn, mlp", LMP_KEY_TENSORS},
     {"adapter", "scale", K_FLOAT, O(adapter.scale), 0, 0, 1e9, 0, 0, "4", "a non-negative number", LMP_KEY_TENSORS},
+    {"adapter", "virtual_tokens", K_INT, O(adapter.virtual_tokens), 0, 1, 65536, 0, 0, "20", "a positive integer", LMP_KEY_TENSORS},
+    {"adapter", "prefix_projection", K_BOOL, O(adapter.prefix_projection), 0, 0, 0, 0, 0, "false", "true or false", LMP_KEY_TENSORS},
+    {"adapter", "encoder_hidden_size", K_INT, O(adapter.encoder_hidden_size), 0, 0, 1e7, 0, 0, "0", "a non-negative integer (0: the token dim)", LMP_KEY_TENSORS},
     {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer", 0},
     {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer", 0},
     {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
@@ -176,7 +179,7 @@ static int parse_enum(const char *v, const char *const *names, int n) {
     return -1;
 }
 
-static const char *METHODS[] = {"lora", "houlsby", "parallel"};  // bit i: 1 << i
+static const char *METHODS[] = {"lora", "houlsby", "parallel", "prefix"};  // bit i: 1 << i
 static const char *ACTS[] = {"gelu", "relu"};
 static const char *SUBLAYERS[] = {"attn", "mlp"};                 // bit i: 1 << i
 
@@ -201,7 +204,7 @@ static int parse_bits(const char *v, const char *const *names, int n, int *bits,
 static int parse_method(lmp_config *c, const char *v, char *why, int whylen) {
     int bits;
     if (!strcasecmp(v, "none")) { c->adapter.method = LMP_METHOD_NONE; return 0; }
-    if (parse_bits(v, METHODS, 3, &bits, why, whylen)) return -1;
+    if (parse_bits(v, METHODS, 4, &bits, why, whylen)) return -1;
     if ((bits & LMP_METHOD_HOULSBY) && (bits & LMP_METHOD_PARALLEL)) {
         snprintf(why, whylen, "houlsby and parallel do not combine (both are the bottleneck "
                  "h.<layer>.<sublayer>.adapter); lora combines with either");
@@ -214,7 +217,7 @@ static int parse_method(lmp_config *c, const char *v, char *why, int whylen) {
 const char *lmp_config_methods(int bits, char *buf, int n) {
     buf[0] = 0;
     if (!bits) snprintf(buf, n, "none");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (bits & (1 << i)) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "," : "", METHODS[i]);
     return buf;
 }
@@ -349,9 +352,15 @@ void lmp_config_defaults(lmp_config *c) {
 }
 
 int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
-    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA) {
-        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora (a PEFT LoRA "
-                 "adapter cannot seed full fine-tuning)", c->adapter.init_from);
+    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA && c->adapter.method != LMP_METHOD_PREFIX) {
+        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora or prefix, as the "
+                 "PEFT adapter is (a PEFT adapter cannot seed full fine-tuning or a combination)", c->adapter.init_from);
+        return -1;
+    }
+    if ((c->adapter.method & LMP_METHOD_PREFIX) && c->adapter.prefix_projection) {
+        snprintf(err, errlen, "[adapter] prefix_projection = true (PEFT's MLP reparameterisation of the "
+                 "prefixes) is not implemented yet: train the prefixes directly (false), which is also "
+                 "what a PEFT adapter saved with it holds");
         return -1;
     }
     if (c->train.warmup_steps > c->train.steps) {
@@ -510,7 +519,9 @@ static int key_methods(const key_t_ *k) {
         {"r", LMP_METHOD_LORA}, {"alpha", LMP_METHOD_LORA}, {"targets", LMP_METHOD_LORA},
         {"rslora", LMP_METHOD_LORA}, {"size", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
         {"act", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
-        {"sublayers", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL}, {"scale", LMP_METHOD_PARALLEL}};
+        {"sublayers", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL}, {"scale", LMP_METHOD_PARALLEL},
+        {"virtual_tokens", LMP_METHOD_PREFIX}, {"prefix_projection", LMP_METHOD_PREFIX},
+        {"encoder_hidden_size", LMP_METHOD_PREFIX}};
     if (strcmp(k->section, "adapter")) return 0;
     for (size_t i = 0; i < sizeof M / sizeof M[0]; i++)
         if (!strcmp(k->key, M[i].key)) return M[i].methods;

@@ -12,7 +12,7 @@
 #include "core/targets.h"  // LMP_T_* target bits
 
 // [adapter] method: none, or a set of methods (bits; `lora,houlsby` is LORA | HOULSBY).
-typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4 } lmp_method;
+typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4, LMP_METHOD_PREFIX = 8 } lmp_method;
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
 
@@ -41,6 +41,9 @@ typedef struct {
         int size, relu;           // bottleneck adapters: width m, ReLU instead of GELU
         float init_scale, scale;  // houlsby's init std, parallel's scale s
         int sublayers;            // bottleneck placement: 1 attn, 2 mlp, 0 the method's default
+        int virtual_tokens;       // prefix tuning: p key/value rows per layer
+        int prefix_projection;    // PEFT's reparameterisation through an MLP (refused: not yet)
+        int encoder_hidden_size;  // its hidden width (0: the token dim, as PEFT)
     } adapter;
     struct {
         int steps, batch_size, seq_len;

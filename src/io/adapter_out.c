@@ -3,6 +3,7 @@
 #include "core/util.h"
 #include "io/model_io.h"
 #include "io/peft.h"
+#include "io/peft_prefix.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -105,21 +106,25 @@ static void lora_only(const lmp_registry *reg, lmp_registry *out) {
     }
 }
 
+// Where one method's files go: DIR itself when it is the only method, else DIR/<method>.
+static const char *method_dir(char *sub, size_t n, const char *dir, int multi, const char *method) {
+    return multi ? lmp_path_join(sub, n, dir, method) : dir;
+}
+
 void lmp_adapters_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg) {
-    int bits = cfg->adapter.method;
-    if (bits == LMP_METHOD_LORA) {  // LoRA alone: the PEFT directory itself
-        lmp_peft_save(dir, reg, cfg);
-        return;
-    }
-    const char *bneck = bits & LMP_METHOD_HOULSBY ? "houlsby" : "parallel";
-    if (!(bits & LMP_METHOD_LORA)) {
-        lmp_bottleneck_save(dir, reg, cfg, bneck);
-        return;
-    }
+    int bits = cfg->adapter.method, multi = (bits & (bits - 1)) != 0;
     char sub[LMP_PATH_MAX + 16];
-    lmp_registry lo;
-    lora_only(reg, &lo);
-    lmp_peft_save(lmp_path_join(sub, sizeof sub, dir, "lora"), &lo, cfg);
-    lmp_registry_free(&lo);
-    lmp_bottleneck_save(lmp_path_join(sub, sizeof sub, dir, bneck), reg, cfg, bneck);
+    if (bits == LMP_METHOD_LORA) lmp_peft_save(dir, reg, cfg);  // LoRA alone: the PEFT directory itself
+    else if (bits & LMP_METHOD_LORA) {  // lmp_peft_save takes a registry of LoRA records only
+        lmp_registry lo;
+        lora_only(reg, &lo);
+        lmp_peft_save(method_dir(sub, sizeof sub, dir, multi, "lora"), &lo, cfg);
+        lmp_registry_free(&lo);
+    }
+    if (bits & (LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL)) {
+        const char *bneck = bits & LMP_METHOD_HOULSBY ? "houlsby" : "parallel";
+        lmp_bottleneck_save(method_dir(sub, sizeof sub, dir, multi, bneck), reg, cfg, bneck);
+    }
+    if (bits & LMP_METHOD_PREFIX)
+        lmp_peft_prefix_save(method_dir(sub, sizeof sub, dir, multi, "prefix"), reg, cfg);
 }

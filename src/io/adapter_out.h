@@ -8,8 +8,9 @@
 //                               "method", "size", "hidden_size", "act", "scale", "init_scale",
 //                               "sublayers", "layers", "modules", "base_model_name_or_path",
 //                               "forward"}.
-// Methods combined (lora,houlsby / lora,parallel): one subdirectory per method, DIR/lora (PEFT)
-// and DIR/<bottleneck method>. Tensors must be whole on this rank; call on one rank.
+// prefix: PEFT's prefix-tuning directory (io/peft_prefix.h).
+// Methods combined (lora,houlsby, lora,prefix, ...): one subdirectory per method, DIR/lora
+// (PEFT), DIR/<bottleneck method>, DIR/prefix (PEFT). Tensors must be whole on this rank; call on one rank.
 #ifndef LORAMPI_ADAPTER_OUT_H
 #define LORAMPI_ADAPTER_OUT_H
 #include "core/config.h"

@@ -51,7 +51,7 @@ void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T) {
     size_t N = (size_t)B * T;
     lmp_acts_add(t, &at->qkv_buf, N * at->qkv_l);
     lmp_acts_add(t, &at->y, N * at->NH_l * at->hd);
-    lmp_acts_add(t, &at->att, (size_t)B * at->NH_l * T * T);
+    lmp_acts_add(t, &at->att, (size_t)B * at->NH_l * T * (T + at->n_prefix));
     lmp_acts_add(t, &at->raw, at->q_norm ? N * at->qkv_l : 0);
     lmp_acts_add(t, &at->qk_rstd, at->q_norm ? N * (at->NH_l + at->KVH_l) : 0);
 }
@@ -84,8 +84,14 @@ void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_ru
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
     project(at, x, N, r->T, r->pos0, r);
     const float *Q = at->qkv_buf;
-    lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, r->B, r->T, at->NH_l,
-                            at->KVH_l, at->hd);
+    if (at->kv) {
+        at->kv->method->kv_forward(at->kv, &at->pf);
+        lmp_sdpa_prefix_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, at->pf.k, at->pf.v,
+                                at->pf.ld, at->pf.p, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
+    } else {
+        lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, r->B, r->T, at->NH_l,
+                         at->KVH_l, at->hd);
+    }
     lmp_linear_forward(&at->out, out, at->y, N, r->comm, r->rc, r->ad_scratch);
 }
 
@@ -123,12 +129,26 @@ void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, con
     memset(r->dqkv, 0, (size_t)N * at->qkv_l * sizeof(float));
     const float *Q = at->qkv_buf;
     float *dQ = r->dqkv;
-    lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q, Q + q, Q + q + kv,
-                             at->att, at->qkv_l, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
+    if (at->kv) {
+        const lmp_kv_prefix *pf = &at->pf;
+        lmp_sdpa_prefix_backward(dQ, dQ + q, dQ + q + kv, pf->dk, pf->dv, r->datt, r->dattn, Q, Q + q,
+                                 Q + q + kv, at->qkv_l, pf->k, pf->v, pf->ld, at->att, pf->p, r->B,
+                                 r->T, at->NH_l, at->KVH_l, at->hd);
+        at->kv->method->kv_backward(at->kv);
+    } else {
+        lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q, Q + q, Q + q + kv,
+                          at->att, at->qkv_l, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
+    }
     project_backward(at, dx, x, r);
 }
 void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int T) {
-    int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
+    int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, P = at->kv ? at->pf.p : 0;
+    for (int t = 0; t < P; t++) {
+        memcpy(kc + (size_t)t * kv, at->pf.k + (size_t)t * at->pf.ld, (size_t)kv * sizeof(float));
+        memcpy(vc + (size_t)t * kv, at->pf.v + (size_t)t * at->pf.ld, (size_t)kv * sizeof(float));
+    }
+    kc += (size_t)P * kv;
+    vc += (size_t)P * kv;
     for (int t = 0; t < T; t++) {
         const float *row = at->qkv_buf + (size_t)t * at->qkv_l;
         memcpy(kc + (size_t)t * kv, row + q, (size_t)kv * sizeof(float));

@@ -29,7 +29,12 @@ typedef struct {
     float *qk_rstd;               // (N,NH_l + KVH_l) the q/k norm's rstd (qk norm only)
     float *qkv_buf;               // (N,qkv_l) q|k|v of the local heads
     float *y;                     // (N,NH_l hd) attention output, input of the projection
-    float *att;                   // (B,NH_l,T,T) softmax probabilities
+    float *att;                   // (B,NH_l,T,n_prefix+T) softmax probabilities
+    // Prefix tuning (LMP_HOOK_KV): the method instance or NULL, its p (0: none) and the
+    // prefixes of the current step (kv_forward's).
+    lmp_adapter *kv;
+    int n_prefix;
+    lmp_kv_prefix pf;
 } lmp_attention;
 
 // Registers the fused q|k|v weight (C, (NH + 2 KVH) hd) as 3 blocks split by heads, and the
@@ -42,6 +47,7 @@ void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_ru
 // Decoding (generation with a key/value cache): kc, vc (n_ctx, KVH_l hd) hold this rank's
 // keys and values of positions < pos. Fills them from the last batch forward of T positions
 // (B = 1), or runs one position: out (1,C) from x (1,C), appending its k, v at pos.
+// With prefixes, they take positions 0 .. n_prefix - 1 and the T positions follow.
 // sc is scratch of n_ctx floats.
 void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int T);
 void lmp_attention_decode(lmp_attention *at, float *out, const float *x, float *kc, float *vc,

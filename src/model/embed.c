@@ -46,7 +46,8 @@ void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
 }
 
 void lmp_embed_backward(lmp_embed *e, const float *dout, const int *tokens, lmp_run *r) {
-    lmp_embedding_backward(e->wte->grad, e->wpe ? e->wpe->grad : NULL, dout, tokens, r->B, r->T,
+    float *dwpe = e->wpe && e->wpe->grad ? e->wpe->grad + (size_t)r->pos0 * e->C : NULL;
+    lmp_embedding_backward(e->wte->grad, dwpe, dout, tokens, r->B, r->T,
                            e->C, e->v0, e->V_l);
 }
 

@@ -46,6 +46,19 @@ void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float
                             const float *q, const float *k, const float *v, const float *att,
                             int ld, int B, int T, int NH, int KVH, int hs);
 
+// The same with P prefix keys/values in front of every sequence (prefix tuning,
+// kernels_prefix.c): pk, pv (P, *) with row stride ldp, kv head h at column h*hs, shared by
+// the batch; every query sees all P of them, then its causal window. att is (B,NH,T,P+T)
+// (columns 0..P-1 the prefixes). Backward: dpk, dpv (layout of pk, pv; NULL: skipped)
+// accumulate the sum over the batch; datt scratch of (B,NH,T,P+T).
+void lmp_sdpa_prefix_forward(float *out, float *att, const float *q, const float *k,
+                             const float *v, int ld, const float *pk, const float *pv, int ldp,
+                             int P, int B, int T, int NH, int KVH, int hs);
+void lmp_sdpa_prefix_backward(float *dq, float *dk, float *dv, float *dpk, float *dpv, float *datt,
+                              const float *dout, const float *q, const float *k, const float *v,
+                              int ld, const float *pk, const float *pv, int ldp, const float *att,
+                              int P, int B, int T, int NH, int KVH, int hs);
+
 // out = a + b, (n).
 void lmp_residual_forward(float *out, const float *a, const float *b, size_t n);
 

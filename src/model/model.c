@@ -68,6 +68,26 @@ static void add_block_adapters(lmp_model *m, const lmp_adapter_method *meth, lmp
     }
 }
 
+// Hooks a key/value method (prefix tuning) onto the attention of block l.
+static void add_kv_adapter(lmp_model *m, const lmp_adapter_method *meth, lmp_block *b, int l) {
+    lmp_attention *at = &b->attn;
+    LMP_CHECK(!at->kv, "block %d: two key/value methods (prefix) in one attention", l);
+    const lmp_arch *a = &m->arch;
+    int kvw = a->n_kv_head * a->head_dim;  // the record: in = the KV heads, out = 2 kvw (prefix.h)
+    lmp_adapter_rec rec = {.method = meth->name, .layer = l, .slice = -1, .in = a->n_kv_head, .out = 2 * kvw,
+                           .base_in = a->n_kv_head, .base_out = 2 * kvw};
+    lmp_fmt(rec.name, sizeof rec.name, "h.%d.attn.prefix", l);
+    lmp_fmt(rec.module, sizeof rec.module, "h.%d.attn", l);
+    lmp_fmt(rec.site, sizeof rec.site, "attn");
+    lmp_fmt(rec.target, sizeof rec.target, "attn");
+    lmp_kv_view v = {.n_kv_head = a->n_kv_head, .kv0 = m->comm->tp_rank * at->KVH_l,
+                     .KVH_l = at->KVH_l, .hd = at->hd};
+    at->kv = meth->add_kv(&m->reg, &rec, &v, &m->opts.ad);
+    at->n_prefix = m->opts.ad.virtual_tokens;
+    m->n_prefix = at->n_prefix;
+    m->ad[m->n_ad++] = at->kv;
+}
+
 // Hooks the configured adapters onto block l: each method of the comma list in turn.
 static void add_adapters(lmp_model *m, lmp_block *b, int l) {
     const lmp_model_opts *o = &m->opts;
@@ -81,6 +101,8 @@ static void add_adapters(lmp_model *m, lmp_block *b, int l) {
             if (o->targets) add_linear_adapters(m, meth, b, l);
         } else if (meth->hooks & (LMP_HOOK_SUBLAYER | LMP_HOOK_BESIDE)) {
             add_block_adapters(m, meth, b, l);
+        } else if (meth->hooks & LMP_HOOK_KV) {
+            add_kv_adapter(m, meth, b, l);
         }
     }
 }
@@ -131,9 +153,9 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
     int L = a->n_layer, train = opts->full_finetune;
     // 5 embedding/head/final-norm tensors, up to 18 per block (Llama with biases and q/k
     // norm), at most 4 per adapter record
-    lmp_registry_init(&m->reg, 8 + L * (20 + 4 * (a->n_targets + 2)));
+    lmp_registry_init(&m->reg, 8 + L * (20 + 4 * (a->n_targets + 3)));
     m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
-    m->ad = lmp_calloc((size_t)(L * (a->n_targets + 2) + 1) * sizeof(lmp_adapter *));
+    m->ad = lmp_calloc((size_t)(L * (a->n_targets + 3) + 1) * sizeof(lmp_adapter *));
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);
     for (int l = 0; l < L; l++) {
         lmp_block *b = &m->blocks[l];
@@ -214,7 +236,7 @@ static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
     lmp_acts_add(t, &r->dln, N * C);
     lmp_acts_add(t, &r->dqkv, N * qkv_l);
     lmp_acts_add(t, &r->dattn, N * y_l);
-    lmp_acts_add(t, &r->datt, m->arch.n_layer ? (size_t)B * at->NH_l * T * T : 0);
+    lmp_acts_add(t, &r->datt, m->arch.n_layer ? (size_t)B * at->NH_l * T * (T + at->n_prefix) : 0);
     lmp_acts_add(t, &r->dqkv_raw, qk_norm ? N * qkv_l : 0);
     lmp_acts_add(t, &r->dh, N * h_w);
     lmp_acts_add(t, &r->dh_act, N * H_l);
@@ -243,8 +265,8 @@ static void set_rope(lmp_model *m) {
 
 void lmp_model_set_batch(lmp_model *m, int B, int T) {
     if (m->act_mem && m->B == B && m->T == T) return;
-    LMP_CHECK(T <= m->arch.n_ctx, "sequence length %d exceeds the model's context n_ctx = %d", T,
-              m->arch.n_ctx);
+    LMP_CHECK(T + m->n_prefix <= m->arch.n_ctx, "sequence length %d%s exceeds the model's context "
+              "n_ctx = %d", T, m->n_prefix ? " after the prefixes' virtual tokens" : "", m->arch.n_ctx);
     free(m->act_mem);
     free(m->emb.xstat);
     m->B = m->run.B = B;
@@ -332,6 +354,7 @@ double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const
     lmp_run *r = &m->run;
     int N = m->B * m->T, L = m->arch.n_layer;
     r->rc = rc;
+    r->pos0 = m->n_prefix;  // the sequence follows the prefixes' virtual tokens
     forward_trunk(m, tokens);
     double loss = lmp_head_loss(&m->emb, m->lnf.out, r->dln, targets, scale, backward, r);
     if (!backward) return loss;
@@ -346,6 +369,7 @@ double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const
 void lmp_model_logits(lmp_model *m, const int *tokens, float *logits) {
     lmp_rng_ctx rc = {0, 0, 0, 0};
     m->run.rc = &rc;
+    m->run.pos0 = m->n_prefix;
     forward_trunk(m, tokens);
     lmp_head_logits(&m->emb, m->lnf.out, logits, m->arch.vocab_size, &m->run);
 }
@@ -371,7 +395,8 @@ static void last_logits(lmp_model *m, int row, float *logits) {
 }
 
 void lmp_model_prefill(lmp_model *m, const int *tokens, int T, float *logits) {
-    LMP_CHECK(T >= 1 && T <= m->arch.n_ctx, "prefill of %d tokens, context %d", T, m->arch.n_ctx);
+    LMP_CHECK(T >= 1 && T + m->n_prefix <= m->arch.n_ctx, "prefill of %d tokens, context %d%s", T,
+              m->arch.n_ctx, m->n_prefix ? " less the prefixes" : "");
     if (!m->cache.mem) {
         m->cache.mem = lmp_calloc((size_t)m->arch.n_layer * 2 * m->arch.n_ctx * cache_width(m) * sizeof(float));
         m->cache.sc = lmp_malloc((size_t)m->arch.n_ctx * sizeof(float));
@@ -379,7 +404,7 @@ void lmp_model_prefill(lmp_model *m, const int *tokens, int T, float *logits) {
     lmp_rng_ctx rc = {0, 0, 0, 0};
     lmp_model_set_batch(m, 1, T);
     m->run.rc = &rc;
-    m->run.pos0 = 0;
+    m->run.pos0 = m->n_prefix;
     forward_trunk(m, tokens);
     for (int l = 0; l < m->arch.n_layer; l++)
         lmp_attention_fill_cache(&m->blocks[l].attn, cache_k(m, l), cache_v(m, l), T);
@@ -404,7 +429,7 @@ static void block_decode(lmp_model *m, int l, const float *x, int pos) {
 }
 
 void lmp_model_decode(lmp_model *m, int token, float *logits) {
-    int pos = m->cache.len, L = m->arch.n_layer;
+    int pos = m->cache.len + m->n_prefix, L = m->arch.n_layer;  // prefixes first in the cache
     LMP_CHECK(m->cache.mem && pos < m->arch.n_ctx, "decode at position %d: cache %s, context %d",
               pos, m->cache.mem ? "full" : "empty", m->arch.n_ctx);
     lmp_rng_ctx rc = {0, 0, 0, 0};
@@ -415,6 +440,6 @@ void lmp_model_decode(lmp_model *m, int token, float *logits) {
     for (int l = 0; l < L; l++) block_decode(m, l, block_input(m, l), pos);
     lmp_norm_forward(&m->lnf, block_input(m, L), 1);
     m->run.pos0 = 0;
-    m->cache.len = pos + 1;
+    m->cache.len++;
     last_logits(m, 0, logits);
 }

@@ -50,7 +50,8 @@ typedef struct {
 typedef struct {
     float *mem;                     // (n_layer, 2, n_ctx, KVH_l hd)
     float *sc;                      // (n_ctx) attention scores of one head
-    int len;                        // positions held
+    int len;                        // positions held (tokens: prefixes, in the first
+                                    // n_prefix slots, not counted)
 } lmp_kv_cache;
 
 typedef struct {
@@ -62,6 +63,8 @@ typedef struct {
     lmp_norm lnf;
     lmp_block *blocks;
     lmp_adapter **ad;               // every adapter instance, in registration order
+    int n_prefix;                   // prefix tuning's virtual tokens (0: none): the sequence
+                                    // sits at positions n_prefix .. n_prefix + T - 1
     int n_ad;
     // activations for B x T, (re)allocated by lmp_model_set_batch
     int B, T;

@@ -29,10 +29,15 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
     lmp_fmt(rec.site, sizeof rec.site, "%s", m->site);
     lmp_fmt(rec.base, sizeof rec.base, "%s", m->base_weight);
     lmp_fmt(rec.target, sizeof rec.target, "%s", m->target);
-    lmp_adapter_opts o = {.r = (int)m->r, .alpha = (float)m->alpha, .size = (int)m->r, .bscale = (float)m->scale};
+    lmp_adapter_opts o = {.r = (int)m->r, .alpha = (float)m->alpha, .size = (int)m->r, .bscale = (float)m->scale,
+                          .virtual_tokens = (int)m->r};
     lmp_linear_view v = {.in = (int)m->in, .out = (int)m->out, .a0 = 0, .in_l = (int)m->in, .nseg = 1,
                          .cnt = {(int)m->out}};
-    lmp_adapter *a = meth->add_linear ? meth->add_linear(reg, &rec, &v, &o) : meth->add_block(reg, &rec, (int)m->in, &o);
+    // Prefix records: in = the KV heads, out = 2 x their width (adapters/prefix.h).
+    lmp_kv_view kv = {.n_kv_head = (int)m->in, .KVH_l = (int)m->in, .hd = m->in ? (int)(m->out / (2 * m->in)) : 0};
+    lmp_adapter *a = meth->add_linear ? meth->add_linear(reg, &rec, &v, &o)
+                     : meth->add_kv   ? meth->add_kv(reg, &rec, &kv, &o)
+                                      : meth->add_block(reg, &rec, (int)m->in, &o);
     reg->rec[a->rec].alpha = (float)m->alpha;
     reg->rec[a->rec].scale = (float)m->scale;
     meth->free(a);

@@ -71,7 +71,7 @@ static void encode_prompt(lmp_bpe *b, const char *prompt, int eot, lmp_ids *ids)
 // window of the last T tokens. Both see the same window.
 static void next_logits(lmp_model *m, const lmp_gen_opts *g, const lmp_ids *ids, size_t done,
                         int T, int *win, float *logits) {
-    int n_ctx = m->arch.n_ctx;
+    int n_ctx = m->arch.n_ctx - m->n_prefix;  // prefix tuning's virtual tokens come first
     if (!g->no_cache) {
         if (ids->n == 1) {
             lmp_model_prefill(m, ids->v, 1, logits);
@@ -96,7 +96,7 @@ static void next_logits(lmp_model *m, const lmp_gen_opts *g, const lmp_ids *ids,
 // Appends up to g->tokens sampled ids to ids (stopping at eot), every rank the same.
 // secs[0]: the first token's time (with the cache: the prompt's prefill), secs[1]: the rest's.
 static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids *ids, double *secs) {
-    int V = m->arch.vocab_size, n_ctx = m->arch.n_ctx;
+    int V = m->arch.vocab_size, n_ctx = m->arch.n_ctx - m->n_prefix;
     int T = (int)(ids->n + (size_t)g->tokens < (size_t)n_ctx ? ids->n + (size_t)g->tokens : (size_t)n_ctx);
     int *win = lmp_calloc((size_t)T * sizeof(int));
     float *logits = lmp_malloc((size_t)V * sizeof(float));

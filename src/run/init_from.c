@@ -2,6 +2,7 @@
 #include "run/init_from.h"
 #include "core/util.h"
 #include "io/peft.h"
+#include "io/peft_prefix.h"
 #include "io/peft_read.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -177,8 +178,50 @@ static void model_arch(const lmp_config *cfg, lmp_model_config *mc, lmp_arch *a)
     lmp_model_arch(mc, a);
 }
 
+// The model's layers and key/value width against a prefix-tuning adapter's (pc).
+static void check_prefix_shape(const lmp_config *cfg, const lmp_peft_prefix_config *pc, const char *origin) {
+    lmp_model_config mc;
+    lmp_arch a;
+    model_arch(cfg, &mc, &a);
+    int kv = a.n_kv_head * a.head_dim;
+    if (pc->num_layers != a.n_layer || pc->num_attention_heads != a.n_kv_head || pc->token_dim != kv)
+        lmp_die_all("%s: num_layers = %d, num_attention_heads = %d, token_dim = %d, but the model has %d "
+                    "layers of %d key/value heads of %d (token_dim %d): an adapter for another model", origin,
+                    pc->num_layers, pc->num_attention_heads, pc->token_dim, a.n_layer, a.n_kv_head, a.head_dim, kv);
+}
+
+// A PEFT prefix-tuning adapter (peft_type PREFIX_TUNING): [adapter] virtual_tokens from it.
+// 0 when the directory holds another kind of adapter.
+static int prefix_apply(lmp_config *cfg, const char *origin) {
+    char err[2048], type[64], v[32];
+    size_t len;
+    char *text = lmp_peft_config_text(cfg->adapter.init_from, &len, err, sizeof err);
+    if (!text || lmp_peft_type_of(text, len, origin, type, sizeof type, err, sizeof err)) lmp_die_all("%s", err);
+    lmp_peft_prefix_config pc;
+    int is = !strcmp(type, "PREFIX_TUNING");
+    if (is && lmp_peft_prefix_parse(text, len, origin, &pc, err, sizeof err)) lmp_die_all("%s", err);
+    free(text);
+    if (!is) return 0;
+    if (cfg->adapter.method != LMP_METHOD_PREFIX)
+        lmp_die_all("%s: a PEFT prefix-tuning adapter; it needs [adapter] method = prefix", origin);
+    check_prefix_shape(cfg, &pc, origin);
+    if (pc.prefix_projection)
+        lmp_warn("%s: prefix_projection = true: the file holds the prefixes PEFT's projection made (it "
+                 "saves those, not the MLP); lorampi trains them directly", origin);
+    lmp_config *old = lmp_malloc(sizeof *old);
+    *old = *cfg;
+    set_key(cfg, "virtual_tokens", lmp_fmt(v, sizeof v, "%d", pc.num_virtual_tokens), origin);
+    diff_list d = {""};
+    if (lmp_config_diff(old, cfg, note_diff, &d))
+        lmp_warn("[adapter] init_from: the adapter's config overrides %s (from %s)", d.text, origin);
+    free(old);
+    return 1;
+}
+
 void lmp_init_from_apply(lmp_config *cfg) {
     if (!cfg->adapter.init_from[0]) return;
+    char where[LMP_PATH_MAX + 32];
+    if (prefix_apply(cfg, lmp_path_join(where, sizeof where, cfg->adapter.init_from, "adapter_config.json"))) return;
     if (cfg->adapter.method != LMP_METHOD_LORA)
         lmp_die_all("[adapter] init_from = %s needs [adapter] method = lora", cfg->adapter.init_from);
     selection *x = lmp_calloc(sizeof *x);
@@ -276,13 +319,25 @@ static void read_all(const char *dir, lmp_registry *reg, char *err, size_t errn)
     lmp_st_close(&f);
 }
 
+// Rank 0: the prefixes of a PEFT prefix-tuning directory into reg's prefix records.
+static void prefix_read(const char *dir, lmp_registry *reg, char *err, size_t errn) {
+    size_t len;
+    char origin[LMP_PATH_MAX + 32];
+    lmp_path_join(origin, sizeof origin, dir, "adapter_config.json");
+    char *text = lmp_peft_config_text(dir, &len, err, errn);
+    lmp_peft_prefix_config pc;
+    if (text && !lmp_peft_prefix_parse(text, len, origin, &pc, err, errn)) lmp_peft_prefix_load(dir, &pc, reg, err, errn);
+    free(text);
+}
+
 void lmp_init_from_load(const lmp_config *cfg, lmp_registry *reg, lmp_comm *c) {
-    char err[LMP_PATH_MAX + 1024] = "";
-    if (c->rank == 0) read_all(cfg->adapter.init_from, reg, err, sizeof err);
+    char err[LMP_PATH_MAX + 2048] = "";
+    if (c->rank == 0 && cfg->adapter.method == LMP_METHOD_PREFIX) prefix_read(cfg->adapter.init_from, reg, err, sizeof err);
+    else if (c->rank == 0) read_all(cfg->adapter.init_from, reg, err, sizeof err);
     lmp_die_if_any(c, err);
     // Adapters are replicated: every rank takes rank 0's values.
     for (int i = 0; i < reg->n_rec; i++)
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < reg->rec[i].n_tensor; k++) {
             lmp_param *p = lmp_rec_tensor(reg, &reg->rec[i], k);
             LMP_CHECK(p->numel <= (size_t)INT32_MAX, "init_from: tensor %s too large to broadcast", p->name);
             LMP_CHECK_MPI(MPI_Bcast(p->data, (int)p->numel, MPI_FLOAT, 0, c->world));

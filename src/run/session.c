@@ -94,12 +94,23 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
         .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
                .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN,
                .size = cfg->adapter.size, .relu = cfg->adapter.relu,
-               .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale},
+               .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale,
+               .virtual_tokens = cfg->adapter.virtual_tokens},
         .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
         .layer_on = layer_on};
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);
+    if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->train.save_model[0])
+        lmp_die_all("[train] save_model = %s: prefix tuning has no merged form (its keys and values are not "
+                    "a weight); [train] save_adapter writes PEFT's prefix directory", cfg->train.save_model);
+    if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->adapter.n_layers)
+        lmp_die_all("[adapter] layers = %s: prefix tuning adapts every layer (PEFT's format has no layer "
+                    "choice); leave [adapter] layers at all", cfg->adapter.layers_str);
+    if ((cfg->adapter.method & LMP_METHOD_PREFIX) && cfg->train.seq_len + cfg->adapter.virtual_tokens > mc->n_ctx)
+        lmp_die_all("[train] seq_len = %d plus [adapter] virtual_tokens = %d exceeds the model's context "
+                    "length %d (the sequence follows the prefixes, as in PEFT)", cfg->train.seq_len,
+                    cfg->adapter.virtual_tokens, mc->n_ctx);
     // Refused before training rather than after it: no config.json writer for this family yet.
     if (mc->family != LMP_FAMILY_GPT2 && cfg->train.save_model[0])
         lmp_die_all("[train] save_model of a %s model is not implemented yet (save_adapter is)", mc->arch);

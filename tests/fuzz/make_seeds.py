@@ -203,6 +203,14 @@ PEFT_FIXTURE = {
     "task_type": "CAUSAL_LM", "trainable_token_indices": None, "use_bdlora": None, "use_dora": False,
     "use_qalora": False, "use_rslora": False, "velora_config": None}
 
+# PEFT 0.21's adapter_config.json of the hf-tiny gpt2_methods prefix-tuning adapter.
+PREFIX_FIXTURE = {
+    "auto_mapping": None, "base_model_name_or_path": "../model", "encoder_hidden_size": 48,
+    "inference_mode": True, "init_weights": None, "modules_to_save": None, "num_attention_heads": 6,
+    "num_layers": 3, "num_transformer_submodules": 1, "num_virtual_tokens": 3, "peft_type": "PREFIX_TUNING",
+    "peft_version": "0.21.0", "prefix_projection": False, "revision": None, "task_type": "CAUSAL_LM",
+    "token_dim": 48}
+
 
 def peft_config():
     def put_cfg(name, **changes):
@@ -219,6 +227,17 @@ def peft_config():
     put_cfg("bad-unknown", something_new=[1])
     put_cfg("bad-type", peft_type="IA3")
     put("fuzz_peft_config", "bad-truncated", json.dumps(PEFT_FIXTURE)[:200])
+
+    # Prefix tuning (io/peft_prefix.c): the hf-tiny gpt2_methods/prefix config as PEFT wrote it.
+    def put_prefix(name, **changes):
+        c = dict(PREFIX_FIXTURE, **changes)
+        put("fuzz_peft_config", name, json.dumps(c, indent=2))
+    put_prefix("prefix-fixture")
+    put_prefix("prefix-gqa", num_attention_heads=2, token_dim=32, encoder_hidden_size=32, num_virtual_tokens=4)
+    put_prefix("prefix-projection", prefix_projection=True, encoder_hidden_size=512)
+    put_prefix("bad-prefix-seq2seq", num_transformer_submodules=2, task_type="SEQ_2_SEQ_LM")
+    put_prefix("bad-prefix-heads", token_dim=50)
+    put_prefix("bad-prefix-unknown", modules_to_save=["lm_head"])
 
 
 def dicts():
@@ -237,7 +256,7 @@ def dicts():
                               '"LlamaForCausalLM"', '"MistralForCausalLM"', '"Qwen2ForCausalLM"',
                               '"Qwen3ForCausalLM"', '"llama3"', '"linear"', '"default"', '"silu"'],
         "fuzz_dataset": ['"instruction"', '"input"', '"output"', '"---"', '"<|endoftext|>"', '"{instruction}"'],
-        "fuzz_peft_config": ['"%s"' % k for k in sorted(PEFT_FIXTURE)] + ['"LORA"', '"none"', '"all"', '"true"',
+        "fuzz_peft_config": ['"%s"' % k for k in sorted(set(PEFT_FIXTURE) | set(PREFIX_FIXTURE))] + ['"LORA"', '"PREFIX_TUNING"', '"none"', '"all"', '"true"',
                              '"null"', '"{}"', '"[]"', '"c_attn"', '"attn.c_proj"', '"mlp.c_fc"', '"\\\\."', '".*"'],
         "fuzz_bpe": ['"#version: 0.2"', '"\\xc4\\xa0"', '"<|endoftext|>"', '"\\x0a=====\\x0a"'],
         "fuzz_tokjson": ['"model"', '"type"', '"BPE"', '"vocab"', '"merges"', '"ignore_merges"', '"added_tokens"',

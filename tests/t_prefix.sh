@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Prefix tuning end to end through the CLI on the tiny byte-level model (4 ranks = tp 2 x dp 2):
+#  - the parameter report counts the prefixes: layers x virtual_tokens x 2 x n_embd (+ LoRA's);
+#  - stop at step 10 + resume with the same command = the uninterrupted run, bit for bit
+#    (losses, norms, every dataset of the final checkpoint); the (2,2) checkpoint of step 10
+#    resumes at (1,1) and (4,1) within 1e-5 relative;
+#  - `[train] save_adapter` = `lorampi export` = PEFT's prefix-tuning directory holding the
+#    checkpoint's prefixes (prefix_check.py); with LoRA, DIR/lora and DIR/prefix;
+#  - `analyze spectrum` gives each prefix matrix's singular values = numpy's;
+#  - generation with and without the key/value cache, and on tp 2, gives the same text;
+#  - refused with a message naming the key: resuming with other virtual_tokens,
+#    prefix_projection = true, [adapter] layers, save_model, seq_len + virtual_tokens beyond n_ctx, a PEFT
+#    prefix-tuning adapter under method = lora.
+set -u
+bin=$1; src=$2; work=$3
+source "$src/tests/shlib.sh"
+py=/usr/bin/python3
+check="$py $src/tests/prefix_check.py"
+
+alpha_data
+{ tiny_model_ini; cat <<INI
+[adapter]
+virtual_tokens = 4
+r = 4
+alpha = 8
+targets = c_attn
+[train]
+steps = 20
+batch_size = 8
+seq_len = 32
+lr = 3e-3
+warmup_steps = 3
+seed = 42
+[data]
+train = $work/alpha_train.bin
+val = $work/alpha_val.bin
+[log]
+every = 5
+metrics = m.jsonl
+[parallel]
+tp = 2
+[checkpoint]
+dir = ck
+every = 5
+keep = 0
+INI
+} > run.ini
+
+series() { $py -c 'import json,sys
+for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["lr"]), repr(o["grad_norm"]))' "$1"; }
+maxrel() { $py -c 'import json,sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+assert [o["step"] for o in b] == list(range(1, 21)), [o["step"] for o in b]
+print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
+
+C=32; L=2; p=4
+pfx=$((L * p * 2 * C)); lora=$((L * 4 * (C + 3 * C)))
+for method in prefix lora,prefix; do
+  mkdir "$method" && cd "$method"
+  set_m="--set adapter.method=$method"
+  mpi 4 "$bin" train ../run.ini $set_m --set train.save_adapter=out > ref.log 2>&1 || { fail "$method: reference"; tail -5 ref.log; }
+  want=$pfx; [ $method = prefix ] || want=$((pfx + lora))
+  grep -q "training: adapters, $want trainable parameters" ref.log && ok || { fail "$method: count, want $want"; grep training: ref.log; }
+  dir=out; [ $method = prefix ] || { dir=out/prefix; [ -f out/lora/adapter_model.safetensors ] && ok || fail "$method: no out/lora"; }
+  $check export ck/ckpt-00000020.h5 $dir 4 > export.log 2>&1 && ok || { fail "$method: save_adapter format"; cat export.log; }
+  mpi 2 "$bin" export ck/ckpt-00000020.h5 --out exported > ex.log 2>&1 && diff -r out exported > /dev/null && ok \
+    || { fail "$method: export != save_adapter"; cat ex.log; diff -r out exported | head -3; }
+  if [ $method = prefix ]; then
+    mpi 2 "$bin" analyze spectrum ck/ckpt-00000020.h5 --out spec.h5 --no-plot > an.log 2>&1 \
+      && $check spectrum ck/ckpt-00000020.h5 spec.h5 > spec.log 2>&1 && ok || { fail "$method: spectrum"; cat an.log spec.log; }
+    prompt=$($py -c "print('abcdefghijklmnopqrstuvwxyz' * 3)")  # beyond n_ctx - virtual_tokens: the window slides
+    "$bin" generate ../run.ini $set_m --set parallel.tp=1 --bytes --prompt "$prompt" --tokens 8 > gen1.txt 2> gen1.err &&
+      "$bin" generate ../run.ini $set_m --set parallel.tp=1 --bytes --no-cache --prompt "$prompt" --tokens 8 > gen2.txt 2> gen2.err &&
+      [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen2.txt)" ] && ok || { fail "$method: generation with and without the cache differ"; cat gen1.err gen2.err; }
+    mpi 2 "$bin" generate ../run.ini $set_m --bytes --prompt "$prompt" --tokens 8 > gen3.txt 2> gen3.err &&
+      [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen3.txt)" ] && ok || { fail "$method: generation on tp 2 differs from tp 1"; cat gen3.err; }
+  fi
+  mkdir same && (cd same && mpi 4 "$bin" train ../../run.ini $set_m --stop-at 10 > log1 2>&1 \
+    && mpi 4 "$bin" train ../../run.ini $set_m > log2 2>&1) || fail "$method: stop/resume runs"
+  grep -q "resumed from ck/ckpt-00000010.h5" same/log2 && [ "$(series m.jsonl)" = "$(series same/m.jsonl)" ] && ok \
+    || fail "$method: stop + resume metrics differ from the uninterrupted run"
+  $py "$src/tests/ckpt_check.py" same ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok \
+    || { fail "$method: final checkpoints differ"; cat same.log; }
+  for lay in "1 1" "4 4"; do
+    set -- $lay; d="n$1_tp$2"
+    mkdir "$d" && cp same/ck/ckpt-00000010.h5 same/ck/ckpt-00000005.h5 "$d/" && head -10 m.jsonl > "$d/m.jsonl"
+    (cd "$d" && mpi "$1" "$bin" train ../../run.ini $set_m --set parallel.tp=$2 --set checkpoint.dir=. > log 2>&1) \
+      || { fail "$method: resume at $d"; tail -3 "$d/log"; }
+    grep -q "written by tp 2 x dp 2" "$d/log" && ok || fail "$method: $d did not resume"
+    rel=$(maxrel m.jsonl "$d/m.jsonl") && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "$method: $d losses off by $rel"
+    echo "$method: resumed at $d, max relative loss difference $rel"
+  done
+  mpi 2 "$bin" train ../run.ini $set_m --set adapter.virtual_tokens=2 --resume ck/ckpt-00000010.h5 > bad.log 2>&1
+  [ $? -ne 0 ] && grep -q "virtual_tokens = 4, this run has virtual_tokens = 2" bad.log && ok || { fail "$method: other virtual_tokens"; tail -3 bad.log; }
+  cd ..
+done
+
+# Refusals, each naming what is wrong.
+refused() {  # WHAT PATTERN ARGS...: the run fails and says PATTERN
+  local what=$1 pat=$2; shift 2
+  "$bin" train run.ini --set parallel.tp=1 --set checkpoint.dir=none.ck "$@" > refused.log 2>&1
+  [ $? -ne 0 ] && grep -q -- "$pat" refused.log && ok || { fail "refusal: $what"; tail -3 refused.log; }
+}
+refused projection "prefix_projection = true (PEFT's MLP reparameterisation" --set adapter.method=prefix --set adapter.prefix_projection=true
+refused layers "prefix tuning adapts every layer" --set adapter.method=prefix --set adapter.layers=0
+refused save_model "prefix tuning has no merged form" --set adapter.method=prefix --set train.save_model=merged
+refused context "plus \[adapter\] virtual_tokens = 40 exceeds the model's context length 64" --set adapter.method=prefix --set adapter.virtual_tokens=40
+mkdir peft && printf '{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4, "num_layers": 2, "num_attention_heads": 4, "token_dim": 32, "task_type": "CAUSAL_LM"}' > peft/adapter_config.json
+refused "prefix adapter under lora" "a PEFT prefix-tuning adapter; it needs \[adapter\] method = prefix" --set adapter.init_from=peft
+mkdir other && sed 's/"num_layers": 2/"num_layers": 3/' peft/adapter_config.json > other/adapter_config.json
+refused "prefix adapter for another model" "num_layers = 3, num_attention_heads = 4, token_dim = 32, but the model has 2 layers of 4 key/value heads of 8 (token_dim 32)" \
+  --set adapter.method=prefix --set adapter.init_from=other
+finish

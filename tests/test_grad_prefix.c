@@ -1,0 +1,170 @@
+// Prefix tuning in the model (one rank), on a tiny GPT-2, its grouped-query variant and a
+// Llama-family model with every component (RoPE llama3, GQA 2 over 1, q/k norm):
+//  - finite-difference gradient of the loss w.r.t. every prefix element (alone, beside LoRA,
+//    beside a bottleneck adapter);
+//  - "neutral" as prefix tuning can be: no prefix leaves the attention unchanged (a prefix
+//    always takes a share of every softmax), so the check is the exact identity behind the
+//    method instead: prefixes equal to the base model's own keys/values of p real tokens
+//    give the base model's logits of the tokens that follow them, position for position
+//    (learned positions and rotary angles from p on; prefix keys not rotated again);
+//    and at the default init (N(0, 1)) the logits move, reported;
+//  - generation with the key/value cache (prefixes in its first p slots) gives every
+//    position's logits of a full forward.
+#include "testutil.h"
+#include "model/gpt2.h"
+#include "model/llama.h"
+#include "model/model.h"
+#include "core/rng.h"
+
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { B = 2, T = 5, N = B * T, P = 2 };
+static const lmp_model_config CFG = {.n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-5f};
+static const lmp_model_config LCFG = {
+    .n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-6f,
+    .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 1, .head_dim = 4, .mlp_hidden = 12,
+    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1,
+    .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
+static int tokens[N], targets[N];
+static float scale[N];
+
+// kind 0: GPT-2, 1: GPT-2 with one kv head, 2: the Llama-family model.
+static void build(lmp_model *m, lmp_comm *c, int kind, const char *method, int targets_bits, int p) {
+    lmp_arch a;
+    if (kind == 2) lmp_llama_arch(&LCFG, &a);
+    else lmp_gpt2_arch(&CFG, &a);
+    if (kind == 1) a.n_kv_head = 1;
+    lmp_model_opts o = {.targets = targets_bits, .method = method, .sublayers = 3,
+                        .ad = {.r = 3, .alpha = 6.0f, .size = 3, .bscale = 4.0f, .init_scale = 1e-3f,
+                               .virtual_tokens = p}};
+    lmp_model_build_arch(m, &a, &o, c);
+    lmp_model_init_base(m, 7);
+    lmp_model_init_adapters(m, 0, 11);
+}
+
+// Every trainable element against central differences (h = 1e-3), after making the adapters
+// and the base weights non-trivial; tolerance 2e-2 max|grad| + floor per tensor.
+static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc, double floor) {
+    for (int i = 0; i < m->reg.n; i++) {  // as test_grad_model: base weights at 0.02 carry little signal
+        lmp_param *p = &m->reg.p[i];
+        if (p->role == LMP_ROLE_ADAPTER || (strstr(p->name, "weight") && !strstr(p->name, "ln_")))
+            for (size_t k = 0; k < p->numel; k++) p->data[k] = 0.3f * lmp_rng_normal(99, (uint64_t)i, k);
+    }
+    lmp_model_set_batch(m, B, T);
+    lmp_registry_zero_grad(&m->reg);
+    lmp_model_step(m, tokens, targets, scale, rc, 1);
+    int checked = 0;
+    for (int i = 0; i < m->reg.n; i++) {
+        lmp_param *p = &m->reg.p[i];
+        if (!p->trainable) continue;
+        double maxg = 1e-12, maxerr = 0;
+        for (size_t k = 0; k < p->numel; k++) {
+            float w = p->data[k], h = 1e-3f * fmaxf(1.0f, fabsf(w));
+            p->data[k] = w + h;
+            double lp = lmp_model_step(m, tokens, targets, scale, rc, 0);
+            p->data[k] = w - h;
+            double lm = lmp_model_step(m, tokens, targets, scale, rc, 0);
+            p->data[k] = w;
+            double num = (lp - lm) / (((double)(w + h)) - ((double)(w - h)));
+            maxg = fmax(maxg, fabs(p->grad[k]));
+            maxerr = fmax(maxerr, fabs(num - p->grad[k]));
+        }
+        checked++;
+        T_CHECK(maxerr <= 2e-2 * maxg + floor, "%s: %s max|fd - grad| = %.3g, max|grad| = %.3g", what,
+                p->name, maxerr, maxg);
+        T_CHECK(maxg > 1e-6, "%s: %s has an all-zero gradient", what, p->name);
+    }
+    printf("%-28s %d tensors by finite differences\n", what, checked);
+    T_CHECK(checked > 0, "%s: no trainable tensor", what);
+}
+
+// Prefixes = the base model's keys/values of the first p tokens (its cache after a prefill
+// of them): the prefix model's logits of tokens p .. p + T - 1 equal the base model's on the
+// whole sequence, rows p on.
+static void check_prompt_identity(lmp_comm *c, int kind) {
+    lmp_model base, pm;
+    build(&base, c, kind, NULL, 0, 0);
+    build(&pm, c, kind, "prefix", 0, P);
+    int V = CFG.vocab_size, L = CFG.n_layer, ctx = CFG.n_ctx, TT = T + P;
+    float *full = malloc(sizeof(float) * TT * V), *got = malloc(sizeof(float) * T * V), *one = malloc(sizeof(float) * V);
+    lmp_model_set_batch(&base, 1, TT);
+    lmp_model_logits(&base, tokens, full);
+    lmp_model_prefill(&base, tokens, P, one);
+    size_t kvw = (size_t)pm.arch.n_kv_head * pm.arch.head_dim;
+    for (int l = 0; l < L; l++) {
+        lmp_param *x = lmp_rec_tensor(&pm.reg, &pm.reg.rec[l], 0);
+        const float *kc = base.cache.mem + (size_t)l * 2 * ctx * kvw, *vc = kc + (size_t)ctx * kvw;
+        for (int t = 0; t < P; t++) {
+            memcpy(x->data + t * 2 * kvw, kc + t * kvw, kvw * sizeof(float));
+            memcpy(x->data + t * 2 * kvw + kvw, vc + t * kvw, kvw * sizeof(float));
+        }
+    }
+    lmp_model_set_batch(&pm, 1, T);
+    lmp_model_logits(&pm, tokens + P, got);
+    double d = t_max_rel_diff(got, full + (size_t)P * V, (size_t)T * V);
+    printf("kind %d: prefixes = the base model's cache of %d tokens: logits within %.3g of the base model's\n", kind, P, d);
+    T_CHECK(d <= 1e-5, "kind %d: prefix = base keys/values: logits differ by %.3g", kind, d);
+    // At the default init the prefixes move the logits (they are in the path).
+    lmp_model_init_adapters(&pm, 0, 11);
+    lmp_model_logits(&pm, tokens + P, got);
+    double dm = t_max_rel_diff(got, full + (size_t)P * V, (size_t)T * V);
+    printf("kind %d: at init (N(0, 1) prefixes) the logits differ from the base model's by %.3g (relative)\n", kind, dm);
+    T_CHECK(dm > 1e-3, "kind %d: prefixes at init left the logits unchanged", kind);
+    free(full), free(got), free(one);
+    lmp_model_free(&base);
+    lmp_model_free(&pm);
+}
+
+// Prefill of 2 tokens and decode steps up to n_ctx - p: every position's logits of a full forward.
+static void check_cache(lmp_comm *c, int kind, const char *method, int targets_bits) {
+    lmp_model m;
+    build(&m, c, kind, method, targets_bits, P);
+    for (int i = 0; i < m.reg.n; i++)
+        if (m.reg.p[i].role == LMP_ROLE_ADAPTER)
+            for (size_t k = 0; k < m.reg.p[i].numel; k++) m.reg.p[i].data[k] = 0.3f * lmp_rng_normal(5, (uint64_t)i, k);
+    int V = CFG.vocab_size, TT = CFG.n_ctx - P;
+    float *full = malloc(sizeof(float) * TT * V), *one = malloc(sizeof(float) * V);
+    lmp_model_set_batch(&m, 1, TT);
+    lmp_model_logits(&m, tokens, full);
+    lmp_model_prefill(&m, tokens, 2, one);
+    double worst = t_max_rel_diff(one, full + V, V);
+    for (int t = 2; t < TT; t++) {
+        lmp_model_decode(&m, tokens[t], one);
+        worst = fmax(worst, t_max_rel_diff(one, full + (size_t)t * V, V));
+    }
+    T_CHECK(worst <= 1e-5, "kv cache (kind %d, %s): logits differ from the full forward by %.3g", kind, method, worst);
+    free(full), free(one);
+    lmp_model_free(&m);
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    lmp_comm c;
+    lmp_comm_init(&c, MPI_COMM_WORLD, 1);
+    for (int n = 0; n < N; n++) {
+        tokens[n] = (int)(lmp_rng_bits(1, 0, n) % CFG.vocab_size);
+        targets[n] = (int)(lmp_rng_bits(1, 1, n) % CFG.vocab_size);
+        scale[n] = n == 3 ? 0.0f : 1.0f / (N - 1);
+    }
+    lmp_rng_ctx rc = {5, 0, 0, 1};
+    const int all = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ;
+    struct { const char *what; int kind; const char *method; int targets; } g[] = {
+        {"gpt2 prefix", 0, "prefix", 0}, {"gpt2 lora,prefix", 0, "lora,prefix", all},
+        {"gpt2 gqa prefix,houlsby", 1, "prefix,houlsby", 0}, {"llama prefix", 2, "prefix", 0},
+        {"llama lora,prefix", 2, "lora,prefix", LMP_T_ALL_LINEAR}};
+    for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) {
+        lmp_model m;
+        build(&m, &c, g[k].kind, g[k].method, g[k].targets, P);
+        check_grads(&m, g[k].what, &rc, g[k].kind == 2 ? 2e-5 : 0.0);
+        lmp_model_free(&m);
+    }
+    for (int kind = 0; kind < 3; kind++) check_prompt_identity(&c, kind);
+    for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) check_cache(&c, g[k].kind, g[k].method, g[k].targets);
+    lmp_comm_free(&c);
+    MPI_Finalize();
+    return t_finish();
+}
