@@ -115,6 +115,8 @@ typedef struct {
     lmp_lora l;
 } lora_adapter;
 
+const lmp_lora *lmp_lora_of(const lmp_adapter *a) { return &((const lora_adapter *)a)->l; }
+
 float lmp_lora_scaling(float alpha, int r, int rslora) {
     return rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
 }

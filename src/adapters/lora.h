@@ -32,6 +32,9 @@ typedef struct {
     uint64_t stream;      // RNG stream of this module (from its name)
 } lmp_lora;
 
+// The LoRA of an instance of lmp_lora_method (DoRA builds on it).
+const lmp_lora *lmp_lora_of(const lmp_adapter *a);
+
 // A (r,in): Kaiming-uniform with a = sqrt(5) (PEFT's default: bound 1/sqrt(in)) or Gaussian
 // N(0, 1/r) (PEFT's "gaussian"); B = 0. Values depend only on (seed, name, global index).
 void lmp_lora_init_params(lmp_lora *l, int gaussian, uint64_t seed);
