@@ -8,7 +8,9 @@
 # family: hf-tiny's Llama, Qwen2, Qwen3 and the variants (llama3 and linear RoPE, the
 # transformers-4 config layout, Mistral, bf16 shards with an index) on tp = 1 and 2; their
 # PEFT LoRA adapters taken in by init_from give PEFT's loss, and 5 AdamW steps PEFT's
-# trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). Fixtures:
+# trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). PEFT's IA3 and DoRA adapters of
+# hf-tiny's gpt2_methods and llama_methods likewise (loss 1e-5, trajectory 1e-4; tp 1 and 2).
+# Fixtures:
 # ../shared/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
 bin=$1; src=$2; work=$3
@@ -68,22 +70,24 @@ for v in llama3rope linrope mistral sharded; do
 done
 check llama3rope_t4_layout t4 "$var/llama3rope/data.bin" 2 16 "$(ref_loss "$var/llama3rope/ref.json" loss)"
 
-# trajectory NAME DIR NP TP: init_from DIR/lora, 5 AdamW steps as the fixture's (lr 1e-3,
-# betas 0.9/0.999, eps 1e-8, no decay, no clipping, constant lr); step losses against
-# lora.adamw_losses (or the first against lora.loss where there is no trajectory).
+# trajectory NAME DIR NP TP [METHOD]: init_from DIR/METHOD (lora, ia3, dora; default lora), 5
+# AdamW steps as the fixture's (lr 1e-3, betas 0.9/0.999, eps 1e-8, no decay, no clipping,
+# constant lr); step losses against METHOD.adamw_losses (or the first against METHOD.loss
+# where there is no trajectory).
 trajectory() {
-  local name=$1 d=$2 np=$3 tp=$4
-  printf '[model]\npath = %s\n[adapter]\ninit_from = %s\n[train]\nsteps = 5\nlr = 1e-3\nschedule = constant\nweight_decay = 0\ngrad_clip = 0\nbatch_size = 2\nseq_len = 16\n[data]\ntrain = %s\n[log]\nmetrics = %s.jsonl\n[parallel]\ntp = %s\n' \
-    "$d/model" "$d/lora" "$d/data.bin" "$name" "$tp" > "$name.ini"
+  local name=$1 d=$2 np=$3 tp=$4 meth=${5:-lora}
+  printf '[model]\npath = %s\n[adapter]\nmethod = %s\ninit_from = %s\n[train]\nsteps = 5\nlr = 1e-3\nschedule = constant\nweight_decay = 0\ngrad_clip = 0\nbatch_size = 2\nseq_len = 16\n[data]\ntrain = %s\n[log]\nmetrics = %s.jsonl\n[parallel]\ntp = %s\n' \
+    "$d/model" "$meth" "$d/$meth" "$d/data.bin" "$name" "$tp" > "$name.ini"
   if ! mpi "$np" "$bin" train "$name.ini" > "$name.log" 2>&1; then fail "$name: training failed"; cat "$name.log"; return; fi
-  python3 - "$name" "$name.jsonl" "$d/ref.json" <<'PY' && ok || fail "$name: not PEFT's trajectory"
+  python3 - "$name" "$name.jsonl" "$d/ref.json" "$meth" <<'PY' && ok || fail "$name: not PEFT's trajectory"
 import json, sys
-name, metrics, ref = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))["lora"]
+name, metrics, ref = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))[sys.argv[4]]
 got = [json.loads(l)["loss"] for l in open(metrics)]
 want = ref.get("adamw_losses", [ref["loss"]])
 rel = max(abs(g - w) / abs(w) for g, w in zip(got, want))
-print("%s: losses %s, PEFT %s, worst rel %.2e" % (name, ["%.6f" % g for g in got], ["%.6f" % w for w in want], rel))
-sys.exit(0 if len(got) == 5 and rel < (1e-5 if len(want) == 1 else 1e-4) else 1)
+rel0 = abs(got[0] - ref["loss"]) / abs(ref["loss"])  # the loss before training: 1e-5
+print("%s: losses %s, PEFT %s, worst rel %.2e (first %.2e)" % (name, ["%.6f" % g for g in got], ["%.6f" % w for w in want], rel, rel0))
+sys.exit(0 if len(got) == 5 and rel0 < 1e-5 and rel < (1e-5 if len(want) == 1 else 1e-4) else 1)
 PY
 }
 for f in llama qwen2 qwen3; do
@@ -91,6 +95,15 @@ for f in llama qwen2 qwen3; do
   trajectory ${f}_lora_tp2 "$tiny/$f" 2 2
 done
 trajectory llama_lora_dp2 "$tiny/llama" 2 1
+# IA³ (c_attn, feed-forward mlp.c_proj; k_proj, v_proj, feed-forward down_proj) and DoRA
+# (c_attn, c_fc; q_proj, v_proj, o_proj, down_proj) from PEFT's own files (non-neutral values).
+for f in gpt2 llama; do
+  for meth in ia3 dora; do
+    trajectory ${f}_methods_$meth "$tiny/${f}_methods" 1 1 $meth
+    trajectory ${f}_methods_${meth}_tp2 "$tiny/${f}_methods" 2 2 $meth
+  done
+done
+trajectory llama_methods_dora_dp2 "$tiny/llama_methods" 2 1 dora
 
 # merge against PEFT: init_from the fixture adapter, a checkpoint after one step at lr 1e-30: no value moves
 if [ -d "$g" ]; then

@@ -38,7 +38,8 @@ typedef struct {
 
 static lmp_adapter *dora_add_linear(lmp_registry *reg, const lmp_adapter_rec *rec,
                                     const lmp_linear_view *v, const lmp_adapter_opts *o) {
-    LMP_CHECK(v->w && !v->w->trainable, "dora on %s: needs the layer's frozen weight", rec->name);
+    // No weight: a registry without a model (export); else the base weight must be frozen.
+    LMP_CHECK(!v->w || !v->w->trainable, "dora on %s: the base weight must be frozen", rec->name);
     if (o->dropout > 0.0f)
         lmp_die_all("[adapter] dropout = %g: dora with dropout is not implemented (use 0)", o->dropout);
     lmp_adapter *lo = lmp_lora_method.add_linear(reg, rec, v, o);  // A, B and the record

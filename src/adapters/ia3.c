@@ -32,7 +32,8 @@ typedef struct {
 
 static lmp_adapter *ia3_add_linear(lmp_registry *reg, const lmp_adapter_rec *rec,
                                    const lmp_linear_view *v, const lmp_adapter_opts *o) {
-    LMP_CHECK(v->w && !v->w->trainable, "ia3 on %s: needs the layer's frozen weight", rec->name);
+    // No weight: a registry without a model (export); else the base weight must be frozen.
+    LMP_CHECK(!v->w || !v->w->trainable, "ia3 on %s: the base weight must be frozen", rec->name);
     if (o->ff && rec->slice >= 0)
         lmp_die_all("[adapter] feedforward: ia3 scales a feed-forward layer's whole input; %s is one "
                     "output block of %s", rec->target, rec->module);

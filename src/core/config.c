@@ -63,7 +63,7 @@ static const key_t_ KEYS[] = {
     {"adapter", "sublayers", K_SUBLAYERS, O(adapter.sublayers), 0, 0, 0, 0, 0, "auto",
      "auto (houlsby: attn,mlp; parallel: mlp) or a comma list of attn, mlp", LMP_KEY_TENSORS},
     {"adapter", "feedforward", K_FF, O(adapter.feedforward), 0, 0, 0, 0, 0, "auto",
-     "auto (the MLP's output layer: mlp.c_proj, down_proj) or a comma list of [adapter] targets names", LMP_KEY_TENSORS},
+     "auto (the MLP's output layer: mlp.c_proj, down_proj), none, or a comma list of [adapter] targets names", LMP_KEY_TENSORS},
     {"adapter", "scale", K_FLOAT, O(adapter.scale), 0, 0, 1e9, 0, 0, "4", "a non-negative number", LMP_KEY_TENSORS},
     {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer", 0},
     {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer", 0},
@@ -136,9 +136,9 @@ static int parse_targets(lmp_config *c, const char *v, char *err, int errlen) {
 
 // [adapter] feedforward: auto (0) or target names, as [adapter] targets takes them.
 static int parse_ff(lmp_config *c, const char *v, char *err, int errlen) {
-    if (!strcasecmp(v, "auto")) {
-        c->adapter.feedforward = 0;
-        strcpy(c->adapter.feedforward_str, "auto");
+    if (!strcasecmp(v, "auto") || !strcasecmp(v, "none")) {
+        c->adapter.feedforward = strcasecmp(v, "auto") ? LMP_FF_NONE : 0;
+        strcpy(c->adapter.feedforward_str, strcasecmp(v, "auto") ? "none" : "auto");
         return 0;
     }
     int bits = c->adapter.targets;
@@ -380,9 +380,10 @@ void lmp_config_defaults(lmp_config *c) {
 }
 
 int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
-    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA) {
-        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora (a PEFT LoRA "
-                 "adapter cannot seed full fine-tuning)", c->adapter.init_from);
+    int m = c->adapter.method;
+    if (c->adapter.init_from[0] && m != LMP_METHOD_LORA && m != LMP_METHOD_IA3 && m != LMP_METHOD_DORA) {
+        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora, dora or ia3 alone "
+                 "(the PEFT adapter's own method; it cannot seed full fine-tuning)", c->adapter.init_from);
         return -1;
     }
     if (c->train.warmup_steps > c->train.steps) {

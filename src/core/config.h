@@ -15,6 +15,7 @@
 // lora, ia3 and dora adapt the linear layers of [adapter] targets: at most one of them.
 typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4,
                LMP_METHOD_IA3 = 8, LMP_METHOD_DORA = 16 } lmp_method;
+#define LMP_FF_NONE (1 << 30)  // [adapter] feedforward = none
 #define LMP_METHOD_LINEAR (LMP_METHOD_LORA | LMP_METHOD_IA3 | LMP_METHOD_DORA)
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
@@ -44,7 +45,8 @@ typedef struct {
         int size, relu;           // bottleneck adapters: width m, ReLU instead of GELU
         float init_scale, scale;  // houlsby's init std, parallel's scale s
         int sublayers;            // bottleneck placement: 1 attn, 2 mlp, 0 the method's default
-        int feedforward;          // ia3: LMP_T_* bits whose input is scaled; 0: the family's MLP output layer
+        int feedforward;          // ia3: LMP_T_* bits whose input is scaled; 0: the family's MLP
+                                  // output layer (auto); LMP_FF_NONE: none
         char feedforward_str[256];
     } adapter;
     struct {

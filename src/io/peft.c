@@ -45,6 +45,11 @@ char *lmp_peft_tensor(char *out, size_t n, const lmp_peft_naming *nm, const char
     return lmp_fmt(out, n, "base_model.model.%s%s.%s.weight", nm->prefix, module, leaf);
 }
 
+char *lmp_peft_leaf(char *out, size_t n, const lmp_peft_naming *nm, const char *module,
+                    const char *leaf) {
+    return lmp_fmt(out, n, "base_model.model.%s%s.%s", nm->prefix, module, leaf);
+}
+
 // One PEFT module: the LoRA records of one base linear layer, merged.
 typedef struct {
     const lmp_adapter_rec *first;

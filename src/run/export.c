@@ -42,7 +42,9 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
     lmp_fmt(rec.site, sizeof rec.site, "%s", m->site);
     lmp_fmt(rec.base, sizeof rec.base, "%s", m->base_weight);
     lmp_fmt(rec.target, sizeof rec.target, "%s", m->target);
-    lmp_adapter_opts o = {.r = (int)m->r, .alpha = (float)m->alpha, .size = (int)m->r, .bscale = (float)m->scale};
+    // ia3 keeps in r whether the module is feed-forward (adapters/ia3.h)
+    lmp_adapter_opts o = {.r = (int)m->r, .alpha = (float)m->alpha, .size = (int)m->r, .bscale = (float)m->scale,
+                          .ff = (int)m->r};
     lmp_linear_view v = {.in = (int)m->in, .out = (int)m->out, .a0 = 0, .in_l = (int)m->in, .nseg = 1,
                          .cnt = {(int)m->out}};
     lmp_adapter *a = meth->add_linear ? meth->add_linear(reg, &rec, &v, &o) : meth->add_block(reg, &rec, (int)m->in, &o);

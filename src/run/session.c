@@ -72,6 +72,7 @@ static int ia3_feedforward(const lmp_config *cfg) {
     int ff = cfg->adapter.feedforward;
     if (!(cfg->adapter.method & LMP_METHOD_IA3)) return 0;
     if (!ff) return LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ;
+    if (ff == LMP_FF_NONE) return 0;
     if (ff & ~cfg->adapter.targets)
         lmp_die_all("[adapter] feedforward = %s: not among [adapter] targets = %s (feed-forward "
                     "layers are targets whose input ia3 scales)", cfg->adapter.feedforward_str,

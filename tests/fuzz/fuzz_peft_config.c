@@ -1,6 +1,7 @@
 // fuzz_peft_config: a PEFT adapter_config.json (io/peft_read.c), parsed from memory as
 // [adapter] init_from reads it; when it parses, its target_modules (list or regex), layer
-// filter and rank/alpha patterns are matched against GPT-2 module names, as init_from does.
+// filter, rank/alpha patterns and IA3's feedforward_modules (list or regex) are matched
+// against GPT-2 module names, as init_from does.
 // The parser returns errors instead of dying; the die hook still catches anything that dies.
 #include "fuzzutil.h"
 #include "io/peft_read.h"
@@ -21,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void)lmp_peft_layer_index(&pc, NAMES[i]);
                 (void)lmp_peft_pattern_find(pc.rank_pattern, pc.n_rank, NAMES[i], err, sizeof err);
                 (void)lmp_peft_pattern_find(pc.alpha_pattern, pc.n_alpha, NAMES[i], err, sizeof err);
+                (void)lmp_peft_feedforward(&pc, NAMES[i], err, sizeof err);
             }
     });
     return 0;
