@@ -9,7 +9,8 @@
 # transformers-4 config layout, Mistral, bf16 shards with an index) on tp = 1 and 2; their
 # PEFT LoRA adapters taken in by init_from give PEFT's loss, and 5 AdamW steps PEFT's
 # trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). PEFT's IA3 and DoRA adapters of
-# hf-tiny's gpt2_methods and llama_methods likewise (loss 1e-5, trajectory 1e-4; tp 1 and 2).
+# hf-tiny's gpt2_methods and llama_methods likewise (loss 1e-5, trajectory 1e-4; tp 1 and 2),
+# and written back by save_adapter and export in PEFT's format (keys, shapes, values, config).
 # Fixtures:
 # ../shared/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
@@ -104,6 +105,51 @@ for f in gpt2 llama; do
   done
 done
 trajectory llama_methods_dora_dp2 "$tiny/llama_methods" 2 1 dora
+
+# export_peft NAME DIR METHOD: init_from DIR/METHOD on tp = 2, one step at lr 1e-30 (no value
+# moves), `[train] save_adapter` and `lorampi export` of the checkpoint: PEFT's key names,
+# shapes and values, its adapter_config.json fields (less peft_version; for LORA, less the
+# fields PEFT writes unset) with the same peft_type, use_dora, r, lora_alpha, fan_in_fan_out
+# and target/feed-forward modules (ours by site, "attn.c_attn" for PEFT's "c_attn").
+export_peft() {
+  local name=$1 d=$2 meth=$3
+  printf '[model]\npath = %s\n[adapter]\nmethod = %s\ninit_from = %s\n[train]\nsteps = 1\nlr = 1e-30\nbatch_size = 2\nseq_len = 16\nsave_adapter = %s_out\n[data]\ntrain = %s\n[checkpoint]\ndir = %s_ck\n[parallel]\ntp = 2\n' \
+    "$d/model" "$meth" "$d/$meth" "$name" "$d/data.bin" "$name" > "$name.ini"
+  if ! mpi 2 "$bin" train "$name.ini" > "$name.log" 2>&1; then fail "$name: training failed"; cat "$name.log"; return; fi
+  if ! "$bin" export "${name}_ck/ckpt-00000001.h5" --out "${name}_export" > "$name.export.log" 2>&1; then
+    fail "$name: export failed"; cat "$name.export.log"; return
+  fi
+  for out in "${name}_out" "${name}_export"; do
+    $py - "$out" "$d/$meth" <<'PY' && ok || fail "$name: $out is not PEFT's format"
+import json, struct, sys
+import numpy as np
+def read(path):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32).reshape(v["shape"])
+            for k, v in h.items()}
+ours, peft = sys.argv[1], sys.argv[2]
+a, b = read(ours + "/adapter_model.safetensors"), read(peft + "/adapter_model.safetensors")
+assert set(a) == set(b), "keys differ: %s" % sorted(set(a) ^ set(b))
+assert all(a[k].shape == b[k].shape for k in b), [(k, a[k].shape, b[k].shape) for k in b if a[k].shape != b[k].shape]
+worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in b)
+ca, cb = json.load(open(ours + "/adapter_config.json")), json.load(open(peft + "/adapter_config.json"))
+unset = lambda v: v in (None, False, "", [], {}) or v == "megatron.core" or v == 16
+missing = [k for k in cb if k not in ca and k != "peft_version" and not (cb["peft_type"] == "LORA" and unset(cb[k]))]
+assert not missing, "fields missing: %s" % missing
+for k in ("peft_type", "use_dora", "r", "lora_alpha", "fan_in_fan_out"):
+    assert k not in cb or ca.get(k) == cb[k], (k, ca.get(k), cb[k])
+for k in ("target_modules", "feedforward_modules"):
+    if k in cb:
+        assert len(ca[k]) == len(cb[k]) and all(any(x == y or x.endswith("." + y) for x in ca[k]) for y in cb[k]), (k, ca[k], cb[k])
+print("%s: %d tensors as PEFT's, max |difference| %.3g; config fields as PEFT's" % (ours, len(b), worst))
+sys.exit(0 if worst == 0 else 1)
+PY
+  done
+}
+for f in gpt2 llama; do
+  for meth in ia3 dora; do export_peft ${f}_export_$meth "$tiny/${f}_methods" $meth; done
+done
 
 # merge against PEFT: init_from the fixture adapter, a checkpoint after one step at lr 1e-30: no value moves
 if [ -d "$g" ]; then

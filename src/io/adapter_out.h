@@ -1,5 +1,5 @@
 // adapter_out.h: a model's adapters as files, whatever their method (`[train] save_adapter`,
-// `lorampi export`). LoRA alone: a PEFT directory (io/peft.h), unchanged. Bottleneck adapters
+// `lorampi export`). LoRA, DoRA or IA3 alone: a PEFT directory (io/peft.h, io/peft_methods.h). Bottleneck adapters
 // (houlsby, parallel): lorampi's documented directory (README "Files"):
 //   adapter_model.safetensors  transformer.h.<l>.<attn|mlp>.adapter.{down,up}.{weight,bias},
 //                              down.weight (m, C), down.bias (m), up.weight (C, m), up.bias (C)
@@ -8,8 +8,8 @@
 //                               "method", "size", "hidden_size", "act", "scale", "init_scale",
 //                               "sublayers", "layers", "modules", "base_model_name_or_path",
 //                               "forward"}.
-// Methods combined (lora,houlsby / lora,parallel): one subdirectory per method, DIR/lora (PEFT)
-// and DIR/<bottleneck method>. Tensors must be whole on this rank; call on one rank.
+// Methods combined (lora,houlsby / dora,parallel ...): one subdirectory per method,
+// DIR/<lora|dora|ia3> (PEFT) and DIR/<bottleneck method>. Tensors must be whole on this rank; call on one rank.
 #ifndef LORAMPI_ADAPTER_OUT_H
 #define LORAMPI_ADAPTER_OUT_H
 #include "core/config.h"
