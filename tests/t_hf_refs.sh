@@ -11,6 +11,7 @@
 # trajectory within 1e-4 relative (tp = 1, tp = 2, dp = 2). PEFT's IA3 and DoRA adapters of
 # hf-tiny's gpt2_methods and llama_methods likewise (loss 1e-5, trajectory 1e-4; tp 1 and 2),
 # and written back by save_adapter and export in PEFT's format (keys, shapes, values, config).
+# Their checkpoints merged by `lorampi merge` (GPT-2, 1 and 2 ranks) give PEFT's loss within 1e-5.
 # Fixtures:
 # ../shared/fixtures/hf-tiny and tests/fixtures/hf-variants (tests/fixtures/README.md).
 set -u
@@ -149,6 +150,19 @@ PY
 }
 for f in gpt2 llama; do
   for meth in ia3 dora; do export_peft ${f}_export_$meth "$tiny/${f}_methods" $meth; done
+done
+
+# IA³ and DoRA merged (`lorampi merge` of the checkpoints above, 1 and 2 ranks): the merged
+# GPT-2 gives PEFT's loss of the adapted model within 1e-5 (the Llama family's merged
+# config.json is not written yet).
+for meth in ia3 dora; do
+  for np in 1 2; do
+    if mpi $np "$bin" merge gpt2_export_${meth}_ck/ckpt-00000001.h5 --out merged_${meth}_$np > merged_${meth}_$np.log 2>&1; then
+      check merged_${meth}_$np merged_${meth}_$np "$tiny/gpt2_methods/data.bin" 2 16 "$(ref_loss "$tiny/gpt2_methods/ref.json" $meth.loss)" $np $np
+    else
+      fail "merge of $meth on $np ranks"; cat merged_${meth}_$np.log
+    fi
+  done
 done
 
 # merge against PEFT: init_from the fixture adapter, a checkpoint after one step at lr 1e-30: no value moves
