@@ -8,7 +8,7 @@
 // Llama-family model with every component (RMSNorm, RoPE, 4 query over 2 KV heads, q/k/v,
 // o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
 // seven projections (with dropout), on q_proj/v_proj, full, and houlsby; IA³ (non-unit vectors;
-// feed-forward mlp.c_proj / down_proj) and DoRA (non-zero B, magnitudes) on every target of
+// feed-forward mlp.c_proj / down_proj) and DoRA (non-zero B, magnitudes; GPT-2 with dropout) on every target of
 // either family and on q/v or k/v slices. Also: each rank's
 // frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
@@ -188,7 +188,7 @@ int main(int argc, char **argv) {
         {"llama houlsby", 0, 0, 0.0f, 2, "houlsby", llama_family},
         {"ia3 all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.0f, 0, "ia3", NULL},
         {"ia3 q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 2, "ia3", NULL},
-        {"dora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.0f, 0, "dora", NULL},
+        {"dora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, "dora", NULL},
         {"dora k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2, "dora", NULL},
         {"llama ia3", 0, LMP_T_ALL_LINEAR, 0.0f, 2, "ia3", llama_family},
         {"llama dora", 0, LMP_T_ALL_LINEAR, 0.0f, 2, "dora", llama_family},

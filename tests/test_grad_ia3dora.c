@@ -6,7 +6,8 @@
 //  - finite-difference gradients of every element of every adapter tensor: IA³ on output
 //    scaled layers (column-parallel with bias, row-parallel with bias, q/v slices) and on
 //    feed-forward inputs; DoRA on every target and on slices, its norms held at their
-//    values (PEFT detaches them: the gradient treats them as constants);
+//    values (PEFT detaches them: the gradient treats them as constants), also with dropout
+//    (PEFT's DoRA then applies W0 to the dropped-out input);
 //  - ia3 and dora beside houlsby; two linear-layer methods together are refused (t_methods).
 #include "testutil.h"
 #include "adapters/dora.h"
@@ -34,11 +35,13 @@ static float scale[N];
 typedef struct {
     const char *what, *method;
     int llama, targets, ff;
+    float dropout;
 } tcase;
 
 static void build(lmp_model *m, lmp_comm *c, const tcase *k) {
     lmp_model_opts o = {.targets = k->targets, .method = k->method, .sublayers = 3,
-                        .ad = {.r = 3, .alpha = 6.0f, .size = 3, .init_scale = 1e-3f, .feedforward = k->ff}};
+                        .ad = {.r = 3, .alpha = 6.0f, .size = 3, .init_scale = 1e-3f, .feedforward = k->ff,
+                               .dropout = k->dropout}};
     lmp_model_build(m, k->llama ? &LCFG : &CFG, &o, c);
     lmp_model_init_base(m, 7);
     // Weights of std 0.3 (the init's 0.02 makes every gradient tiny); norm weights stay.
@@ -144,17 +147,19 @@ int main(int argc, char **argv) {
     lmp_rng_ctx rc = {5, 0, 0, 1};
     const int all = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ;
     tcase cases[] = {
-        {"ia3 gpt2 all, ff c_proj", "ia3", 0, all, LMP_T_MLP_PROJ},
-        {"ia3 gpt2 all, ff fc+c_proj", "ia3", 0, all, LMP_T_MLP_FC | LMP_T_MLP_PROJ},
-        {"ia3 gpt2 q,v slices", "ia3", 0, LMP_T_Q | LMP_T_V, 0},
-        {"ia3,houlsby gpt2", "ia3,houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, LMP_T_MLP_PROJ},
-        {"dora gpt2 all", "dora", 0, all, 0},
-        {"dora gpt2 q,k,v slices", "dora", 0, LMP_T_Q | LMP_T_K | LMP_T_V, 0},
-        {"dora,houlsby gpt2", "dora,houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0},
-        {"ia3 llama all, ff down", "ia3", 1, LMP_T_ALL_LINEAR, LMP_T_DOWN_PROJ},
+        {"ia3 gpt2 all, ff c_proj", "ia3", 0, all, LMP_T_MLP_PROJ, 0.0f},
+        {"ia3 gpt2 all, ff fc+c_proj", "ia3", 0, all, LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.0f},
+        {"ia3 gpt2 q,v slices", "ia3", 0, LMP_T_Q | LMP_T_V, 0, 0.0f},
+        {"ia3,houlsby gpt2", "ia3,houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, LMP_T_MLP_PROJ, 0.0f},
+        {"dora gpt2 all", "dora", 0, all, 0, 0.0f},
+        {"dora gpt2 q,k,v slices", "dora", 0, LMP_T_Q | LMP_T_K | LMP_T_V, 0, 0.0f},
+        {"dora gpt2 all + dropout", "dora", 0, all, 0, 0.3f},
+        {"dora,houlsby gpt2", "dora,houlsby", 0, LMP_T_C_ATTN | LMP_T_MLP_PROJ, 0, 0.0f},
+        {"ia3 llama all, ff down", "ia3", 1, LMP_T_ALL_LINEAR, LMP_T_DOWN_PROJ, 0.0f},
         {"ia3 llama k,v,o, ff up,down", "ia3", 1, LMP_T_K_PROJ | LMP_T_V_PROJ | LMP_T_O_PROJ |
-                                                LMP_T_UP_PROJ | LMP_T_DOWN_PROJ, LMP_T_UP_PROJ | LMP_T_DOWN_PROJ},
-        {"dora llama all-linear", "dora", 1, LMP_T_ALL_LINEAR, 0},
+                                                LMP_T_UP_PROJ | LMP_T_DOWN_PROJ, LMP_T_UP_PROJ | LMP_T_DOWN_PROJ, 0.0f},
+        {"dora llama all-linear", "dora", 1, LMP_T_ALL_LINEAR, 0, 0.0f},
+        {"dora llama q,o,down + dropout", "dora", 1, LMP_T_Q_PROJ | LMP_T_O_PROJ | LMP_T_DOWN_PROJ, 0, 0.3f},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) check_case(&c, &cases[k], &rc);
     lmp_comm_free(&c);

@@ -14,7 +14,9 @@
 //    dm_j += Σ_n dy_nj pre_nj / ||.||_j,  pre = y0 + s (x A^T) B^T   (partial: TP_SUM)
 //    LoRA's backward with dy ⊙ g                                      (dA, dB, dx)
 //    dx += (dy ⊙ (g - 1)) W0^T
-// Dropout is not supported (PEFT's DoRA then applies W0 to the dropped-out input).
+// With dropout (training), as PEFT: the base product stays W0 x, the DoRA terms see the
+// dropped-out input xd (LoRA's mask): y += (g - 1) ⊙ W0 xd + g ⊙ s (xd A^T) B^T, so y0 above
+// is W0 xd and the dx of the last line passes the mask.
 #include "adapters/dora.h"
 #include "adapters/lora.h"
 #include "core/util.h"
@@ -40,8 +42,6 @@ static lmp_adapter *dora_add_linear(lmp_registry *reg, const lmp_adapter_rec *re
                                     const lmp_linear_view *v, const lmp_adapter_opts *o) {
     // No weight: a registry without a model (export); else the base weight must be frozen.
     LMP_CHECK(!v->w || !v->w->trainable, "dora on %s: the base weight must be frozen", rec->name);
-    if (o->dropout > 0.0f)
-        lmp_die_all("[adapter] dropout = %g: dora with dropout is not implemented (use 0)", o->dropout);
     lmp_adapter *lo = lmp_lora_method.add_linear(reg, rec, v, o);  // A, B and the record
     dora_adapter *a = lmp_calloc(sizeof *a);
     a->l = *lmp_lora_of(lo);
@@ -126,22 +126,38 @@ static size_t dora_saved(const lmp_adapter *ad) {
     return (size_t)a->l.r + (size_t)a->k_cols;
 }
 
-// Forward: the LoRA part (N, k_cols). Backward: dy ⊙ g (N, k_cols), dy ⊙ (g - 1) (N, out_l),
-// du (N, r), xd (N, in_l).
+// Forward: the LoRA part (N, k_cols), W0 xd (N, out_l), xd (N, in_l). Backward: dy ⊙ g
+// (N, k_cols), dy ⊙ (g - 1) (N, out_l), du (N, r), xd (N, in_l), (dy ⊙ (g - 1)) W0^T (N, in_l).
 static size_t dora_scratch(const lmp_adapter *ad) {
     const dora_adapter *a = (const dora_adapter *)ad;
-    return (size_t)a->k_cols + (size_t)a->out_l + (size_t)a->l.r + (size_t)a->l.in_l;
+    return (size_t)a->k_cols + (size_t)a->out_l + (size_t)a->l.r + 2 * (size_t)a->l.in_l;
+}
+
+// c (N, out_l) = xd (N, in_l) . W0_l, or (back) c (N, in_l) = beta c + g (N, out_l) . W0_l^T.
+static void w0_times(const dora_adapter *a, float *c, const float *in, float beta, int back, int N) {
+    int in_l = a->l.in_l, out_l = a->out_l;
+    const float *W = a->w->data;
+    if (!back && a->w_oi)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out_l, in_l, 1.0f, in, in_l, W, in_l, 0.0f, c, out_l);
+    else if (!back)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out_l, in_l, 1.0f, in, in_l, W, out_l, 0.0f, c, out_l);
+    else if (a->w_oi)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in_l, out_l, 1.0f, in, out_l, W, in_l, beta, c, in_l);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, in_l, out_l, 1.0f, in, out_l, W, out_l, beta, c, in_l);
 }
 
 static void dora_fwd(lmp_adapter *ad, float *y, int ldy, const float *x, float *saved,
                      float *Z, int N, const lmp_rng_ctx *rc) {
-    (void)rc;
     dora_adapter *a = (dora_adapter *)ad;
     const lmp_lora *l = &a->l;
     int K = a->k_cols, r = l->r;
     if (!lmp_dora_freeze_norms) local_norms(a);
-    float *u = saved, *pre = saved + (size_t)N * r;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, l->in_l, 1.0f, x, l->in_l,
+    float *u = saved, *pre = saved + (size_t)N * r, *V = Z + (size_t)N * K;
+    const float *xd = lmp_lora_dropped(l, x, V + (size_t)N * a->out_l, N, rc);
+    int drop = xd != x;  // PEFT: W0 applied to the dropped-out input
+    if (drop) w0_times(a, V, xd, 0.0f, 0, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, l->in_l, 1.0f, xd, l->in_l,
                 l->A->data + l->a0, l->in, 0.0f, u, r);
     for (int s = 0; s < l->nseg; s++)  // Z[:, seg] = s u B_seg^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, l->cnt[s], r, l->scale, u, r,
@@ -153,7 +169,7 @@ static void dora_fwd(lmp_adapter *ad, float *y, int ldy, const float *x, float *
                 int c = l->ycol[s] + k, q = a->qoff[s] + k;
                 size_t nq = (size_t)n * K + q;
                 float *yc = y + (size_t)n * ldy + c;
-                float y0 = *yc - (a->bias_cols ? a->b->data[c] : 0.0f);
+                float y0 = drop ? V[(size_t)n * a->out_l + c] : *yc - (a->bias_cols ? a->b->data[c] : 0.0f);
                 float g = m[l->brow[s] + k] / a->nrm[q];
                 pre[nq] = y0 + Z[nq];
                 *yc += (g - 1.0f) * y0 + g * Z[nq];
@@ -183,12 +199,13 @@ static void dora_bwd(lmp_adapter *ad, float *dx, const float *dy, int ldy, const
     for (int s = 0; s < l->nseg; s++) lc.ycol[s] = a->qoff[s];
     lmp_lora_backward(&lc, dx, dyg, K, x, u, du, xd, N, rc);
     if (!dx) return;
-    if (a->w_oi)  // dx (N, in_l) += gm (N, out_l) . W0 (out_l, in_l)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, l->in_l, a->out_l, 1.0f, gm,
-                    a->out_l, a->w->data, l->in_l, 1.0f, dx, l->in_l);
-    else  // dx += gm . W0^T, W0 (in_l, out_l)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, l->in_l, a->out_l, 1.0f, gm,
-                    a->out_l, a->w->data, a->out_l, 1.0f, dx, l->in_l);
+    if (!(l->dropout > 0.0f && rc->training)) {
+        w0_times(a, dx, gm, 1.0f, 1, N);  // dx += gm W0^T
+        return;
+    }
+    float *t = xd + (size_t)N * l->in_l;  // through the dropout mask
+    w0_times(a, t, gm, 0.0f, 1, N);
+    lmp_lora_dropout_add(l, dx, t, N, rc);
 }
 
 static void dora_free(lmp_adapter *ad) {
