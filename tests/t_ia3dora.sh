@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # IA³ and DoRA end to end through the CLI, on the tiny byte-level GPT-2 (4 ranks = tp 2 x
 # dp 2) and on hf-tiny's Llama (llama_methods/model), for ia3, dora, ia3,houlsby and
-# dora,parallel:
+# dora,parallel (dropout 0.1: DoRA's masks; IA³ has none):
 #  - the parameter report counts them (GPT-2: IA³ 3C + C + 4C per layer on c_attn,
 #    attn.c_proj and feed-forward mlp.c_proj; DoRA r (in + out) + out per module); `plan` runs;
 #  - stop at step 10 + resume with the same command = the uninterrupted run, bit for bit
@@ -32,6 +32,7 @@ for family in gpt2 llama; do
 r = 4
 alpha = 8
 size = 8
+dropout = 0.1
 [train]
 steps = 20
 batch_size = 8
