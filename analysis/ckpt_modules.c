@@ -160,11 +160,19 @@ static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn)
     }
     if (!rc) s->mod = lmp_calloc((size_t)3 * n * sizeof *s->mod);  // a bottleneck gives 3
     for (int i = 0; !rc && i < n; i++) {
-        int lora = !strcmp(mods[i].method, "lora"), prefix = !strcmp(mods[i].method, "prefix");
+        if (!strcmp(mods[i].method, "ia3")) continue;  // vectors, no matrix
+        // DoRA: its LoRA part ΔW = scale·B·A (the magnitudes are a vector)
+        int lora = !strcmp(mods[i].method, "lora") || !strcmp(mods[i].method, "dora");
+        int prefix = !strcmp(mods[i].method, "prefix");
         rc = lora     ? read_module(rd, &mods[i], &s->mod[s->n], err, errn)
              : prefix ? read_prefix(rd, &mods[i], &s->mod[s->n], err, errn)
                       : read_bottleneck(rd, &mods[i], &s->mod[s->n], err, errn);
         s->n += lora || prefix ? 1 : 3;
+    }
+    if (!rc && s->n == 0) {
+        snprintf(err, errn, "%s: its modules are IA3 vectors; the analyses take matrices (LoRA, DoRA's "
+                 "LoRA part, bottlenecks)", rd->path);
+        rc = -1;
     }
     free(mods);
     return rc;

@@ -9,7 +9,9 @@
 // o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
 // seven projections (with dropout), on q_proj/v_proj, full, and houlsby; prefix tuning (2
 // virtual tokens: the prefixes split by KV heads over tp) alone and beside LoRA on GPT-2,
-// GPT-2 with 2 KV heads and the Llama-family model. Also: each rank's
+// GPT-2 with 2 KV heads and the Llama-family model; IA³ (non-unit vectors; feed-forward
+// mlp.c_proj / down_proj) and DoRA (non-zero B, magnitudes; GPT-2 with dropout) on every target
+// of either family and on q/v or k/v slices. Also: each rank's
 // frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
@@ -84,7 +86,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     lmp_comm_init(&c, world, tp);
     lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
                         .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4,
-                               .virtual_tokens = 2}};
+                               .virtual_tokens = 2, .feedforward = LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ}};
     lmp_model m;
     lmp_arch a;
     (family ? family : lmp_gpt2_arch)(&CFG, &a);
@@ -98,6 +100,11 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
         for (int t = 1; t < m.reg.rec[i].n_tensor; t++) {
             lmp_param *Bp = lmp_rec_tensor(&m.reg, &m.reg.rec[i], t);
             for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.05f * lmp_rng_normal(8, (uint64_t)(i * 4 + t), k);
+        }
+    for (int i = 0; i < m.reg.n_rec; i++)  // IA³'s one vector: 1 + N(0, 0.2²)
+        if (!strcmp(m.reg.rec[i].method, "ia3")) {
+            lmp_param *l = lmp_rec_tensor(&m.reg, &m.reg.rec[i], 0);
+            for (size_t k = 0; k < l->numel; k++) l->data[k] = 1.0f + 0.2f * lmp_rng_normal(8, (uint64_t)i * 4, k);
         }
 
     // Exact frozen shard size from the shapes alone.
@@ -186,6 +193,12 @@ int main(int argc, char **argv) {
         {"gqa prefix", 0, 0, 0.0f, 2, "prefix", NULL},
         {"llama prefix", 0, 0, 0.0f, 2, "prefix", llama_family},
         {"llama lora+pfx", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, 2, "lora,prefix", llama_family},
+        {"ia3 all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.0f, 0, "ia3", NULL},
+        {"ia3 q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 2, "ia3", NULL},
+        {"dora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, "dora", NULL},
+        {"dora k,v", 0, LMP_T_K | LMP_T_V, 0.0f, 2, "dora", NULL},
+        {"llama ia3", 0, LMP_T_ALL_LINEAR, 0.0f, 2, "ia3", llama_family},
+        {"llama dora", 0, LMP_T_ALL_LINEAR, 0.0f, 2, "dora", llama_family},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
     int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};

@@ -9,7 +9,8 @@
 #    again (lr 1e-30: no value moves) gives bitwise equal tensors and an equivalent config;
 #    `lorampi export` of the run's checkpoint gives the same tensors; a resume takes the
 #    checkpoint, not init_from;
-#  - bad input (an adapter for another model, an unknown target, use_dora, bias = all, a
+#  - bad input (an adapter for another model, an unknown target, use_dora with method lora or
+#    without magnitudes, bias = all, a
 #    truncated safetensors file, a tensor no module uses, full fine-tuning): non-zero exit on
 #    every rank (2 ranks, no hang), one message naming the file and the problem, nothing
 #    written.
@@ -140,7 +141,9 @@ bad unknown_target "unknown_target/adapter_config.json: \"target_modules\" entry
 badcfg embedding "c['target_modules'] = ['c_attn', 'wte']"
 bad embedding "embedding/adapter_config.json: \"target_modules\" entry \"wte\" matches transformer.wte, which lorampi cannot adapt" --set adapter.init_from=embedding
 badcfg dora "c['use_dora'] = True"
-bad dora "dora/adapter_config.json: \"use_dora\": true is set; lorampi does not implement it" --set adapter.init_from=dora
+bad dora "dora/adapter_config.json holds a PEFT DoRA adapter; it needs \[adapter\] method = dora (not lora)" --set adapter.init_from=dora
+bad dora_tensors "dora/adapter_model.safetensors has no tensor base_model.model.transformer.h.0.attn.c_attn.lora_magnitude_vector" \
+  --set adapter.init_from=dora --set adapter.method=dora
 badcfg bias "c['bias'] = 'all'"
 bad bias "bias/adapter_config.json: \"bias\" = \"all\": lorampi trains no biases" --set adapter.init_from=bias
 badcfg extra "c['layers_to_transform'] = [0, 1]"

@@ -251,7 +251,7 @@ int main(void) {
     char err[512];
     bad_value bad[] = {
         {"train", "lr", "abc", "positive number"}, {"train", "lr", "0", "positive"}, {"train", "steps", "1.5", "integer"},
-        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "dora", "comma list of lora, houlsby"},
+        {"train", "steps", "-3", "positive"}, {"adapter", "dropout", "1", "[0, 1)"}, {"adapter", "method", "vera", "comma list of lora, houlsby"},
         {"adapter", "method", "houlsby,parallel", "do not combine"}, {"adapter", "method", "lora,lora", "twice"},
         {"adapter", "method", "", "empty"}, {"adapter", "act", "tanh", "gelu or relu"},
         {"adapter", "sublayers", "attn,ffn", "comma list of attn, mlp"}, {"adapter", "size", "0", "positive"},

@@ -106,7 +106,7 @@ static void fields(void) {
     const char *T = "\"target_modules\": [\"c_attn\"]";
     char j[1024];
 #define J(extra) (snprintf(j, sizeof j, "{" BASE "%s, %s}", T, extra), j)
-    refused(J("\"use_dora\": true"), "use_dora", "does not implement");
+    refused(J("\"feedforward_modules\": [\"c_attn\"]"), "feedforward_modules", "IA3");
     refused(J("\"modules_to_save\": [\"lm_head\"]"), "modules_to_save", NULL);
     refused(J("\"lora_bias\": true"), "lora_bias", NULL);
     refused(J("\"layer_replication\": [[0, 2]]"), "layer_replication", NULL);
@@ -120,7 +120,18 @@ static void fields(void) {
     refused(J("\"lora_alpha\": \"8\""), "lora_alpha", NULL);
     refused("{\"peft_type\": \"LORA\", \"r\": 2.5, \"target_modules\": [\"c_attn\"]}", "\"r\"", "integer");
     refused(J("\"r\": 2"), "not valid JSON", "duplicate");
-    refused("{\"peft_type\": \"IA3\", \"target_modules\": [\"c_attn\"]}", "peft_type", "LORA");
+    refused("{\"peft_type\": \"ADALORA\", \"target_modules\": [\"c_attn\"]}", "peft_type", "IA3");
+    // IA3: feedforward_modules within target_modules; LoRA's fields refused.
+    refused("{\"peft_type\": \"IA3\", \"target_modules\": [\"c_attn\"], \"feedforward_modules\": [\"c_fc\"]}",
+            "feedforward_modules", "subset");
+    refused("{\"peft_type\": \"IA3\", \"target_modules\": [\"c_attn\"], \"lora_alpha\": 8}", "lora_alpha", "IA3");
+    refused("{\"peft_type\": \"IA3\", \"target_modules\": [\"c_attn\"], \"feedforward_modules\": 3}",
+            "feedforward_modules", NULL);
+    T_CHECK(parse("{\"peft_type\": \"IA3\", \"target_modules\": [\"c_attn\", \"mlp.c_proj\"], "
+                  "\"feedforward_modules\": [\"mlp.c_proj\"], \"init_ia3_weights\": true, \"fan_in_fan_out\": true}") == 0 &&
+            pc.ia3 && pc.n_ff == 1 && lmp_peft_feedforward(&pc, "transformer.h.0.mlp.c_proj", err, sizeof err) == 1 &&
+            lmp_peft_feedforward(&pc, "transformer.h.0.attn.c_attn", err, sizeof err) == 0, "IA3 config: %s", err);
+    T_CHECK(parse(J("\"use_dora\": true")) == 0 && pc.use_dora == 1 && !pc.ia3, "use_dora read: %s", err);
     refused("{" BASE "\"bias\": \"none\"}", "target_modules", "absent");
     refused("{" BASE "\"target_modules\": [\"c_attn\", 3]}", "target_modules", NULL);
     refused("[1, 2]", "object", NULL);

@@ -21,6 +21,7 @@
 #define LORAMPI_ADAPTER_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/comm.h"
 #include "core/registry.h"
 
 #define LMP_VIEW_MAX_SEG 4
@@ -50,6 +51,14 @@ typedef struct {
     int a0, in_l;
     int nseg;
     int brow[LMP_VIEW_MAX_SEG], ycol[LMP_VIEW_MAX_SEG], cnt[LMP_VIEW_MAX_SEG];
+    // The layer itself, for the methods that read its frozen weight (IA³ on a feed-forward
+    // input, DoRA's row norms): weight and bias entries (data set by lmp_registry_alloc; w
+    // local (in_l, out_l), or (out_l, in_l) with w_oi; b NULL without bias, split like the
+    // output columns on a column-parallel layer, whole and added after the all-reduce on a
+    // row-parallel one), the local output width, and the tp group (model.c; NULL: one rank).
+    lmp_param *w, *b;
+    int w_oi, row_parallel, out_l;
+    lmp_comm *comm;
 } lmp_linear_view;
 
 // What [adapter] says, for every method (each reads the keys it uses).
@@ -64,6 +73,9 @@ typedef struct {
     float init_scale, bscale;
     // Prefix tuning (adapters/prefix.h): p virtual tokens per layer.
     int virtual_tokens;
+    // IA³ (adapters/ia3.h): the LMP_T_* targets that are feed-forward (PEFT's
+    // feedforward_modules: their input is scaled), and whether this module is one (model.c).
+    int feedforward, ff;
 } lmp_adapter_opts;
 
 // LMP_HOOK_KV: how one block's attention meets the prefixes: n_kv_head key/value heads of

@@ -52,6 +52,20 @@ static const float *dropped_input(const lmp_lora *l, const float *x, float *xd_s
     return xd_scratch;
 }
 
+const float *lmp_lora_dropped(const lmp_lora *l, const float *x, float *xd_scratch, int N,
+                             const lmp_rng_ctx *rc) {
+    return dropped_input(l, x, xd_scratch, N, rc);
+}
+
+void lmp_lora_dropout_add(const lmp_lora *l, float *dx, const float *g, int N, const lmp_rng_ctx *rc) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < l->in_l; j++) {
+            size_t k = (size_t)n * l->in_l + j;
+            dx[k] += g[k] * mask_at(l, rc, n, j);
+        }
+}
+
 void lmp_lora_forward(const lmp_lora *l, float *y, int ldy, const float *x, float *u,
                       float *xd_scratch, int N, const lmp_rng_ctx *rc) {
     const float *xd = dropped_input(l, x, xd_scratch, N, rc);
@@ -114,6 +128,8 @@ typedef struct {
     lmp_adapter base;
     lmp_lora l;
 } lora_adapter;
+
+const lmp_lora *lmp_lora_of(const lmp_adapter *a) { return &((const lora_adapter *)a)->l; }
 
 float lmp_lora_scaling(float alpha, int r, int rslora) {
     return rslora ? alpha / sqrtf((float)r) : alpha / (float)r;

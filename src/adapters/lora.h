@@ -32,9 +32,19 @@ typedef struct {
     uint64_t stream;      // RNG stream of this module (from its name)
 } lmp_lora;
 
+// The LoRA of an instance of lmp_lora_method (DoRA builds on it).
+const lmp_lora *lmp_lora_of(const lmp_adapter *a);
+
 // A (r,in): Kaiming-uniform with a = sqrt(5) (PEFT's default: bound 1/sqrt(in)) or Gaussian
 // N(0, 1/r) (PEFT's "gaussian"); B = 0. Values depend only on (seed, name, global index).
 void lmp_lora_init_params(lmp_lora *l, int gaussian, uint64_t seed);
+
+// The dropped-out input xd = x * mask / (1-p) (N, in_l) in xd_scratch, or x itself without
+// dropout or outside training (DoRA applies W0 to it too).
+const float *lmp_lora_dropped(const lmp_lora *l, const float *x, float *xd_scratch, int N,
+                             const lmp_rng_ctx *rc);
+// dx (N, in_l) += g * mask / (1-p), the same mask (training with dropout only).
+void lmp_lora_dropout_add(const lmp_lora *l, float *dx, const float *g, int N, const lmp_rng_ctx *rc);
 
 // y (N, ldy) += scale * xd . A_l^T . B_seg^T on this rank's columns; u (N, r) is saved for
 // backward; xd_scratch (N, in_l) holds the dropped-out input when dropout > 0.

@@ -1,6 +1,8 @@
 // methods.c: the adapter methods lorampi knows. A new method is its own file plus one line here.
 #include "adapters/adapter.h"
 #include "adapters/bottleneck.h"
+#include "adapters/dora.h"
+#include "adapters/ia3.h"
 #include "adapters/lora.h"
 #include "adapters/prefix.h"
 
@@ -13,8 +15,10 @@ static const lmp_adapter_method *METHODS[16] = {
     &lmp_houlsby_method,
     &lmp_parallel_method,
     &lmp_prefix_method,
+    &lmp_ia3_method,
+    &lmp_dora_method,
 };
-static size_t n_methods = 4;  // the entries above
+static size_t n_methods = 6;  // the entries above
 
 void lmp_adapter_add_method(const lmp_adapter_method *m) {
     LMP_CHECK(n_methods < sizeof METHODS / sizeof METHODS[0], "too many adapter methods (%s)", m->name);

@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS } ktype;
+typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS, K_FF } ktype;
 
 typedef struct {
     const char *section, *key;
@@ -41,7 +41,8 @@ static const key_t_ KEYS[] = {
     {"model", "vocab_size", K_INT, O(model.vocab_size), 0, 1, 65536, 0, 0, "256", "an integer in [1, 65536]", 0},
     {"model", "n_ctx", K_INT, O(model.n_ctx), 0, 1, 1e6, 0, 0, "256", "a positive integer", 0},
     {"adapter", "method", K_METHOD, O(adapter.method), 0, 0, 0, 0, 0, "lora",
-     "none, or a comma list of lora, houlsby, parallel, prefix (houlsby and parallel exclude each other)", LMP_KEY_TENSORS},
+     "none, or a comma list of lora, houlsby, parallel, prefix, ia3, dora (at most one of lora, ia3, dora; "
+     "houlsby and parallel exclude each other)", LMP_KEY_TENSORS},
     {"adapter", "r", K_INT, O(adapter.r), 0, 1, 65536, 0, 0, "8", "a positive integer", LMP_KEY_TENSORS},
     {"adapter", "alpha", K_FLOAT, O(adapter.alpha), 0, 0, 1e9, 1, 0, "16", "a positive number", LMP_KEY_TENSORS},
     {"adapter", "dropout", K_FLOAT, O(adapter.dropout), 0, 0, 1, 0, 1, "0", "a number in [0, 1)", 0},
@@ -61,6 +62,8 @@ static const key_t_ KEYS[] = {
     {"adapter", "init_scale", K_FLOAT, O(adapter.init_scale), 0, 0, 1e9, 1, 0, "1e-3", "a positive number", 0},
     {"adapter", "sublayers", K_SUBLAYERS, O(adapter.sublayers), 0, 0, 0, 0, 0, "auto",
      "auto (houlsby: attn,mlp; parallel: mlp) or a comma list of attn, mlp", LMP_KEY_TENSORS},
+    {"adapter", "feedforward", K_FF, O(adapter.feedforward), 0, 0, 0, 0, 0, "auto",
+     "auto (the MLP's output layer: mlp.c_proj, down_proj), none, or a comma list of [adapter] targets names", LMP_KEY_TENSORS},
     {"adapter", "scale", K_FLOAT, O(adapter.scale), 0, 0, 1e9, 0, 0, "4", "a non-negative number", LMP_KEY_TENSORS},
     {"adapter", "virtual_tokens", K_INT, O(adapter.virtual_tokens), 0, 1, 65536, 0, 0, "20", "a positive integer", LMP_KEY_TENSORS},
     {"adapter", "prefix_projection", K_BOOL, O(adapter.prefix_projection), 0, 0, 0, 0, 0, "false", "true or false", LMP_KEY_TENSORS},
@@ -134,6 +137,26 @@ static int parse_targets(lmp_config *c, const char *v, char *err, int errlen) {
     return 0;
 }
 
+// [adapter] feedforward: auto (0) or target names, as [adapter] targets takes them.
+static int parse_ff(lmp_config *c, const char *v, char *err, int errlen) {
+    if (!strcasecmp(v, "auto") || !strcasecmp(v, "none")) {
+        c->adapter.feedforward = strcasecmp(v, "auto") ? LMP_FF_NONE : 0;
+        strcpy(c->adapter.feedforward_str, strcasecmp(v, "auto") ? "none" : "auto");
+        return 0;
+    }
+    int bits = c->adapter.targets;
+    char str[256];
+    strcpy(str, c->adapter.targets_str);
+    int rc = parse_targets(c, v, err, errlen);
+    if (!rc) {
+        c->adapter.feedforward = c->adapter.targets;
+        strcpy(c->adapter.feedforward_str, c->adapter.targets_str);
+    }
+    c->adapter.targets = bits;  // parse_targets wrote the targets' fields
+    strcpy(c->adapter.targets_str, str);
+    return rc;
+}
+
 static int parse_layers(lmp_config *c, const char *v, char *err, int errlen) {
     char buf[512];
     if (strlen(v) >= sizeof buf) { snprintf(err, errlen, "too long"); return -1; }
@@ -179,7 +202,8 @@ static int parse_enum(const char *v, const char *const *names, int n) {
     return -1;
 }
 
-static const char *METHODS[] = {"lora", "houlsby", "parallel", "prefix"};  // bit i: 1 << i
+static const char *METHODS[] = {"lora", "houlsby", "parallel", "prefix", "ia3", "dora"};  // bit i: 1 << i
+#define N_METHODS 6
 static const char *ACTS[] = {"gelu", "relu"};
 static const char *SUBLAYERS[] = {"attn", "mlp"};                 // bit i: 1 << i
 
@@ -204,7 +228,13 @@ static int parse_bits(const char *v, const char *const *names, int n, int *bits,
 static int parse_method(lmp_config *c, const char *v, char *why, int whylen) {
     int bits;
     if (!strcasecmp(v, "none")) { c->adapter.method = LMP_METHOD_NONE; return 0; }
-    if (parse_bits(v, METHODS, 4, &bits, why, whylen)) return -1;
+    if (parse_bits(v, METHODS, N_METHODS, &bits, why, whylen)) return -1;
+    int lin = bits & LMP_METHOD_LINEAR;
+    if (lin & (lin - 1)) {
+        snprintf(why, whylen, "lora, ia3 and dora each adapt the layers of [adapter] targets; at most one "
+                 "of them (each combines with houlsby or parallel)");
+        return -1;
+    }
     if ((bits & LMP_METHOD_HOULSBY) && (bits & LMP_METHOD_PARALLEL)) {
         snprintf(why, whylen, "houlsby and parallel do not combine (both are the bottleneck "
                  "h.<layer>.<sublayer>.adapter); lora combines with either");
@@ -217,7 +247,7 @@ static int parse_method(lmp_config *c, const char *v, char *why, int whylen) {
 const char *lmp_config_methods(int bits, char *buf, int n) {
     buf[0] = 0;
     if (!bits) snprintf(buf, n, "none");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < N_METHODS; i++)
         if (bits & (1 << i)) snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? "," : "", METHODS[i]);
     return buf;
 }
@@ -301,9 +331,10 @@ static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, i
     case K_ACT: { int e = parse_enum(v, ACTS, 2); if (e < 0) bad = 1; else c->adapter.relu = e; break; }
     case K_INIT: { int e = parse_enum(v, INITS, 2); if (e < 0) bad = 1; else c->adapter.init = (lmp_lora_init)e; break; }
     case K_SCHED: { int e = parse_enum(v, SCHEDS, 3); if (e < 0) bad = 1; else c->train.schedule = (lmp_schedule)e; break; }
-    case K_TARGETS: case K_LAYERS: case K_METHOD: case K_SUBLAYERS: {
+    case K_TARGETS: case K_LAYERS: case K_METHOD: case K_SUBLAYERS: case K_FF: {
         char why[256];
         int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why)
+                 : k->type == K_FF ? parse_ff(c, v, why, sizeof why)
                  : k->type == K_LAYERS ? parse_layers(c, v, why, sizeof why)
                  : k->type == K_METHOD ? parse_method(c, v, why, sizeof why)
                  : !strcasecmp(v, "auto") ? (c->adapter.sublayers = 0)
@@ -352,12 +383,15 @@ void lmp_config_defaults(lmp_config *c) {
 }
 
 int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
-    if (c->adapter.init_from[0] && c->adapter.method != LMP_METHOD_LORA && c->adapter.method != LMP_METHOD_PREFIX) {
-        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora or prefix, as the "
-                 "PEFT adapter is (a PEFT adapter cannot seed full fine-tuning or a combination)", c->adapter.init_from);
+    int m = c->adapter.method;
+    if (c->adapter.init_from[0] && m != LMP_METHOD_LORA && m != LMP_METHOD_IA3 && m != LMP_METHOD_DORA &&
+        m != LMP_METHOD_PREFIX) {
+        snprintf(err, errlen, "[adapter] init_from = %s needs [adapter] method = lora, dora, ia3 or prefix "
+                 "alone (the PEFT adapter's own method; it cannot seed full fine-tuning or a combination)",
+                 c->adapter.init_from);
         return -1;
     }
-    if ((c->adapter.method & LMP_METHOD_PREFIX) && c->adapter.prefix_projection) {
+    if ((m & LMP_METHOD_PREFIX) && c->adapter.prefix_projection) {
         snprintf(err, errlen, "[adapter] prefix_projection = true (PEFT's MLP reparameterisation of the "
                  "prefixes) is not implemented yet: train the prefixes directly (false), which is also "
                  "what a PEFT adapter saved with it holds");
@@ -509,6 +543,7 @@ static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n
     case K_INIT: snprintf(val, n, "%s", INITS[c->adapter.init]); break;
     case K_SCHED: snprintf(val, n, "%s", SCHEDS[c->train.schedule]); break;
     case K_TARGETS: snprintf(val, n, "%s", c->adapter.targets_str); break;
+    case K_FF: snprintf(val, n, "%s", c->adapter.feedforward_str); break;
     case K_LAYERS: snprintf(val, n, "%s", c->adapter.layers_str); break;
     }
 }
@@ -516,8 +551,9 @@ static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n
 // The methods that read an [adapter] key flagged LMP_KEY_TENSORS (0: every method).
 static int key_methods(const key_t_ *k) {
     static const struct { const char *key; int methods; } M[] = {
-        {"r", LMP_METHOD_LORA}, {"alpha", LMP_METHOD_LORA}, {"targets", LMP_METHOD_LORA},
-        {"rslora", LMP_METHOD_LORA}, {"size", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
+        {"r", LMP_METHOD_LORA | LMP_METHOD_DORA}, {"alpha", LMP_METHOD_LORA | LMP_METHOD_DORA},
+        {"targets", LMP_METHOD_LINEAR}, {"feedforward", LMP_METHOD_IA3},
+        {"rslora", LMP_METHOD_LORA | LMP_METHOD_DORA}, {"size", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
         {"act", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL},
         {"sublayers", LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL}, {"scale", LMP_METHOD_PARALLEL},
         {"virtual_tokens", LMP_METHOD_PREFIX}, {"prefix_projection", LMP_METHOD_PREFIX},

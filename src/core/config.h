@@ -12,7 +12,11 @@
 #include "core/targets.h"  // LMP_T_* target bits
 
 // [adapter] method: none, or a set of methods (bits; `lora,houlsby` is LORA | HOULSBY).
-typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4, LMP_METHOD_PREFIX = 8 } lmp_method;
+// lora, ia3 and dora adapt the linear layers of [adapter] targets: at most one of them.
+typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2, LMP_METHOD_PARALLEL = 4,
+               LMP_METHOD_PREFIX = 8, LMP_METHOD_IA3 = 16, LMP_METHOD_DORA = 32 } lmp_method;
+#define LMP_FF_NONE (1 << 30)  // [adapter] feedforward = none
+#define LMP_METHOD_LINEAR (LMP_METHOD_LORA | LMP_METHOD_IA3 | LMP_METHOD_DORA)
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
 
@@ -44,6 +48,9 @@ typedef struct {
         int virtual_tokens;       // prefix tuning: p key/value rows per layer
         int prefix_projection;    // PEFT's reparameterisation through an MLP (refused: not yet)
         int encoder_hidden_size;  // its hidden width (0: the token dim, as PEFT)
+        int feedforward;          // ia3: LMP_T_* bits whose input is scaled; 0: the family's MLP
+                                  // output layer (auto); LMP_FF_NONE: none
+        char feedforward_str[256];
     } adapter;
     struct {
         int steps, batch_size, seq_len;

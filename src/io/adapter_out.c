@@ -4,6 +4,7 @@
 #include "io/model_io.h"
 #include "io/peft.h"
 #include "io/peft_prefix.h"
+#include "io/peft_methods.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -84,13 +85,13 @@ void lmp_bottleneck_save(const char *dir, const lmp_registry *reg, const lmp_con
     free(names);
 }
 
-// A copy of the LoRA records of reg and their tensors (lmp_peft_save takes a registry of
-// LoRA records only).
-static void lora_only(const lmp_registry *reg, lmp_registry *out) {
+// A copy of the records of `method` (lora, dora, ia3) in reg and their tensors (the PEFT
+// writers take a registry of one method's records only).
+static void lora_only(const lmp_registry *reg, lmp_registry *out, const char *method) {
     lmp_registry_init(out, reg->n + 1);
     for (int i = 0; i < reg->n_rec; i++) {
         const lmp_adapter_rec *rec = &reg->rec[i];
-        if (strcmp(rec->method, "lora")) continue;
+        if (strcmp(rec->method, method)) continue;
         lmp_adapter_rec *x = lmp_registry_add_rec(out, rec);
         x->n_tensor = 0;
         for (int j = 0; j < rec->n_tensor; j++) {
@@ -111,14 +112,21 @@ static const char *method_dir(char *sub, size_t n, const char *dir, int multi, c
     return multi ? lmp_path_join(sub, n, dir, method) : dir;
 }
 
+// The PEFT directory of the linear-layer method (LoRA and DoRA: PEFT's LORA; IA3).
+static void peft_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg) {
+    if (cfg->adapter.method & LMP_METHOD_IA3) lmp_peft_save_ia3(dir, reg, cfg);
+    else lmp_peft_save(dir, reg, cfg);
+}
+
 void lmp_adapters_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg) {
-    int bits = cfg->adapter.method, multi = (bits & (bits - 1)) != 0;
-    char sub[LMP_PATH_MAX + 16];
-    if (bits == LMP_METHOD_LORA) lmp_peft_save(dir, reg, cfg);  // LoRA alone: the PEFT directory itself
-    else if (bits & LMP_METHOD_LORA) {  // lmp_peft_save takes a registry of LoRA records only
+    int bits = cfg->adapter.method, lin = bits & LMP_METHOD_LINEAR, multi = (bits & (bits - 1)) != 0;
+    char sub[LMP_PATH_MAX + 16], name[16];
+    if (lin && !multi) peft_save(dir, reg, cfg);  // LoRA, DoRA or IA3 alone: the PEFT directory itself
+    else if (lin) {  // the PEFT writers take a registry of one method's records only
         lmp_registry lo;
-        lora_only(reg, &lo);
-        lmp_peft_save(method_dir(sub, sizeof sub, dir, multi, "lora"), &lo, cfg);
+        lmp_config_methods(lin, name, sizeof name);
+        lora_only(reg, &lo, name);
+        peft_save(method_dir(sub, sizeof sub, dir, multi, name), &lo, cfg);
         lmp_registry_free(&lo);
     }
     if (bits & (LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL)) {

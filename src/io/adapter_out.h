@@ -1,5 +1,5 @@
 // adapter_out.h: a model's adapters as files, whatever their method (`[train] save_adapter`,
-// `lorampi export`). LoRA alone: a PEFT directory (io/peft.h), unchanged. Bottleneck adapters
+// `lorampi export`). LoRA, DoRA or IA3 alone: a PEFT directory (io/peft.h, io/peft_methods.h). Bottleneck adapters
 // (houlsby, parallel): lorampi's documented directory (README "Files"):
 //   adapter_model.safetensors  transformer.h.<l>.<attn|mlp>.adapter.{down,up}.{weight,bias},
 //                              down.weight (m, C), down.bias (m), up.weight (C, m), up.bias (C)
@@ -9,8 +9,9 @@
 //                               "sublayers", "layers", "modules", "base_model_name_or_path",
 //                               "forward"}.
 // prefix: PEFT's prefix-tuning directory (io/peft_prefix.h).
-// Methods combined (lora,houlsby, lora,prefix, ...): one subdirectory per method, DIR/lora
-// (PEFT), DIR/<bottleneck method>, DIR/prefix (PEFT). Tensors must be whole on this rank; call on one rank.
+// Methods combined (lora,houlsby / dora,parallel / lora,prefix ...): one subdirectory per
+// method, DIR/<lora|dora|ia3> (PEFT), DIR/<bottleneck method>, DIR/prefix (PEFT). Tensors must
+// be whole on this rank; call on one rank.
 #ifndef LORAMPI_ADAPTER_OUT_H
 #define LORAMPI_ADAPTER_OUT_H
 #include "core/config.h"

@@ -160,7 +160,8 @@ static void write_adapter_attrs(hid_t file, const lmp_registry *r, const lmp_con
     LMP_CHECK_H5(g);
     char methods[64];  // PEFT's type where the methods are LoRA alone; the [adapter] method list
     lmp_config_methods(cfg->adapter.method, methods, sizeof methods);
-    lmp_h5_put_str(g, "peft_type", cfg->adapter.method == LMP_METHOD_LORA ? "LORA" : "");
+    int m = cfg->adapter.method;  // DoRA is PEFT's LORA with use_dora
+    lmp_h5_put_str(g, "peft_type", m == LMP_METHOD_LORA || m == LMP_METHOD_DORA ? "LORA" : m == LMP_METHOD_IA3 ? "IA3" : "");
     lmp_h5_put_str(g, "method", methods);
     lmp_h5_put_i64(g, "r", cfg->adapter.r);
     lmp_h5_put_f64(g, "lora_alpha", cfg->adapter.alpha);

@@ -2,6 +2,7 @@
 #include "io/peft.h"
 #include "core/util.h"
 #include "io/model_io.h"
+#include "io/peft_methods.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -45,6 +46,11 @@ char *lmp_peft_tensor(char *out, size_t n, const lmp_peft_naming *nm, const char
     return lmp_fmt(out, n, "base_model.model.%s%s.%s.weight", nm->prefix, module, leaf);
 }
 
+char *lmp_peft_leaf(char *out, size_t n, const lmp_peft_naming *nm, const char *module,
+                    const char *leaf) {
+    return lmp_fmt(out, n, "base_model.model.%s%s.%s", nm->prefix, module, leaf);
+}
+
 // One PEFT module: the LoRA records of one base linear layer, merged.
 typedef struct {
     const lmp_adapter_rec *first;
@@ -57,7 +63,8 @@ static int group_modules(const lmp_registry *reg, peft_module *pm) {
     int np = 0;
     for (int i = 0; i < reg->n_rec; i++) {
         const lmp_adapter_rec *rec = &reg->rec[i];
-        LMP_CHECK(!strcmp(rec->method, "lora"), "PEFT export: method %s has no PEFT LoRA form", rec->method);
+        LMP_CHECK(!strcmp(rec->method, "lora") || !strcmp(rec->method, "dora"),
+                  "PEFT export: method %s has no PEFT LoRA form", rec->method);
         peft_module *p = NULL;
         for (int k = 0; k < np; k++) if (!strcmp(pm[k].first->module, rec->module)) p = &pm[k];
         if (!p) {
@@ -120,8 +127,9 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     for (int k = 0; k < np; k++) fill_module(reg, &pm[k]);
     // The family shows in the records' module names (lmp_hf_prefix).
     const lmp_peft_naming *nm = lmp_peft_naming_of_module(reg->rec[0].module);
-    lmp_st_out *t = lmp_malloc(2 * (size_t)np * sizeof *t);
-    char (*names)[LMP_NAME_MAX + 64] = lmp_malloc(2 * (size_t)np * sizeof *names);
+    int dora = !strcmp(reg->rec[0].method, "dora");  // + lora_magnitude_vector per module
+    lmp_st_out *t = lmp_malloc(3 * (size_t)np * sizeof *t);
+    char (*names)[LMP_NAME_MAX + 64] = lmp_malloc(3 * (size_t)np * sizeof *names);
     for (int k = 0; k < np; k++) {
         lmp_peft_tensor(names[2 * k], sizeof names[0], nm, pm[k].first->module, "lora_A");
         lmp_peft_tensor(names[2 * k + 1], sizeof names[0], nm, pm[k].first->module, "lora_B");
@@ -130,7 +138,8 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     }
     char path[LMP_PATH_MAX + 64];
     lmp_path_join(path, sizeof path, dir, "adapter_model.safetensors");
-    lmp_st_write(path, t, 2 * np, "{\"format\": \"pt\"}");
+    if (dora) lmp_peft_dora_magnitudes(reg, nm, t + 2 * np, names + 2 * np, sizeof names[0]);
+    lmp_st_write(path, t, (dora ? 3 : 2) * np, "{\"format\": \"pt\"}");
 
     // adapter_config.json. PEFT's scaling is lora_alpha / r (or / sqrt(r) with rsLoRA); a
     // merged q/k/v module has a larger r, so its alpha is set to keep the same scaling. A
@@ -152,7 +161,7 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
         "bias", "none", "use_rslora", cfg->adapter.rslora, "base_model_name_or_path", cfg->model.path,
         "rank_pattern", rank_pat, "alpha_pattern", alpha_pat, "layers_to_transform", layers,
         "inference_mode", 1, "init_lora_weights", 1, "modules_to_save");
-    LMP_CHECK(c, "cannot build adapter_config.json");
+    LMP_CHECK(c && json_object_set_new(c, "use_dora", json_boolean(dora)) == 0, "cannot build adapter_config.json");
     lmp_path_join(path, sizeof path, dir, "adapter_config.json");
     LMP_CHECK(json_dump_file(c, path, JSON_INDENT(2) | JSON_SORT_KEYS) == 0, "cannot write %s", path);
     json_decref(c);

@@ -31,6 +31,9 @@ char *lmp_peft_module(char *out, size_t n, const lmp_peft_naming *nm, const char
 // "base_model.model." + lmp_peft_module + "." + leaf + ".weight".
 char *lmp_peft_tensor(char *out, size_t n, const lmp_peft_naming *nm, const char *module,
                       const char *leaf);
+// The same without ".weight" (DoRA's lora_magnitude_vector, IA3's ia3_l).
+char *lmp_peft_leaf(char *out, size_t n, const lmp_peft_naming *nm, const char *module,
+                    const char *leaf);
 
 // Writes the LoRA adapters recorded in reg (its adapter records) to `dir` (created). Keys are
 // base_model.model.transformer.<module>.lora_{A,B}.weight with A (r, in), B (out, r). LoRA on

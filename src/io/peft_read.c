@@ -1,6 +1,7 @@
 // peft_read.c: PEFT adapter_config.json and PEFT's module-matching rules (peft_read.h).
 #include "io/peft_read.h"
 #include "core/util.h"
+#include "io/peft_methods.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
@@ -126,10 +127,10 @@ static const char *HARMLESS[] = {
 static const char *READ[] = {
     "peft_type", "r", "lora_alpha", "lora_dropout", "use_rslora", "fan_in_fan_out", "bias",
     "target_modules", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern",
-    "init_lora_weights"};
+    "init_lora_weights", "use_dora", "feedforward_modules", "init_ia3_weights"};
 // Fields PEFT has that change the adapter and lorampi does not implement: refused when set.
 static const char *REFUSED[] = {
-    "use_dora", "modules_to_save", "lora_bias", "layer_replication", "trainable_token_indices",
+    "modules_to_save", "lora_bias", "layer_replication", "trainable_token_indices",
     "target_parameters", "exclude_modules", "use_qalora", "use_bdlora", "megatron_config",
     "alora_invocation_tokens", "arrow_config", "kasa_config", "monteclora_config", "velora_config",
     "ensure_weight_tying"};
@@ -166,7 +167,7 @@ static int check_fields(json_t *o, const char *origin, char *err, size_t errn) {
         if (IN(k, READ) || IN(k, HARMLESS) || !is_set(v)) continue;
         if (IN(k, REFUSED))
             lmp_fmt(err, errn, "%s: \"%s\": %s is set; lorampi does not implement it (only plain "
-                    "LoRA adapters can be loaded)", origin, k, show(v, buf, sizeof buf));
+                    "LoRA, DoRA and IA3 adapters can be loaded)", origin, k, show(v, buf, sizeof buf));
         else
             lmp_fmt(err, errn, "%s: unknown field \"%.100s\" = %s: lorampi cannot tell whether it "
                     "changes the adapter, so it refuses it (remove it if it does not)", origin, k,
@@ -306,15 +307,18 @@ static int get_patterns(json_t *o, const char *key, int integer, lmp_peft_patter
 }
 
 // peft_type, bias and init_lora_weights: what kind of adapter this is.
-static int get_kind(json_t *o, const char *origin, char *err, size_t errn) {
+static int get_kind(json_t *o, lmp_peft_config *pc, const char *origin, char *err, size_t errn) {
     json_t *t = json_object_get(o, "peft_type"), *b = json_object_get(o, "bias");
     json_t *init = json_object_get(o, "init_lora_weights");
     char buf[128];
-    if (!json_is_string(t) || strcmp(json_string_value(t), "LORA")) {
-        lmp_fmt(err, errn, "%s: \"peft_type\" = %s: lorampi loads only LORA adapters", origin,
-                t ? show(t, buf, sizeof buf) : "(absent)");
+    pc->ia3 = json_is_string(t) && !strcmp(json_string_value(t), "IA3");
+    if (!json_is_string(t) || (strcmp(json_string_value(t), "LORA") && !pc->ia3)) {
+        lmp_fmt(err, errn, "%s: \"peft_type\" = %s: lorampi loads LORA (with or without use_dora) "
+                "and IA3 adapters", origin, t ? show(t, buf, sizeof buf) : "(absent)");
         return -1;
     }
+    if (lmp_peft_ia3_fields(o, pc, origin, err, errn)) return -1;
+    if (pc->ia3) return 0;
     if (b && !json_is_null(b) && (!json_is_string(b) || strcmp(json_string_value(b), "none"))) {
         lmp_fmt(err, errn, "%s: \"bias\" = %s: lorampi trains no biases with LoRA; only \"none\" is "
                 "supported", origin, show(b, buf, sizeof buf));
@@ -335,15 +339,17 @@ static int get_kind(json_t *o, const char *origin, char *err, size_t errn) {
 static int parse_object(json_t *o, const char *origin, lmp_peft_config *pc, char *err, size_t errn) {
     double r = 8, alpha = 8, dropout = 0;
     pc->fan_in_fan_out = -1;
-    if (get_kind(o, origin, err, errn) || check_fields(o, origin, err, errn)) return -1;
+    if (get_kind(o, pc, origin, err, errn) || check_fields(o, origin, err, errn)) return -1;
     if (get_num(o, "r", 1, 1, 65536, &r, origin, err, errn) ||
         get_num(o, "lora_alpha", 0, 0, 1e9, &alpha, origin, err, errn) ||
         get_num(o, "lora_dropout", 0, 0, 0.999999, &dropout, origin, err, errn) ||
         get_bool(o, "use_rslora", &pc->rslora, origin, err, errn) ||
+        get_bool(o, "use_dora", &pc->use_dora, origin, err, errn) ||
         get_bool(o, "fan_in_fan_out", &pc->fan_in_fan_out, origin, err, errn) ||
         get_targets(o, pc, origin, err, errn) || get_layers(o, pc, origin, err, errn) ||
         get_patterns(o, "rank_pattern", 1, pc->rank_pattern, &pc->n_rank, origin, err, errn) ||
-        get_patterns(o, "alpha_pattern", 0, pc->alpha_pattern, &pc->n_alpha, origin, err, errn))
+        get_patterns(o, "alpha_pattern", 0, pc->alpha_pattern, &pc->n_alpha, origin, err, errn) ||
+        lmp_peft_ia3_check(pc, origin, err, errn))
         return -1;
     if (alpha <= 0) {
         lmp_fmt(err, errn, "%s: \"lora_alpha\" = %g: expected a positive number", origin, alpha);

@@ -1,4 +1,4 @@
-// peft_read.h: reading a Hugging Face PEFT LoRA directory ([adapter] init_from): the
+// peft_read.h: reading a Hugging Face PEFT LoRA (DoRA) or IA3 directory ([adapter] init_from): the
 // adapter_config.json parser into a plain struct, and PEFT 0.21's rules for which modules an
 // adapter covers and with which r and alpha. The tensors are read by run/init_from.c through
 // safetensors.h, named by lmp_peft_tensor (peft.h).
@@ -19,8 +19,11 @@
 //    false, "gaussian", "eva" or "orthogonal" (they leave the base weights alone) and refused
 //    otherwise (PiSSA, OLoRA, LoftQ, CorDA, LoRA-GA initialisations change the base weights
 //    the adapter belongs to);
-//  - refused by name when set (any value but null, false, "", [] or {}): use_dora,
-//    modules_to_save, lora_bias, layer_replication, trainable_token_indices,
+//  - use_dora (LoRA: DoRA's magnitude vectors are in the file too); for peft_type "IA3"
+//    (io/peft_methods.c): target_modules, feedforward_modules (a list, a subset of a list
+//    target_modules, or a regex), fan_in_fan_out, layers_to_transform, layers_pattern;
+//    init_ia3_weights ignored; LoRA's fields refused when set (and IA3's in a LoRA file);
+//  - refused by name when set (any value but null, false, "", [] or {}): modules_to_save, lora_bias, layer_replication, trainable_token_indices,
 //    target_parameters, exclude_modules, use_qalora, use_bdlora, megatron_config, and every
 //    field not named here: lorampi cannot tell whether it changes the adapter, and a refusal
 //    is safer than training something else than the file describes. Unset fields (PEFT writes
@@ -57,7 +60,17 @@ typedef struct {
     char layer_patterns[LMP_PEFT_MAX_LAYER_PATTERNS][LMP_PEFT_NAME];
     int n_rank, n_alpha;                 // in the file's order (PEFT takes the first match)
     lmp_peft_pattern rank_pattern[LMP_PEFT_MAX_PATTERNS], alpha_pattern[LMP_PEFT_MAX_PATTERNS];
+    // The other methods (io/peft_methods.c): peft_type "IA3" (ia3), LoRA's use_dora; IA3's
+    // feedforward_modules as a list (ff) or a regex (ff_re, ff_regex).
+    int ia3, use_dora;
+    int ff_regex, n_ff;
+    char ff_re[1024];
+    char ff[LMP_PEFT_MAX_TARGETS][LMP_PEFT_NAME];
 } lmp_peft_config;
+
+// Whether IA3's feedforward_modules select module `name` (as target_modules does): 1, 0, -1
+// (a bad regex, err set).
+int lmp_peft_feedforward(const lmp_peft_config *pc, const char *name, char *err, size_t errn);
 
 // Parses adapter_config.json text (len bytes, need not be NUL-terminated) into *pc. Returns
 // 0, or -1 with "origin: what is wrong" in err.

@@ -31,6 +31,7 @@ static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lm
         lmp_fmt(rec.base, sizeof rec.base, "%s.weight", module);
         lmp_fmt(rec.target, sizeof rec.target, "%s", t->name);
         lmp_linear_view v = lmp_linear_view_of(L, t->slice);
+        v.comm = m->comm;
         rec.in = v.in;
         rec.out = v.out;
         rec.out_offset = t->slice < 0 ? 0 : lmp_param_group_start(L->w, t->slice);
@@ -40,6 +41,7 @@ static void add_linear_adapters(lmp_model *m, const lmp_adapter_method *meth, lm
         int at = l * LMP_N_TARGETS + __builtin_ctz((unsigned)t->bit);
         if (o->r_at && o->r_at[at]) ad.r = o->r_at[at];
         if (o->alpha_at && o->alpha_at[at]) ad.alpha = o->alpha_at[at];
+        ad.ff = (o->ad.feedforward & t->bit) != 0;
         lmp_adapter *a = meth->add_linear(&m->reg, &rec, &v, &ad);
         lmp_linear_attach(L, a);
         m->ad[m->n_ad++] = a;
@@ -94,10 +96,15 @@ static void add_adapters(lmp_model *m, lmp_block *b, int l) {
     char list[128], *save;
     lmp_fmt(list, sizeof list, "%s", o->method ? o->method : "lora");
     if (o->layer_on && !o->layer_on[l]) return;
+    int linear = 0;  // linear-layer methods: one per layer (they share [adapter] targets)
     for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
         const lmp_adapter_method *meth = lmp_adapter_find(name);
         if (!meth) lmp_die_all("[adapter] method = %s: expected one of %s", name, lmp_adapter_names());
         if (meth->hooks & LMP_HOOK_LINEAR) {
+            if (linear++)
+                lmp_die_all("[adapter] method = %s: %s and another linear-layer method would adapt the "
+                            "same layers ([adapter] targets); combine one of lora, ia3, dora with "
+                            "houlsby or parallel", o->method, name);
             if (o->targets) add_linear_adapters(m, meth, b, l);
         } else if (meth->hooks & (LMP_HOOK_SUBLAYER | LMP_HOOK_BESIDE)) {
             add_block_adapters(m, meth, b, l);

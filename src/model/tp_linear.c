@@ -58,7 +58,8 @@ lmp_linear_view lmp_linear_view_of(const lmp_linear *L, int slice) {
     const lmp_param *w = L->w;
     // The view speaks of (in, out) as a linear layer, whichever way the weight is stored.
     int d_in = L->w_oi ? 1 : 0, d_out = 1 - d_in;
-    lmp_linear_view v = {.in = (int)w->shape[d_in], .a0 = 0, .in_l = L->in_l};
+    lmp_linear_view v = {.in = (int)w->shape[d_in], .a0 = 0, .in_l = L->in_l, .w = L->w, .b = L->b,
+                         .w_oi = L->w_oi, .row_parallel = L->row_parallel, .out_l = L->out_l};
     if (L->row_parallel) {  // this rank's input features, all of ΔW's rows
         v.out = (int)w->shape[d_out];
         if (w->split_dim == d_in) v.a0 = (int)w->goff[0];

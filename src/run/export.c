@@ -29,8 +29,9 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
     lmp_fmt(rec.site, sizeof rec.site, "%s", m->site);
     lmp_fmt(rec.base, sizeof rec.base, "%s", m->base_weight);
     lmp_fmt(rec.target, sizeof rec.target, "%s", m->target);
+    // ia3 keeps in r whether the module is feed-forward (adapters/ia3.h); prefix its virtual tokens
     lmp_adapter_opts o = {.r = (int)m->r, .alpha = (float)m->alpha, .size = (int)m->r, .bscale = (float)m->scale,
-                          .virtual_tokens = (int)m->r};
+                          .virtual_tokens = (int)m->r, .ff = (int)m->r};
     lmp_linear_view v = {.in = (int)m->in, .out = (int)m->out, .a0 = 0, .in_l = (int)m->in, .nseg = 1,
                          .cnt = {(int)m->out}};
     // Prefix records: in = the KV heads, out = 2 x their width (adapters/prefix.h).

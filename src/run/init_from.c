@@ -3,6 +3,7 @@
 #include "core/util.h"
 #include "io/peft.h"
 #include "io/peft_prefix.h"
+#include "io/peft_methods.h"
 #include "io/peft_read.h"
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -218,17 +219,48 @@ static int prefix_apply(lmp_config *cfg, const char *origin) {
     return 1;
 }
 
+// IA3's feed-forward modules among the selected ones, as [adapter] feedforward (text).
+static void as_feedforward(const selection *x, char *ff, size_t n) {
+    char name[LMP_NAME_MAX + 32], err[512];
+    lmp_fmt(ff, n, "none");
+    for (int s = 0, any = 0; s < LMP_N_SITES; s++) {
+        int on = -1;
+        for (int l = 0; l < x->a->n_layer; l++) {
+            if (!x->sel[l][s]) continue;
+            int m = lmp_peft_feedforward(x->pc, site_name(x, l, s, name, sizeof name), err, sizeof err);
+            if (m < 0) lmp_die_all("%s: \"feedforward_modules\": %s", x->origin, err);
+            if (on >= 0 && m != on)
+                lmp_die_all("%s: feedforward_modules selects %s in some layers only; lorampi treats a "
+                            "target alike in every layer", x->origin, name);
+            on = m;
+        }
+        if (on <= 0) continue;
+        size_t k = any++ ? strlen(ff) : 0;
+        lmp_fmt(ff + k, n - k, "%s%s", k ? "," : "", target_of(x->a, s)->name);
+    }
+}
+
+// The [adapter] method an adapter of this config needs: lora, dora (use_dora) or ia3.
+static void check_method(const lmp_config *cfg, const lmp_peft_config *pc, const char *origin) {
+    int want = pc->ia3 ? LMP_METHOD_IA3 : pc->use_dora ? LMP_METHOD_DORA : LMP_METHOD_LORA;
+    char have[64], need[64];
+    if (cfg->adapter.method != want)
+        lmp_die_all("[adapter] init_from = %s: %s holds a PEFT %s adapter; it needs [adapter] method = %s "
+                    "(not %s)", cfg->adapter.init_from, origin, pc->ia3 ? "IA3" : pc->use_dora ? "DoRA" : "LoRA",
+                    lmp_config_methods(want, need, sizeof need),
+                    lmp_config_methods(cfg->adapter.method, have, sizeof have));
+}
+
 void lmp_init_from_apply(lmp_config *cfg) {
     if (!cfg->adapter.init_from[0]) return;
     char where[LMP_PATH_MAX + 32];
     if (prefix_apply(cfg, lmp_path_join(where, sizeof where, cfg->adapter.init_from, "adapter_config.json"))) return;
-    if (cfg->adapter.method != LMP_METHOD_LORA)
-        lmp_die_all("[adapter] init_from = %s needs [adapter] method = lora", cfg->adapter.init_from);
     selection *x = lmp_calloc(sizeof *x);
     lmp_peft_config *pc = lmp_calloc(sizeof *pc);
     char err[2048], origin[LMP_PATH_MAX + 32], v[64], targets[256], layers[512];
     lmp_path_join(origin, sizeof origin, cfg->adapter.init_from, "adapter_config.json");
     if (lmp_peft_read_config(cfg->adapter.init_from, pc, err, sizeof err)) lmp_die_all("%s", err);
+    check_method(cfg, pc, origin);
     lmp_model_config mc;
     lmp_arch a;
     model_arch(cfg, &mc, &a);
@@ -242,11 +274,18 @@ void lmp_init_from_apply(lmp_config *cfg) {
     as_targets_layers(x, targets, sizeof targets, layers, sizeof layers);
     lmp_config *old = lmp_malloc(sizeof *old);
     *old = *cfg;
-    set_key(cfg, "r", lmp_fmt(v, sizeof v, "%d", pc->r), origin);
-    set_key(cfg, "alpha", lmp_fmt(v, sizeof v, "%.9g", pc->alpha), origin);
-    set_key(cfg, "dropout", lmp_fmt(v, sizeof v, "%.9g", pc->dropout), origin);
-    set_key(cfg, "rslora", pc->rslora ? "true" : "false", origin);
-    set_key(cfg, "targets", targets, origin);
+    if (pc->ia3) {
+        char ff[256];
+        as_feedforward(x, ff, sizeof ff);
+        set_key(cfg, "targets", targets, origin);
+        set_key(cfg, "feedforward", ff, origin);
+    } else {
+        set_key(cfg, "r", lmp_fmt(v, sizeof v, "%d", pc->r), origin);
+        set_key(cfg, "alpha", lmp_fmt(v, sizeof v, "%.9g", pc->alpha), origin);
+        set_key(cfg, "dropout", lmp_fmt(v, sizeof v, "%.9g", pc->dropout), origin);
+        set_key(cfg, "rslora", pc->rslora ? "true" : "false", origin);
+        set_key(cfg, "targets", targets, origin);
+    }
     set_key(cfg, "layers", layers, origin);
     memset(cfg->adapter.r_at, 0, sizeof cfg->adapter.r_at);
     memset(cfg->adapter.alpha_at, 0, sizeof cfg->adapter.alpha_at);
@@ -259,7 +298,8 @@ void lmp_init_from_apply(lmp_config *cfg) {
     free(x);
 }
 
-// Reads tensor `key` of shape (rows, cols) into dst, or says what is wrong in err.
+// Reads tensor `key` of shape (rows, cols), or (cols) when rows < 0, into dst, or says what
+// is wrong in err.
 static int read_tensor(const lmp_st_file *f, const char *key, int64_t rows, int64_t cols,
                        const char *module, const char *side, float *dst, unsigned char *used,
                        char *err, size_t errn) {
@@ -270,18 +310,23 @@ static int read_tensor(const lmp_st_file *f, const char *key, int64_t rows, int6
         return -1;
     }
     used[t - f->t] = 1;
-    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) {
+    int nd = rows < 0 ? 1 : 2;
+    if (t->ndim != nd || t->shape[0] != (nd == 1 ? cols : rows) || (nd == 2 && t->shape[1] != cols)) {
         char got[96] = "(";
         for (int d = 0; d < t->ndim; d++) {
             size_t k = strlen(got);
             lmp_fmt(got + k, sizeof got - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         }
         strcat(got, ")");
-        lmp_fmt(err, errn, "[adapter] init_from: %s: tensor %s has shape %s; the model needs (%lld, %lld) "
+        char need[64];
+        if (nd == 1) lmp_fmt(need, sizeof need, "(%lld)", (long long)cols);
+        else lmp_fmt(need, sizeof need, "(%lld, %lld)", (long long)rows, (long long)cols);
+        lmp_fmt(err, errn, "[adapter] init_from: %s: tensor %s has shape %s; the model needs %s "
                 "(an adapter for another model, or its config's r does not match its tensors)",
-                f->path, key, got, (long long)rows, (long long)cols);
+                f->path, key, got, need);
         return -1;
     }
+    if (nd == 1) rows = 1;
     lmp_st_read_block(f, t, 0, rows, 0, cols, dst);
     for (int64_t i = 0; i < rows * cols; i++)
         if (!isfinite(dst[i])) {
@@ -300,11 +345,24 @@ static void read_all(const char *dir, lmp_registry *reg, char *err, size_t errn)
     unsigned char *used = lmp_calloc((size_t)f.n + 1);
     for (int i = 0; i < reg->n_rec && !err[0]; i++) {
         const lmp_adapter_rec *rec = &reg->rec[i];
-        lmp_param *A = lmp_rec_tensor(reg, rec, 0), *B = lmp_rec_tensor(reg, rec, 1);
-        if (rec->slice >= 0 || strcmp(rec->method, "lora") || A->split_dim >= 0 || B->split_dim >= 0) {
-            lmp_fmt(err, errn, "[adapter] init_from: module %s is not a whole replicated LoRA module", rec->name);
+        lmp_param *A = lmp_rec_tensor(reg, rec, 0), *B = rec->n_tensor > 1 ? lmp_rec_tensor(reg, rec, 1) : A;
+        int lora = !strcmp(rec->method, "lora"), dora = !strcmp(rec->method, "dora");
+        if (rec->slice >= 0 || (!lora && !dora && strcmp(rec->method, "ia3")) || A->split_dim >= 0 ||
+            B->split_dim >= 0) {
+            lmp_fmt(err, errn, "[adapter] init_from: module %s is not a whole replicated LoRA, DoRA or "
+                    "IA3 module", rec->name);
             break;
         }
+        if (!lora && !dora) {  // ia3_l: (out, 1), or (1, in) on a feed-forward module (rec->r)
+            if (read_tensor(&f, lmp_peft_leaf(key, sizeof key, nm, rec->module, "ia3_l"), rec->r ? 1 : rec->out,
+                            rec->r ? rec->in : 1, rec->module, "ia3_l", A->data, used, err, errn))
+                break;
+            continue;
+        }
+        if (dora && read_tensor(&f, lmp_peft_leaf(key, sizeof key, nm, rec->module, "lora_magnitude_vector"),
+                                -1, rec->out, rec->module, "lora_magnitude_vector",
+                                lmp_rec_tensor(reg, rec, 2)->data, used, err, errn))
+            break;
         if (read_tensor(&f, lmp_peft_tensor(key, sizeof key, nm, rec->module, "lora_A"), rec->r,
                         rec->in, rec->module, "lora_A", A->data, used, err, errn) ||
             read_tensor(&f, lmp_peft_tensor(key, sizeof key, nm, rec->module, "lora_B"), rec->out,

@@ -1,5 +1,6 @@
 // merged.c: W0 + ΔW written by every rank's shard into one model file (merged.h).
 #include "run/merged.h"
+#include "run/merge_methods.h"
 #include "core/util.h"
 #include "io/llmc.h"
 #include "io/model_io.h"
@@ -124,11 +125,13 @@ static void add_delta(const lmp_param *p, float *buf, const lmp_adapter_rec *rec
     free(rmap);
 }
 
-// p's local slice with every adapter on it merged, into buf (p->numel floats).
-static void merge_param(const lmp_registry *r, const lmp_param *p, float *buf) {
+// p's local slice with every adapter on it merged, into buf (p->numel floats); IA³ and
+// DoRA (norms: DoRA's row norms per record) in merge_methods.c.
+static void merge_param(const lmp_registry *r, const lmp_param *p, float *buf, float **norms) {
     memcpy(buf, p->data, p->numel * sizeof *buf);
     for (int k = 0; k < r->n_rec; k++) {
         const lmp_adapter_rec *rec = &r->rec[k];
+        if (lmp_merge_method(r, rec, p, buf, norms[k])) continue;
         if (strcmp(rec->base, p->name)) continue;
         if (strcmp(rec->method, "lora") || p->ndim != 2)
             lmp_die_all("merge: adapter %s (method %s) has no merged form", rec->name, rec->method);
@@ -145,7 +148,7 @@ static void put_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc,
 // This rank's shards of every tensor, merged and written (tensors held whole: tp rank 0
 // only). Returns the seconds spent merging.
 static double write_shards(lmp_pfile *f, const lmp_registry *r, const tensor_list *l, int tp_rank,
-                           char *err, size_t errn) {
+                           float **norms, char *err, size_t errn) {
     double t_merge = 0;
     if (lmp_pfile_open(f, err, errn)) return 0;
     for (int k = 0; k < l->n && !err[0]; k++) {
@@ -154,7 +157,7 @@ static double write_shards(lmp_pfile *f, const lmp_registry *r, const tensor_lis
         lmp_param view = *p;  // the entry with the merged values as its local data
         view.data = lmp_malloc(p->numel * sizeof(float) + 4);
         double t0 = lmp_now();
-        merge_param(r, p, view.data);
+        merge_param(r, p, view.data, norms);
         t_merge += lmp_now() - t0;
         put_ctx x = {f, k, err, errn};
         lmp_for_each_block(&view, put_block, &x);
@@ -174,7 +177,9 @@ double lmp_merged_save(const char *dir, lmp_session *s, const lmp_merged_opts *o
     if (c->rank == 0 && lmp_mkdir_p_err(dir, err, sizeof err) == 0) lmp_pfile_create(&f, err, sizeof err);
     lmp_die_if_any(c, err);
     double t_merge = 0;
-    if (c->dp_rank == 0) t_merge = write_shards(&f, &s->model.reg, &l, c->tp_rank, err, sizeof err);
+    float **norms = lmp_merge_norms(&s->model);  // DoRA's (a collective over tp)
+    if (c->dp_rank == 0) t_merge = write_shards(&f, &s->model.reg, &l, c->tp_rank, norms, err, sizeof err);
+    lmp_merge_norms_free(&s->model, norms);
     // Every rank learns of an error anywhere before rank 0 renames: a failed write removes
     // the temporary file and nothing appears under the final name.
     double bad = err[0] != 0;

@@ -45,7 +45,7 @@ static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
     if ((cfg->adapter.method & (LMP_METHOD_HOULSBY | LMP_METHOD_PARALLEL)) && cfg->adapter.size > mc->n_embd)
         lmp_die_all("[adapter] size = %d exceeds n_embd = %d: a bottleneck adapter is narrower than the "
                     "hidden states it adapts", cfg->adapter.size, mc->n_embd);
-    if (!(cfg->adapter.method & LMP_METHOD_LORA)) return;
+    if (!(cfg->adapter.method & (LMP_METHOD_LORA | LMP_METHOD_DORA))) return;
     if (mc->family == LMP_FAMILY_LLAMA) {  // narrowest side: n_embd or the k/v width
         int kv = mc->n_kv_head * mc->head_dim, lim = kv < mc->n_embd ? kv : mc->n_embd;
         if (cfg->adapter.r > lim)
@@ -64,6 +64,20 @@ static void check_rank(const lmp_config *cfg, const lmp_model_config *mc) {
             lmp_die_all("[adapter] r = %d exceeds the rank of the adapted matrix %s (%lld x %lld): "
                         "r must be at most min(in, out) = %d", cfg->adapter.r, T[i].name,
                         (long long)T[i].in * mc->n_embd, (long long)T[i].out * mc->n_embd, mc->n_embd);
+}
+
+// IA³'s feed-forward layers ([adapter] feedforward): PEFT's feedforward_modules, a subset
+// of the targets; auto: the MLP's output layer (GPT-2 mlp.c_proj, Llama down_proj).
+static int ia3_feedforward(const lmp_config *cfg) {
+    int ff = cfg->adapter.feedforward;
+    if (!(cfg->adapter.method & LMP_METHOD_IA3)) return 0;
+    if (!ff) return LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ;
+    if (ff == LMP_FF_NONE) return 0;
+    if (ff & ~cfg->adapter.targets)
+        lmp_die_all("[adapter] feedforward = %s: not among [adapter] targets = %s (feed-forward "
+                    "layers are targets whose input ia3 scales)", cfg->adapter.feedforward_str,
+                    cfg->adapter.targets_str);
+    return ff;
 }
 
 void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_opts *opts,
@@ -89,13 +103,13 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
     *opts = (lmp_model_opts){
         .full_finetune = !adapt,
         .method = adapt ? methods : NULL,
-        .targets = cfg->adapter.method & LMP_METHOD_LORA ? cfg->adapter.targets : 0,
+        .targets = cfg->adapter.method & LMP_METHOD_LINEAR ? cfg->adapter.targets : 0,
         .sublayers = sub,
         .ad = {.r = cfg->adapter.r, .alpha = cfg->adapter.alpha, .dropout = cfg->adapter.dropout,
                .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN,
                .size = cfg->adapter.size, .relu = cfg->adapter.relu,
                .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale,
-               .virtual_tokens = cfg->adapter.virtual_tokens},
+               .virtual_tokens = cfg->adapter.virtual_tokens, .feedforward = ia3_feedforward(cfg)},
         .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
         .layer_on = layer_on};
     if (cfg->train.seq_len > mc->n_ctx)

@@ -1,7 +1,8 @@
 // fuzz_peft_config: a PEFT adapter_config.json (io/peft_read.c), parsed from memory as
 // [adapter] init_from reads it; when it parses, its target_modules (list or regex), layer
-// filter and rank/alpha patterns are matched against GPT-2 module names, as init_from does;
-// and its peft_type and the prefix-tuning parser (io/peft_prefix.c), as init_from dispatches.
+// filter, rank/alpha patterns and IA3's feedforward_modules (list or regex) are matched
+// against GPT-2 module names, as init_from does; and its peft_type and the prefix-tuning
+// parser (io/peft_prefix.c), as init_from dispatches.
 // The parser returns errors instead of dying; the die hook still catches anything that dies.
 #include "fuzzutil.h"
 #include "io/peft_prefix.h"
@@ -27,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 (void)lmp_peft_layer_index(&pc, NAMES[i]);
                 (void)lmp_peft_pattern_find(pc.rank_pattern, pc.n_rank, NAMES[i], err, sizeof err);
                 (void)lmp_peft_pattern_find(pc.alpha_pattern, pc.n_alpha, NAMES[i], err, sizeof err);
+                (void)lmp_peft_feedforward(&pc, NAMES[i], err, sizeof err);
             }
     });
     return 0;

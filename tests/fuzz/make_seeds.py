@@ -222,10 +222,20 @@ def peft_config():
             alpha_pattern={"c_attn": 5.5}, use_rslora=True, layers_to_transform=[1, 2], layers_pattern="h")
     put_cfg("layer-int", layers_to_transform=3, layers_pattern=["h", "layers"], target_modules=["attn.c_attn"])
     put_cfg("lorampi-export", fan_in_fan_out=True, lora_dropout=0.1, init_lora_weights="gaussian")
-    put_cfg("bad-dora", use_dora=True)
+    put_cfg("dora", use_dora=True, target_modules=["c_fc", "c_attn"])
+    ia3 = {"auto_mapping": None, "base_model_name_or_path": "../model", "exclude_modules": None,
+           "fan_in_fan_out": True, "feedforward_modules": ["mlp.c_proj"], "inference_mode": True,
+           "init_ia3_weights": True, "modules_to_save": None, "peft_type": "IA3", "peft_version": "0.21.0",
+           "revision": None, "target_modules": ["c_attn", "mlp.c_proj"], "task_type": "CAUSAL_LM"}
+    put("fuzz_peft_config", "ia3", json.dumps(ia3, indent=2))
+    put("fuzz_peft_config", "ia3-regex", json.dumps(dict(ia3, target_modules=r".*\.(c_attn|c_proj)",
+                                                         feedforward_modules=r".*mlp\.c_proj")))
+    put("fuzz_peft_config", "bad-ia3-ff", json.dumps(dict(ia3, feedforward_modules=["mlp.c_fc"])))
+    put("fuzz_peft_config", "bad-ia3-lora-field", json.dumps(dict(ia3, lora_alpha=8)))
+    put_cfg("bad-lora-ia3-field", feedforward_modules=["c_fc"])
     put_cfg("bad-bias", bias="all")
     put_cfg("bad-unknown", something_new=[1])
-    put_cfg("bad-type", peft_type="IA3")
+    put_cfg("bad-type", peft_type="ADALORA")
     put("fuzz_peft_config", "bad-truncated", json.dumps(PEFT_FIXTURE)[:200])
 
     # Prefix tuning (io/peft_prefix.c): the hf-tiny gpt2_methods/prefix config as PEFT wrote it.
@@ -256,7 +266,8 @@ def dicts():
                               '"LlamaForCausalLM"', '"MistralForCausalLM"', '"Qwen2ForCausalLM"',
                               '"Qwen3ForCausalLM"', '"llama3"', '"linear"', '"default"', '"silu"'],
         "fuzz_dataset": ['"instruction"', '"input"', '"output"', '"---"', '"<|endoftext|>"', '"{instruction}"'],
-        "fuzz_peft_config": ['"%s"' % k for k in sorted(set(PEFT_FIXTURE) | set(PREFIX_FIXTURE))] + ['"LORA"', '"PREFIX_TUNING"', '"none"', '"all"', '"true"',
+        "fuzz_peft_config": ['"%s"' % k for k in sorted(set(PEFT_FIXTURE) | set(PREFIX_FIXTURE))] + ['"LORA"', '"PREFIX_TUNING"', '"IA3"',
+                             '"feedforward_modules"', '"init_ia3_weights"', '"none"', '"all"', '"true"',
                              '"null"', '"{}"', '"[]"', '"c_attn"', '"attn.c_proj"', '"mlp.c_fc"', '"\\\\."', '".*"'],
         "fuzz_bpe": ['"#version: 0.2"', '"\\xc4\\xa0"', '"<|endoftext|>"', '"\\x0a=====\\x0a"'],
         "fuzz_tokjson": ['"model"', '"type"', '"BPE"', '"vocab"', '"merges"', '"ignore_merges"', '"added_tokens"',
