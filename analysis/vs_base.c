@@ -2,6 +2,7 @@
 // (norms, projections onto ΔW's, W's own and random directions; Hu et al. 2021, Sec. 7.3).
 #include "analysis/subcommands.h"
 #include "io/h5attr.h"
+#include "io/hf_dir.h"
 #include "io/model_io.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -17,10 +18,10 @@ static const char *COLS[NCOL] = {"w_fro", "dw_fro", "proj_dw", "proj_w", "proj_r
 
 // The module's base weight in the model file: its record's base_weight, with or without
 // HF's "transformer." prefix (HF GPT-2 files carry it, lorampi's registry names do not).
-static const lmp_st_tensor *find_w(const lmp_st_file *st, const adapter_mod *m, const char *model) {
-    const lmp_st_tensor *t = lmp_st_find(st, m->base_weight);
-    char name[LMP_NAME_MAX + 32];
-    if (!t) t = lmp_st_find(st, lmp_fmt(name, sizeof name, "transformer.%s", m->base_weight));
+// A sharded model is read through its index (io/hf_dir.h), as loading reads it.
+static const lmp_st_tensor *find_w(const lmp_hf_files *h, const adapter_mod *m, const char *model,
+                                   const lmp_st_file **st) {
+    const lmp_st_tensor *t = lmp_hf_find(h, m->base_weight, st);
     if (!t) lmp_die_all("%s has no tensor %s for module %s", model, m->base_weight, m->name);
     int c0 = m->out_offset, oi = !*lmp_hf_prefix(m->base_weight);  // nn.Linear: (out, in)
     if (oi && (t->ndim != 2 || t->shape[1] != m->in || t->shape[0] < c0 + m->out))
@@ -37,8 +38,9 @@ static const lmp_st_tensor *find_w(const lmp_st_file *st, const adapter_mod *m, 
 // block). Each rank reads the stored rows of its column blocks only. The Llama family's
 // nn.Linear weights are stored (out, in): X[i][j] = stored[out_offset + i][j], read as the
 // column block of the rank's columns.
-static void load_w(const lmp_grid *g, lmp_dmat *X, const lmp_st_file *st, const adapter_mod *m, const char *model) {
-    const lmp_st_tensor *t = find_w(st, m, model);
+static void load_w(const lmp_grid *g, lmp_dmat *X, const lmp_hf_files *h, const adapter_mod *m, const char *model) {
+    const lmp_st_file *st;
+    const lmp_st_tensor *t = find_w(h, m, model, &st);
     int oi = !*lmp_hf_prefix(m->base_weight);
     lmp_dmat_alloc(X, g, m->out, m->in, LMP_AN_NB);
     int lld = X->mloc > 1 ? X->mloc : 1;
@@ -86,7 +88,7 @@ static double own_proj(const lmp_grid *g, const lmp_dmat *X, const adapter_mod *
 }
 
 // The NCOL figures of module m into row, W's top singular values into wsv. Every rank.
-static void figures_of(const lmp_grid *g, const lmp_st_file *st, const adapter_mod *m, const char *model,
+static void figures_of(const lmp_grid *g, const lmp_hf_files *st, const adapter_mod *m, const char *model,
                        int full, double *row, double *wsv) {
     int r = m->r;
     double *S = lmp_malloc((size_t)r * sizeof(double)), *U = lmp_malloc((size_t)m->out * r * sizeof(double));
@@ -155,9 +157,8 @@ int lmp_an_vs_base(const char *ckpt, const char *model, const char *out, int ful
             lmp_die_all("%s: %s belongs to a bottleneck adapter, which adapts no base weight (vs-base compares "
                         "LoRA's ΔW with W; spectrum and similarity take bottlenecks)", ckpt, s.mod[i].name);
     check_base(&s, ckpt, model);
-    char stp[LMP_PATH_MAX + 32];
-    lmp_st_file st;
-    lmp_st_open(&st, lmp_path_join(stp, sizeof stp, model, "model.safetensors"));
+    lmp_hf_files st;
+    lmp_hf_open(&st, model);
     lmp_grid g;
     lmp_grid_init(&g, MPI_COMM_WORLD);
     double *res = lmp_calloc((size_t)s.n * NCOL * sizeof(double));
@@ -167,7 +168,7 @@ int lmp_an_vs_base(const char *ckpt, const char *model, const char *out, int ful
     double *wsv = lmp_calloc((size_t)s.n * maxr * sizeof(double));
     for (int i = 0; i < s.n; i++)
         figures_of(&g, &st, &s.mod[i], model, full, res + (size_t)i * NCOL, wsv + (size_t)i * maxr);
-    lmp_st_close(&st);
+    lmp_hf_close(&st);
     if (lmp_world_rank() == 0) write_vs_base(&s, res, wsv, maxr, ckpt, model, out, full, &g, lmp_now() - t0);
     lmp_an_plot(out, no_plot);
     lmp_grid_free(&g);

@@ -13,8 +13,7 @@
 #    transformers-5 one (rope_parameters), bit for bit;
 #  - refused with their names: tp not dividing num_key_value_heads (listing the tp values that
 #    work), a GPT-2 target on a Llama model, rope_type yarn, MixtralForCausalLM, num_experts,
-#    a Mistral sliding_window shorter than seq_len (and accepted when it covers it),
-#    save_model (not implemented for this family yet) before training starts; sizes of
+#    a Mistral sliding_window shorter than seq_len (and accepted when it covers it); sizes of
 #    config.json the file's tensors contradict (checked from headers before allocating).
 set -u
 bin=$1; src=$2; work=$3
@@ -181,7 +180,6 @@ refuse() {  # what expected-text args...
   [ $rc -ne 0 ] && grep -q -- "$want" refuse.log && ok || { fail "$what: rc $rc, expected '$want'"; cat refuse.log; }
 }
 refuse "tp 4 over 2 kv heads" "tp may be 1, 2" 4 "$bin" train run.ini $one --set parallel.tp=4
-refuse "save_model" "save_model of a LlamaForCausalLM model is not implemented yet" 1 "$bin" train run.ini $one --set train.save_model=out
 refuse "GPT-2 target" "targets = c_attn: model family LlamaForCausalLM has no such layer; its targets are q_proj" \
   1 "$bin" train run.ini $one --set adapter.targets=c_attn
 variant yarn 'c["rope_parameters"] = {"rope_theta": 1e4, "rope_type": "yarn", "factor": 4.0}'

@@ -40,10 +40,13 @@ static const char *USAGE =
     "        tokenizer (--tokenizer DIR: tokenizer.json [+ tokenizer_config.json]), GPT-2 BPE\n"
     "        (--vocab DIR: vocab.json + merges.txt or encoder.json + vocab.bpe) or one token\n"
     "        per byte; vocabularies above 65536 ids are written with uint32 tokens\n"
-    "  generate CONFIG.ini (--vocab DIR | --bytes) [--prompt TEXT] [--tokens N] [--temperature T]\n"
-    "           [--top-k K] [--top-p P] [--seed S] [--no-cache] [--resume CKPT | --no-resume]\n"
-    "           [--set section.key=value ...]\n"
+    "  generate CONFIG.ini (--tokenizer DIR | --vocab DIR | --bytes) [--prompt TEXT] [--chat]\n"
+    "           [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--no-cache]\n"
+    "           [--resume CKPT | --no-resume] [--set section.key=value ...]\n"
     "        continue a prompt with the model of CONFIG and its newest checkpoint (the adapter);\n"
+    "        --tokenizer/--vocab: tokenizer.json or GPT-2's files; BOS first when the tokenizer\n"
+    "        adds one, stop at EOS (and generation_config.json's eos_token_id); --chat: the\n"
+    "        prompt as a user turn in the tokenizer's chat format (llama3, ChatML);\n"
     "        --temperature 0 is greedy; --top-k 0: no top-k cut; --top-p: nucleus sampling;\n"
     "        keys and values are cached (--no-cache recomputes the window for every token)\n"
     "  eval CONFIG.ini [--data FILE] [--batches N] [--resume CKPT | --no-resume] [--set ...]\n"
@@ -248,8 +251,12 @@ static int generate(int argc, char **argv, char **rest) {
     int nrest = 0;
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
-        if (!strcmp(argv[i], "--vocab") && more) g.vocab = argv[++i];
+        if ((!strcmp(argv[i], "--vocab") || !strcmp(argv[i], "--tokenizer")) && more) {
+            g.tokenizer_first = argv[i][2] == 't';
+            g.vocab = argv[++i];
+        }
         else if (!strcmp(argv[i], "--bytes")) g.bytes = 1;
+        else if (!strcmp(argv[i], "--chat")) g.chat = 1;
         else if (!strcmp(argv[i], "--prompt") && more) g.prompt = argv[++i];
         else if (!strcmp(argv[i], "--tokens") && more) { if (parse_count("--tokens", argv[++i], &g.tokens)) return LMP_EXIT_USAGE; }
         else if (!strcmp(argv[i], "--temperature") && more) { if (parse_float("--temperature", argv[++i], &g.temperature)) return LMP_EXIT_USAGE; }
@@ -265,7 +272,8 @@ static int generate(int argc, char **argv, char **rest) {
         else if (!strcmp(argv[i], "--seed") && more) g.seed = strtoull(argv[++i], NULL, 10);
         else rest[nrest++] = argv[i];
     }
-    if (!g.bytes == !g.vocab) return lmp_usage_error("%s", "generate: give either --vocab DIR (GPT-2 BPE) or --bytes");
+    if (!g.bytes == !g.vocab)
+        return lmp_usage_error("%s", "generate: give either --tokenizer DIR (tokenizer.json or GPT-2 BPE; --vocab DIR the same) or --bytes");
     lmp_config cfg;
     lmp_train_opts topts = {NULL, 0, 0};
     int rc = parse_config_args(nrest, rest, &cfg, NULL, &topts);

@@ -35,6 +35,7 @@ typedef struct {
 // LMP_KEY_RUN_ONLY, how and where this run works, not what it trains (not compared on resume).
 static const key_t_ KEYS[] = {
     {"model", "path", K_STR, O(model.path), S(model.path), 0, 0, 0, 0, "", "a path", 0},
+    {"model", "random_init", K_BOOL, O(model.random_init), 0, 0, 0, 0, 0, "false", "true or false", 0},
     {"model", "n_layer", K_INT, O(model.n_layer), 0, 1, LMP_MAX_LAYERS, 0, 0, "4", "an integer in [1, 128]", 0},
     {"model", "n_head", K_INT, O(model.n_head), 0, 1, 1e6, 0, 0, "4", "a positive integer", 0},
     {"model", "n_embd", K_INT, O(model.n_embd), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},

@@ -24,6 +24,7 @@ typedef struct {
     struct {
         char path[LMP_PATH_MAX];  // HF directory or llm.c .bin; empty: random init (pretraining)
         int n_layer, n_head, n_embd, vocab_size, n_ctx;  // used when path is empty
+        int random_init;          // path's config.json, weights drawn from [train] seed
     } model;
     struct {
         int method;               // lmp_method bits; LMP_METHOD_NONE: full fine-tuning

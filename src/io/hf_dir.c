@@ -38,41 +38,24 @@ static void check_shape(const lmp_st_file *f, const lmp_st_tensor *t, const lmp_
     }
 }
 
-// The tensor of entry p in f, its shape checked against the registry's.
-static const lmp_st_tensor *find_entry(const lmp_st_file *f, const lmp_param *p) {
-    char pre[LMP_NAME_MAX + 16];
-    lmp_fmt(pre, sizeof pre, "transformer.%s", p->name);
-    const lmp_st_tensor *t = lmp_st_find(f, p->name);
-    if (!t) t = lmp_st_find(f, pre);
-    if (!t) lmp_die("%s: missing tensor %s (or %s)", f->path, p->name, pre);
-    check_shape(f, t, p);
-    return t;
-}
-
 // A sharded model: model.safetensors.index.json's weight_map names, for every tensor, the
 // file holding it (model-0000i-of-0000n.safetensors). Each file is opened once, and each
 // rank reads only its slices from them.
-typedef struct {
-    json_t *map;
-    lmp_st_file *f;
-    const char **names;
-    int n;
-} shards;
-
-static void shards_open(shards *s, const char *dir, const char *index) {
+static void shards_open(lmp_hf_files *s, const char *dir, const char *index) {
     json_error_t je;
     json_t *o = json_load_file(index, 0, &je);
     if (!o) lmp_die("%s: %s (line %d, column %d)", index, je.text, je.line, je.column);
-    s->map = json_incref(json_object_get(o, "weight_map"));
+    json_t *map = json_incref(json_object_get(o, "weight_map"));
+    s->map = map;
     json_decref(o);
-    if (!json_is_object(s->map)) lmp_die("%s: no \"weight_map\" object", index);
-    size_t cap = json_object_size(s->map) + 1;
+    if (!json_is_object(map)) lmp_die("%s: no \"weight_map\" object", index);
+    size_t cap = json_object_size(map) + 1;
     s->f = lmp_calloc(cap * sizeof *s->f);
     s->names = lmp_calloc(cap * sizeof *s->names);
     s->n = 0;
     const char *key;
     json_t *v;
-    json_object_foreach(s->map, key, v) {
+    json_object_foreach(map, key, v) {
         if (!json_is_string(v)) lmp_die("%s: weight_map[\"%s\"] is not a file name", index, key);
         const char *fn = json_string_value(v);
         int k = 0;
@@ -85,60 +68,74 @@ static void shards_open(shards *s, const char *dir, const char *index) {
     }
 }
 
-static void shards_close(shards *s) {
-    for (int k = 0; k < s->n; k++) lmp_st_close(&s->f[k]);
-    free(s->f);
-    free(s->names);
-    json_decref(s->map);
-}
-
-// Entry p's file (by the weight_map, with or without "transformer.") and tensor.
-static st_ctx shards_find(const shards *s, const char *index, const lmp_param *p) {
-    char pre[LMP_NAME_MAX + 16];
-    lmp_fmt(pre, sizeof pre, "transformer.%s", p->name);
-    json_t *v = json_object_get(s->map, p->name);
-    const char *name = p->name;
-    if (!v) v = json_object_get(s->map, name = pre);
-    if (!v) lmp_die("%s: weight_map has no tensor %s", index, p->name);
-    int k = 0;
-    while (strcmp(s->names[k], json_string_value(v))) k++;
-    const lmp_st_tensor *t = lmp_st_find(&s->f[k], name);
-    if (!t) lmp_die("%s: missing tensor %s (model.safetensors.index.json puts it there)", s->f[k].path, name);
-    check_shape(&s->f[k], t, p);
-    return (st_ctx){&s->f[k], t};
-}
-
-static void load_sharded(const char *dir, const char *index, lmp_registry *reg) {
-    shards s;
-    shards_open(&s, dir, index);
-    for (int i = 0; i < reg->n; i++) {
-        lmp_param *p = &reg->p[i];
-        if (p->role != LMP_ROLE_BASE) continue;
-        st_ctx x = shards_find(&s, index, p);
-        lmp_for_each_block(p, st_block, &x);
-    }
-    shards_close(&s);
-}
-
 static int exists(const char *path) { return access(path, F_OK) == 0; }
 
-void lmp_hf_load(const char *dir, lmp_registry *reg) {
-    char path[4096], index[4096];
+int lmp_hf_has_weights(const char *dir) {
+    char path[4096];
+    return exists(lmp_path_join(path, sizeof path, dir, "model.safetensors")) ||
+           exists(lmp_path_join(path, sizeof path, dir, "model.safetensors.index.json"));
+}
+
+void lmp_hf_open(lmp_hf_files *h, const char *dir) {
+    char path[4096];
+    memset(h, 0, sizeof *h);
     lmp_path_join(path, sizeof path, dir, "model.safetensors");
-    lmp_path_join(index, sizeof index, dir, "model.safetensors.index.json");
-    if (!exists(path) && exists(index)) {
-        load_sharded(dir, index, reg);
+    lmp_path_join(h->index, sizeof h->index, dir, "model.safetensors.index.json");
+    if (!exists(path) && exists(h->index)) {
+        shards_open(h, dir, h->index);
         return;
     }
-    lmp_st_file f;
-    lmp_st_open(&f, path);
+    h->f = lmp_calloc(sizeof *h->f);
+    lmp_st_open(&h->f[0], path);
+    h->n = 1;
+}
+
+// Name n in h (sharded: through the weight_map); NULL when absent.
+static const lmp_st_tensor *find_name(const lmp_hf_files *h, const char *n, const lmp_st_file **f) {
+    if (!h->map) {
+        *f = &h->f[0];
+        return lmp_st_find(&h->f[0], n);
+    }
+    json_t *v = json_object_get((json_t *)h->map, n);
+    if (!v) return NULL;
+    int k = 0;
+    while (strcmp(h->names[k], json_string_value(v))) k++;
+    *f = &h->f[k];
+    const lmp_st_tensor *t = lmp_st_find(&h->f[k], n);
+    if (!t) lmp_die("%s: missing tensor %s (model.safetensors.index.json puts it there)", h->f[k].path, n);
+    return t;
+}
+
+const lmp_st_tensor *lmp_hf_find(const lmp_hf_files *h, const char *name, const lmp_st_file **f) {
+    char pre[LMP_NAME_MAX + 16];
+    const lmp_st_tensor *t = find_name(h, name, f);
+    if (!t) t = find_name(h, lmp_fmt(pre, sizeof pre, "transformer.%s", name), f);
+    return t;
+}
+
+void lmp_hf_close(lmp_hf_files *h) {
+    for (int k = 0; k < h->n; k++) lmp_st_close(&h->f[k]);
+    free(h->f);
+    free(h->names);
+    json_decref((json_t *)h->map);
+    memset(h, 0, sizeof *h);
+}
+
+void lmp_hf_load(const char *dir, lmp_registry *reg) {
+    lmp_hf_files h;
+    lmp_hf_open(&h, dir);
     for (int i = 0; i < reg->n; i++) {
         lmp_param *p = &reg->p[i];
         if (p->role != LMP_ROLE_BASE) continue;
-        st_ctx x = {&f, find_entry(&f, p)};
+        const lmp_st_file *f;
+        const lmp_st_tensor *t = lmp_hf_find(&h, p->name, &f);
+        if (!t && h.map) lmp_die("%s: weight_map has no tensor %s", h.index, p->name);
+        if (!t) lmp_die("%s: missing tensor %s (or transformer.%s)", h.f[0].path, p->name, p->name);
+        check_shape(f, t, p);
+        st_ctx x = {f, t};
         lmp_for_each_block(p, st_block, &x);
     }
-    lmp_st_close(&f);
+    lmp_hf_close(&h);
 }
 
 void lmp_hf_save_weights(const char *dir, const lmp_registry *reg) {

@@ -3,6 +3,25 @@
 #ifndef LORAMPI_HF_DIR_H
 #define LORAMPI_HF_DIR_H
 #include "core/registry.h"
+#include "io/safetensors.h"
+
+// The tensor files of an HF directory, opened once: model.safetensors, or (when it is absent
+// and model.safetensors.index.json is there) every file the index's weight_map names.
+typedef struct {
+    void *map;                  // the weight_map (a jansson object), NULL for one file
+    lmp_st_file *f;
+    const char **names;         // f[k]'s file name (sharded)
+    int n;
+    char index[4096];           // the index's path (sharded), for messages
+} lmp_hf_files;
+
+// Opens dir's tensor files (headers only); dies naming the file on a problem.
+void lmp_hf_open(lmp_hf_files *h, const char *dir);
+// Tensor `name`, or "transformer." + name, and its file into *f; NULL when neither is there.
+const lmp_st_tensor *lmp_hf_find(const lmp_hf_files *h, const char *name, const lmp_st_file **f);
+void lmp_hf_close(lmp_hf_files *h);
+// 1 when dir holds model.safetensors or model.safetensors.index.json.
+int lmp_hf_has_weights(const char *dir);
 
 // Loads every LMP_ROLE_BASE entry of reg from dir/model.safetensors: each entry's local
 // slice only, converted to fp32, found under its name with or without the "transformer."

@@ -7,6 +7,7 @@
 
 #include <float.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -202,4 +203,65 @@ void lmp_llama_check_tensors(const char *dir, const lmp_model_config *c) {
                     (long long)sh[0], (long long)sh[1], (long long)want[i][0], (long long)want[i][1]);
     }
     json_decref(idx);
+}
+
+// cfg as a transformers 4 config.json of its class (every key lmp_llama_read_config reads).
+static json_t *full_config(const lmp_model_config *c) {
+    static const char *RT[] = {"default", "linear", "llama3"};
+    const char *type = "llama";
+    for (int i = 0; i < N_FAMILY; i++)
+        if (!strcmp(c->arch, FAMILY[i].arch)) type = FAMILY[i].type;
+    json_t *o = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:b, s:b, s:b, s:s, s:f}",
+                          "architectures", c->arch[0] ? c->arch : "LlamaForCausalLM", "model_type", type,
+                          "hidden_size", c->n_embd, "intermediate_size", c->mlp_hidden,
+                          "num_hidden_layers", c->n_layer, "num_attention_heads", c->n_head,
+                          "num_key_value_heads", c->n_kv_head, "head_dim", c->head_dim,
+                          "vocab_size", c->vocab_size, "max_position_embeddings", c->n_ctx,
+                          "rms_norm_eps", (double)c->ln_eps, "tie_word_embeddings", c->tied_head,
+                          "attention_bias", c->qkv_bias, "mlp_bias", c->mlp_bias, "hidden_act", "silu",
+                          "rope_theta", (double)c->rope.theta);
+    LMP_CHECK(o, "cannot build config.json");
+    json_t *rs = c->rope.type == LMP_ROPE_DEFAULT ? json_null()
+                 : json_pack("{s:s, s:f}", "rope_type", RT[c->rope.type], "factor", (double)c->rope.factor);
+    LMP_CHECK(rs, "cannot build config.json's rope_scaling");
+    if (c->rope.type == LMP_ROPE_LLAMA3 &&
+        (json_object_set_new(rs, "low_freq_factor", json_real(c->rope.low_freq_factor)) ||
+         json_object_set_new(rs, "high_freq_factor", json_real(c->rope.high_freq_factor)) ||
+         json_object_set_new(rs, "original_max_position_embeddings", json_integer(c->rope.original_max_pos))))
+        lmp_die("cannot build config.json's rope_scaling");
+    if (json_object_set_new(o, "rope_scaling", rs)) lmp_die("cannot build config.json");
+    return o;
+}
+
+// Copies src to dst byte for byte; dies naming either.
+static void copy_file(const char *src, const char *dst) {
+    FILE *in = fopen(src, "rb"), *out = in ? fopen(dst, "wb") : NULL;
+    if (!in || !out) lmp_die("cannot copy %s to %s", src, dst);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) lmp_die("cannot write %s", dst);
+    if (ferror(in)) lmp_die("cannot read %s", src);
+    fclose(in);
+    if (fclose(out)) lmp_die("cannot write %s", dst);
+}
+
+void lmp_llama_write_config(const char *dir, const lmp_model_config *cfg, const char *src, const char *dtype) {
+    char in[4096], out[4096];
+    json_t *o = NULL;
+    if (src && src[0] && access(lmp_path_join(in, sizeof in, src, "config.json"), F_OK) == 0) {
+        json_error_t je;
+        if (!(o = json_load_file(in, JSON_PRESERVE_ORDER, &je)) || !json_is_object(o))
+            lmp_die("%s: %s (line %d)", in, je.text, je.line);
+    } else o = full_config(cfg);
+    // transformers 5 writes "dtype", 4 "torch_dtype": the key the input has, else torch_dtype.
+    int has5 = json_object_get(o, "dtype") != NULL, has4 = json_object_get(o, "torch_dtype") != NULL;
+    if ((has5 && json_object_set_new(o, "dtype", json_string(dtype))) ||
+        ((has4 || !has5) && json_object_set_new(o, "torch_dtype", json_string(dtype))))
+        lmp_die("cannot set the dtype of %s", in);
+    lmp_path_join(out, sizeof out, dir, "config.json");
+    if (json_dump_file(o, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) lmp_die("cannot write %s", out);
+    json_decref(o);
+    if (src && src[0] && access(lmp_path_join(in, sizeof in, src, "generation_config.json"), F_OK) == 0)
+        copy_file(in, lmp_path_join(out, sizeof out, dir, "generation_config.json"));
 }

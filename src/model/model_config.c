@@ -57,7 +57,8 @@ static void read_hf_config(const char *dir, lmp_model_config *cfg) {
     char cp[4096];
     lmp_path_join(cp, sizeof cp, dir, "config.json");
     if (lmp_llama_read_config(cp, cfg)) {
-        lmp_llama_check_tensors(dir, cfg);
+        // A directory of config.json alone: [model] random_init (loading names the file).
+        if (lmp_hf_has_weights(dir)) lmp_llama_check_tensors(dir, cfg);
         return;
     }
     json_error_t je;

@@ -34,6 +34,11 @@ int lmp_llama_read_config(const char *cp, lmp_model_config *cfg);
 // sharded files of model.safetensors.index.json; headers only), before anything is
 // allocated from them: the embedding, the last layer's k_proj and down_proj, no layer after.
 void lmp_llama_check_tensors(const char *dir, const lmp_model_config *cfg);
+// Writes dir/config.json of a Llama-family model: src's config.json (an HF directory; every
+// field kept) or, without one, a full transformers 4 config of cfg; its dtype ("dtype" and/or
+// "torch_dtype", as src has them) set to `dtype` ("float32", "bfloat16", "float16"). Copies
+// src's generation_config.json when there. Dies naming the file on error.
+void lmp_llama_write_config(const char *dir, const lmp_model_config *cfg, const char *src, const char *dtype);
 
 // Reads the hyperparameters of the model at `path`: a directory holding config.json (HF) or
 // an llm.c .bin file (header). Dies with a message naming the file and key on any problem:

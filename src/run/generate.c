@@ -3,6 +3,7 @@
 // text is the same under any tp x dp layout (dp replicas just repeat the work).
 #include "run/generate.h"
 #include "data/bpe.h"
+#include "data/chat.h"
 #include "run/session.h"
 #include "core/rng.h"
 #include "core/util.h"
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // Candidates in descending logit order, ties by id (qsort's comparator reads this).
 static const float *sort_logits;
@@ -58,11 +60,54 @@ static int sample(const float *logits, int V, float temperature, int top_k, floa
     return pick;
 }
 
-// The prompt's token ids (an empty prompt starts a document).
-static void encode_prompt(lmp_bpe *b, const char *prompt, int eot, lmp_ids *ids) {
+// The prompt as a user turn of the tokenizer's chat format, the assistant header after it
+// (llama3's renderer ends with it; ChatML's generation prompt is added here).
+static void chat_prompt(lmp_bpe *b, const char *prompt, lmp_ids *ids) {
+    lmp_chat_format f = lmp_chat_format_of(b, LMP_CHAT_AUTO, "generate --chat");
+    json_t *msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", prompt);
+    LMP_CHECK(msgs, "generate --chat: the prompt is not valid UTF-8");
+    lmp_chat_text t = {0};
+    size_t bad;
+    const char *err = lmp_chat_render(f, lmp_bpe_token_id(b, "<think>") >= 0, msgs, &t, &bad);
+    if (err) lmp_die_all("generate --chat: %s", err);
+    lmp_bpe_encode(b, t.text, t.len, ids, NULL);
+    if (f == LMP_CHAT_CHATML) {
+        static const char *gen = "<|im_start|>assistant\n";
+        lmp_bpe_encode(b, gen, strlen(gen), ids, NULL);
+    }
+    lmp_chat_text_free(&t);
+    json_decref(msgs);
+}
+
+// The prompt's token ids: BOS first when the tokenizer adds one (an empty prompt starts a
+// document).
+static void encode_prompt(lmp_bpe *b, const lmp_gen_opts *g, int eot, lmp_ids *ids) {
+    const char *prompt = g->prompt ? g->prompt : "";
+    if (b && g->chat) {
+        chat_prompt(b, prompt, ids);
+        return;
+    }
+    if (b && lmp_bpe_bos(b) >= 0) lmp_ids_push(ids, lmp_bpe_bos(b));
     if (b) lmp_bpe_encode(b, prompt, strlen(prompt), ids, NULL);
     else for (const char *p = prompt; *p; p++) lmp_ids_push(ids, (unsigned char)*p);
     if (!ids->n) lmp_ids_push(ids, eot >= 0 ? eot : 0);
+}
+
+// The ids generation stops at: the tokenizer's EOS and generation_config.json's eos_token_id
+// (an id or a list) of the model directory, when there.
+static void stop_ids(const char *model, int eot, lmp_ids *stop) {
+    if (eot >= 0) lmp_ids_push(stop, eot);
+    char path[4096];
+    if (!model || !model[0] || !lmp_is_dir(model)) return;
+    lmp_path_join(path, sizeof path, model, "generation_config.json");
+    if (access(path, F_OK) != 0) return;
+    json_error_t je;
+    json_t *o = json_load_file(path, 0, &je), *e = o ? json_object_get(o, "eos_token_id") : NULL, *v;
+    if (!o) lmp_die_all("%s: %s (line %d)", path, je.text, je.line);
+    if (json_is_integer(e)) lmp_ids_push(stop, (int)json_integer_value(e));
+    size_t i;
+    json_array_foreach(e, i, v) if (json_is_integer(v)) lmp_ids_push(stop, (int)json_integer_value(v));
+    json_decref(o);
 }
 
 // Logits (V) of the position after the last of ids. With the cache: one decode step of the
@@ -93,9 +138,9 @@ static void next_logits(lmp_model *m, const lmp_gen_opts *g, const lmp_ids *ids,
     free(all);
 }
 
-// Appends up to g->tokens sampled ids to ids (stopping at eot), every rank the same.
+// Appends up to g->tokens sampled ids to ids (stopping at any of stop), every rank the same.
 // secs[0]: the first token's time (with the cache: the prompt's prefill), secs[1]: the rest's.
-static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids *ids, double *secs) {
+static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, const lmp_ids *stop, lmp_ids *ids, double *secs) {
     int V = m->arch.vocab_size, n_ctx = m->arch.n_ctx - m->n_prefix;
     int T = (int)(ids->n + (size_t)g->tokens < (size_t)n_ctx ? ids->n + (size_t)g->tokens : (size_t)n_ctx);
     int *win = lmp_calloc((size_t)T * sizeof(int));
@@ -108,7 +153,9 @@ static void sample_tokens(lmp_model *m, const lmp_gen_opts *g, int eot, lmp_ids 
         done = ids->n;
         double u = (double)(lmp_rng_bits(g->seed, 0x67656e, (uint64_t)i) >> 11) * 0x1.0p-53;
         int next = sample(logits, V, g->temperature, g->top_k, g->top_p, u);
-        if (next == eot) break;
+        int end = 0;
+        for (size_t k = 0; k < stop->n; k++) end |= next == stop->v[k];
+        if (end) break;
         lmp_ids_push(ids, next);
     }
     secs[1] = lmp_now() - t0 - secs[0];
@@ -143,18 +190,21 @@ int lmp_generate(const lmp_config *cfg, const lmp_train_opts *o, const lmp_gen_o
     lmp_session_load(&s, cfg, o->resume, o->no_resume);
     if (s.ckpt[0]) lmp_log("generate: weights from %s (step %lld)\n", s.ckpt, (long long)s.step);
     else lmp_log("generate: %s without a checkpoint\n", cfg->model.path[0] ? cfg->model.path : "a fresh model");
-    lmp_bpe *b = g->bytes ? NULL : lmp_bpe_load(g->vocab);
+    lmp_bpe *b = g->bytes ? NULL : g->tokenizer_first ? lmp_tokenizer_load(g->vocab) : lmp_bpe_load(g->vocab);
     int eot = b ? lmp_bpe_eot(b) : -1;
     if (b && lmp_bpe_vocab_size(b) > s.mc.vocab_size)
         lmp_die_all("the vocabulary in %s has %d tokens, the model only %d", g->vocab,
                     lmp_bpe_vocab_size(b), s.mc.vocab_size);
-    lmp_ids ids = {0};
-    encode_prompt(b, g->prompt ? g->prompt : "", eot, &ids);
+    if (g->chat && !b) lmp_die_all("generate --chat needs a tokenizer (--tokenizer DIR)");
+    lmp_ids ids = {0}, stop = {0};
+    encode_prompt(b, g, eot, &ids);
+    stop_ids(cfg->model.path, eot, &stop);
     size_t n_prompt = ids.n;
     double secs[2] = {0, 0};
-    sample_tokens(&s.model, g, eot, &ids, secs);
+    sample_tokens(&s.model, g, &stop, &ids, secs);
     if (s.comm.rank == 0) print_text(b, &ids, n_prompt, secs);
     lmp_ids_free(&ids);
+    lmp_ids_free(&stop);
     lmp_bpe_free(b);
     lmp_session_close(&s);
     return 0;

@@ -2,6 +2,7 @@
 #include "run/merged.h"
 #include "run/merge_methods.h"
 #include "core/util.h"
+#include "io/hf_dir.h"
 #include "io/llmc.h"
 #include "io/model_io.h"
 #include "io/pfile.h"
@@ -27,26 +28,26 @@ static int by_key(const void *a, const void *b) {
 }
 
 // Base entries of r in registry order (lmp_hf_save_weights's names and order), or, for an
-// HF input model, under the input's names ("transformer." or not) in the input's data order.
+// HF input model, under the input's names ("transformer." or not) in the input's data order
+// (sharded: file after file).
 static void list_tensors(lmp_registry *r, const char *model_path, tensor_list *l) {
     l->p = lmp_calloc((size_t)(r->n + 1) * sizeof *l->p);
     l->t = lmp_calloc((size_t)(r->n + 1) * sizeof *l->t);
     l->names = lmp_calloc((size_t)(r->n + 1) * sizeof *l->names);
     order_key *ord = lmp_calloc((size_t)(r->n + 1) * sizeof *ord);
-    int hf = model_path && model_path[0] && lmp_is_dir(model_path), n = 0;
-    lmp_st_file in = {.fd = -1};
-    char path[4096];
-    if (hf) lmp_st_open(&in, lmp_path_join(path, sizeof path, model_path, "model.safetensors"));
+    int hf = model_path && model_path[0] && lmp_is_dir(model_path) && lmp_hf_has_weights(model_path), n = 0;
+    lmp_hf_files in;
+    if (hf) lmp_hf_open(&in, model_path);
     for (int i = 0; i < r->n; i++) {
         if (r->p[i].role != LMP_ROLE_BASE) continue;
-        char pre[LMP_NAME_MAX + 16];
-        const lmp_st_tensor *t = hf ? lmp_st_find(&in, r->p[i].name) : NULL;
-        if (hf && !t) t = lmp_st_find(&in, lmp_fmt(pre, sizeof pre, "transformer.%s", r->p[i].name));
+        const lmp_st_file *f = NULL;
+        const lmp_st_tensor *t = hf ? lmp_hf_find(&in, r->p[i].name, &f) : NULL;
         lmp_fmt(l->names[n], sizeof l->names[n], "%s", t ? t->name : r->p[i].name);
-        ord[n] = (order_key){t ? t->begin : (uint64_t)i, n};
+        uint64_t file = t ? (uint64_t)(f - in.f) : 0;
+        ord[n] = (order_key){t ? file << 44 | t->begin : (uint64_t)i, n};
         l->p[n++] = &r->p[i];
     }
-    if (hf) lmp_st_close(&in);
+    if (hf) lmp_hf_close(&in);
     qsort(ord, (size_t)n, sizeof *ord, by_key);
     lmp_param **p = lmp_calloc((size_t)(n + 1) * sizeof *p);
     for (int k = 0; k < n; k++) {
@@ -97,25 +98,29 @@ static void layout(const char *dir, lmp_session *s, const lmp_merged_opts *o, te
     lmp_llmc_layout(f, hdr, l->t, l->n);
 }
 
-// buf (p's local slice) += ΔW^T of record rec, element by element (merged.h): A (r, in)
-// and B (out, r) whole on every rank; global row i of p is ΔW's input i, global column j
-// its output j - out_offset.
+// buf (p's local slice) += ΔW of record rec, element by element (merged.h): A (r, in) and
+// B (out, r) whole on every rank. Conv1D (in, out): global row i of p is ΔW's input i,
+// global column j its output j - out_offset. nn.Linear (out, in) (the Llama family): global
+// row i is output i - out_offset, column j input j.
 static void add_delta(const lmp_param *p, float *buf, const lmp_adapter_rec *rec,
                       const float *A, const float *B) {
     int64_t rows = p->local_shape[0], cols = p->local_shape[1], r = rec->r;
+    int oi = !*lmp_hf_prefix(p->name);
     int64_t *rmap = lmp_malloc((size_t)(rows + cols) * sizeof *rmap), *cmap = rmap + rows;
     for (int64_t i = 0; i < rows; i++) rmap[i] = p->split_dim == 0 ? lmp_param_split_pos(p, i) : i;
     for (int64_t j = 0; j < cols; j++) cmap[j] = p->split_dim == 1 ? lmp_param_split_pos(p, j) : j;
     float *a = lmp_malloc((size_t)r * sizeof *a);
     for (int64_t i = 0; i < rows; i++) {
-        for (int64_t k = 0; k < r; k++) a[k] = A[k * rec->in + rmap[i]];
+        int64_t oi_o = rmap[i] - rec->out_offset;
+        if (oi && (oi_o < 0 || oi_o >= rec->out)) continue;
+        if (!oi) for (int64_t k = 0; k < r; k++) a[k] = A[k * rec->in + rmap[i]];
         float *w = buf + i * cols;
         for (int64_t j = 0; j < cols; j++) {
-            int64_t o = cmap[j] - rec->out_offset;
+            int64_t o = oi ? oi_o : cmap[j] - rec->out_offset, in = oi ? cmap[j] : rmap[i];
             if (o < 0 || o >= rec->out) continue;
             const float *b = B + o * r;
             float d = 0.0f;
-            for (int64_t k = 0; k < r; k++) d += b[k] * a[k];
+            for (int64_t k = 0; k < r; k++) d += b[k] * (oi ? A[k * rec->in + in] : a[k]);
             d *= rec->scale;
             // W0 + 0 would turn a -0.0 weight into +0.0: a zero update leaves W0's bits.
             if (d != 0.0f) w[j] += d;
@@ -188,7 +193,10 @@ double lmp_merged_save(const char *dir, lmp_session *s, const lmp_merged_opts *o
     lmp_die_if_any(c, err);
     if (c->rank == 0) {
         char cpath[4096];
-        if (o->format == LMP_MERGED_HF)
+        static const char *DT[] = {[LMP_DT_F32] = "float32", [LMP_DT_F16] = "float16", [LMP_DT_BF16] = "bfloat16"};
+        if (o->format == LMP_MERGED_HF && s->mc.family == LMP_FAMILY_LLAMA)
+            lmp_llama_write_config(dir, &s->mc, o->model_path && lmp_is_dir(o->model_path) ? o->model_path : NULL, DT[o->dtype]);
+        else if (o->format == LMP_MERGED_HF)
             lmp_model_write_config(lmp_path_join(cpath, sizeof cpath, dir, "config.json"), &s->mc);
         if (lmp_pfile_commit(&f, err, sizeof err)) lmp_pfile_abort(&f);
     }

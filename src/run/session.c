@@ -125,9 +125,6 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
         lmp_die_all("[train] seq_len = %d plus [adapter] virtual_tokens = %d exceeds the model's context "
                     "length %d (the sequence follows the prefixes, as in PEFT)", cfg->train.seq_len,
                     cfg->adapter.virtual_tokens, mc->n_ctx);
-    // Refused before training rather than after it: no config.json writer for this family yet.
-    if (mc->family != LMP_FAMILY_GPT2 && cfg->train.save_model[0])
-        lmp_die_all("[train] save_model of a %s model is not implemented yet (save_adapter is)", mc->arch);
     // Sliding-window attention is not implemented; it changes nothing while the window
     // covers every training sequence.
     if (mc->sliding_window && cfg->train.seq_len > mc->sliding_window)
@@ -172,7 +169,7 @@ static void check_base_finite(const lmp_registry *r, const char *path, lmp_comm 
 void lmp_session_load(lmp_session *s, const lmp_config *cfg, const char *resume, int no_resume) {
     lmp_model *m = &s->model;
     lmp_model_build(m, &s->mc, &s->opts, &s->comm);
-    if (cfg->model.path[0]) {
+    if (cfg->model.path[0] && !cfg->model.random_init) {
         lmp_model_load(cfg->model.path, &m->reg);
         check_base_finite(&m->reg, cfg->model.path, &s->comm);
     }
