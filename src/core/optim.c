@@ -1,5 +1,6 @@
 // optim.c: AdamW, schedules, clipping.
 #include "core/optim.h"
+#include "core/prof.h"
 
 #include <math.h>
 
@@ -17,6 +18,7 @@ float lmp_lr_at(const lmp_optim_cfg *o, int step) {
 void lmp_adamw_step(lmp_registry *r, const lmp_optim_cfg *o, float lr, int t, float grad_scale) {
     float b1 = o->beta1, b2 = o->beta2;
     float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_OPTIM);
     for (int k = 0; k < r->n; k++) {
         lmp_param *p = &r->p[k];
         if (!p->trainable) continue;
@@ -32,6 +34,7 @@ void lmp_adamw_step(lmp_registry *r, const lmp_optim_cfg *o, float lr, int t, fl
             w[i] -= lr * (mh / (sqrtf(vh) + o->eps) + wd * w[i]);
         }
     }
+    if (lmp_prof_on) lmp_prof_pop();
 }
 
 float lmp_clip_scale(double norm, float max_norm) {

@@ -1,5 +1,6 @@
 // attention.c: a block's self-attention (attention.h).
 #include "model/attention.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/kernels.h"
 
@@ -84,8 +85,8 @@ void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_ru
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
     project(at, x, N, r->T, r->pos0, r);
     const float *Q = at->qkv_buf;
-    lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, r->B, r->T, at->NH_l,
-                            at->KVH_l, at->hd);
+    LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l,
+                                             r->B, r->T, at->NH_l, at->KVH_l, at->hd));
     lmp_linear_forward(&at->out, out, at->y, N, r->comm, r->rc, r->ad_scratch);
 }
 
@@ -123,8 +124,9 @@ void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, con
     memset(r->dqkv, 0, (size_t)N * at->qkv_l * sizeof(float));
     const float *Q = at->qkv_buf;
     float *dQ = r->dqkv;
-    lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q, Q + q, Q + q + kv,
-                             at->att, at->qkv_l, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
+    LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q,
+                                              Q + q, Q + q + kv, at->att, at->qkv_l, r->B, r->T,
+                                              at->NH_l, at->KVH_l, at->hd));
     project_backward(at, dx, x, r);
 }
 void lmp_attention_fill_cache(const lmp_attention *at, float *kc, float *vc, int T) {
