@@ -7,6 +7,68 @@
 #include <math.h>
 #include <string.h>
 
+// expf that the compiler vectorises (glibc's expf is a call per element, and without
+// -ffast-math no vector variant is used): exp(x) = 2^k exp(r), k = round(x / ln 2),
+// r = x - k ln 2 in two parts, exp(r) by Cephes' degree-7 polynomial; relative error
+// <= 2 ulp against glibc's. Overflow gives inf, underflow below -87.3 gives 0 (no
+// subnormals), NaN stays NaN (the comparisons are false for NaN, so NaN checks still fire).
+static inline float vexpf(float x) {
+    float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
+    // round to nearest by the 1.5 * 2^23 trick (no -ffast-math, so it is not folded away)
+    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } sc = {.i = ((int32_t)k + 127) << 23};
+    float y = p * sc.f;
+    y = x > 88.7228391f ? INFINITY : y;
+    return x < -87.3365448f ? 0.0f : y;
+}
+
+#define LANES 16
+
+// max over x[0..n): lanes of 16 (max is exact, so any order gives the same value).
+static float max_lanes(const float *x, int n) {
+    float m[LANES];
+    int j = 0;
+    for (int u = 0; u < LANES; u++) m[u] = -INFINITY;
+    for (; j + LANES <= n; j += LANES)
+        for (int u = 0; u < LANES; u++) m[u] = x[j + u] > m[u] ? x[j + u] : m[u];
+    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
+    float mx = m[0];
+    for (int u = 1; u < LANES; u++) mx = m[u] > mx ? m[u] : mx;
+    return mx;
+}
+
+// e[j] = exp(x[j] - mx) for j < n (e may be x) and their sum in double: 16 lanes in a fixed
+// order, so the sum does not depend on the thread count.
+static double exp_sum_lanes(float *e, const float *x, float mx, int n) {
+    double acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        float t[LANES];
+        for (int u = 0; u < LANES; u++) t[u] = vexpf(x[j + u] - mx);
+        for (int u = 0; u < LANES; u++) {
+            if (e) e[j + u] = t[u];
+            acc[u] += t[u];
+        }
+    }
+    for (; j < n; j++) {
+        float t = vexpf(x[j] - mx);
+        if (e) e[j] = t;
+        acc[0] += t;
+    }
+    double s = 0.0;
+    for (int u = 0; u < LANES; u++) s += acc[u];
+    return s;
+}
+
 void lmp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                            const float *w, const float *b, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
@@ -97,7 +159,7 @@ void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout
 // tanh through one expf: glibc's tanhf goes through expm1f and was the single largest
 // non-matmul cost of a step (37M calls per GPT-2 124M step). Saturates correctly for large
 // |u| (expf -> inf gives 1, expf -> 0 gives -1); absolute error ~1e-7.
-static inline float fast_tanhf(float u) { return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f); }
+static inline float fast_tanhf(float u) { return 1.0f - 2.0f / (vexpf(2.0f * u) + 1.0f); }
 
 void lmp_gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for schedule(static)
@@ -120,10 +182,8 @@ void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t 
 }
 
 void lmp_softmax_inplace(float *x, int n) {
-    float mx = -INFINITY;
-    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    double sum = 0.0;
-    for (int j = 0; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float mx = max_lanes(x, n);
+    double sum = exp_sum_lanes(x, x, mx, n);
     float inv = (float)(1.0 / sum);
     for (int j = 0; j < n; j++) x[j] *= inv;
 }
@@ -263,12 +323,10 @@ void lmp_xent_stats(double *rowmax, double *sumexp, double *tgt, const float *lo
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < n_rows; n++) {
         const float *l = logits + (size_t)n * ld;
-        float mx = -INFINITY;
-        for (int j = 0; j < Vl; j++) mx = l[j] > mx ? l[j] : mx;
-        // expf on float differences (<= 0), summed in double: the sum keeps its digits and
-        // the exponentials run at float speed over the 50k-wide vocabulary.
-        double s = 0.0;
-        for (int j = 0; j < Vl; j++) s += expf(l[j] - mx);
+        float mx = max_lanes(l, Vl);
+        // exp on float differences (<= 0), summed in double: the sum keeps its digits and
+        // the exponentials run at float (vector) speed over the 50k-wide vocabulary.
+        double s = exp_sum_lanes(NULL, l, mx, Vl);
         rowmax[n] = mx;
         sumexp[n] = s;
         int t = targets[n] - v0;
@@ -284,7 +342,7 @@ void lmp_xent_grad(float *logits, int ld, const int *targets, const double *rowm
         float s = scale[n];
         if (s == 0.0f) { memset(l, 0, (size_t)Vl * sizeof(float)); continue; }
         float mx = (float)rowmax[n], lse = (float)logsumexp[n];
-        for (int j = 0; j < Vl; j++) l[j] = s * expf((l[j] - mx) - lse);
+        for (int j = 0; j < Vl; j++) l[j] = s * vexpf((l[j] - mx) - lse);
         int t = targets[n] - v0;
         if (t >= 0 && t < Vl) l[t] -= s;
     }
