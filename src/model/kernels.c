@@ -188,12 +188,29 @@ void lmp_softmax_inplace(float *x, int n) {
     for (int j = 0; j < n; j++) x[j] *= inv;
 }
 
-// Row-wise causal softmax of scores (T,T), in place: row t over columns 0..t, zeros after.
-static void softmax_causal(float *a, int T) {
-    for (int t = 0; t < T; t++) {
-        float *row = a + (size_t)t * T;
-        lmp_softmax_inplace(row, t + 1);
-        for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+// Causal attention in row blocks of ATT_TB queries: block [t0, t1) attends to keys [0, t1)
+// only, so the products skip most of the masked upper triangle (T = 256: 62.5% of the
+// full T x T work). Entries past t1 are zeros that the full products would have added.
+#define ATT_TB 64
+
+// One head: scores (T,T) in a (zeros above the diagonal), out (T,hs) = softmax . v.
+static void attention_forward_head(float *out, int ldo, float *a, const float *qb,
+                                   const float *kb, const float *vb, int ld, int T, int hs,
+                                   float scale) {
+    for (int t0 = 0; t0 < T; t0 += ATT_TB) {
+        int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
+        float *ab = a + (size_t)t0 * T;
+        // scores (tb, t1) = q[t0:t1] . k[0:t1]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, t1, hs, scale,
+                    qb + (size_t)t0 * ld, ld, kb, ld, 0.0f, ab, T);
+        for (int t = t0; t < t1; t++) {
+            float *row = a + (size_t)t * T;
+            lmp_softmax_inplace(row, t + 1);
+            for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+        }
+        // out[t0:t1] (tb, hs) = att[t0:t1, 0:t1] . v[0:t1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tb, hs, t1, 1.0f, ab, T, vb, ld,
+                    0.0f, out + (size_t)t0 * ldo, ldo);
     }
 }
 
@@ -213,13 +230,8 @@ void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
         for (int h = kh * grp; h < (kh + 1) * grp; h++) {
             const float *qb = q + (size_t)b * T * ld + h * hs;
             float *a = att + ((size_t)b * NH + h) * T * T;
-            // scores (T,T) = q (T,hs) . k^T; the upper triangle is computed and then masked.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qb, ld, kb, ld,
-                        0.0f, a, T);
-            softmax_causal(a, T);
-            // out (T,hs) = att (T,T) . v (T,hs)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, vb, ld,
-                        0.0f, out + (size_t)b * T * C + h * hs, C);
+            attention_forward_head(out + (size_t)b * T * C + h * hs, C, a, qb, kb, vb, ld, T, hs,
+                                   scale);
         }
     }
 }
@@ -229,9 +241,16 @@ static void attention_backward_head(float *dq, float *dk, float *dv, int ld, flo
                                     const float *dy, const float *q, const float *k,
                                     const float *v, const float *a, int T, int hs, int C) {
     float scale = 1.0f / sqrtf((float)hs);
-    // datt (T,T) = dy (T,hs) . v^T ;  dv (T,hs) += att^T . dy
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, ld, 0.0f, da, T);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, ld);
+    // Row blocks [t0, t1) need datt only in columns < t1; column blocks [j0, j1) of dv, dk
+    // sum over rows t >= j0 only (att and dscore are zero above the diagonal).
+    for (int t0 = 0; t0 < T; t0 += ATT_TB) {
+        int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
+        // datt[t0:t1, 0:t1] = dy[t0:t1] . v[0:t1]^T ;  dv[t0:t1] += att[t0:T, t0:t1]^T . dy[t0:T]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, t1, hs, 1.0f, dy + (size_t)t0 * C,
+                    C, v, ld, 0.0f, da + (size_t)t0 * T, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tb, hs, T - t0, 1.0f,
+                    a + (size_t)t0 * T + t0, T, dy + (size_t)t0 * C, C, 1.0f, dv + (size_t)t0 * ld, ld);
+    }
     // softmax backward, in place: dscore = att * (datt - sum_j att*datt)
     for (int t = 0; t < T; t++) {
         const float *ar = a + (size_t)t * T;
@@ -242,9 +261,15 @@ static void attention_backward_head(float *dq, float *dk, float *dv, int ld, flo
         for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - d);
         for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
     }
-    // dq += scale * dscore . k ;  dk += scale * dscore^T . q
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, ld, 1.0f, dq, ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, ld, 1.0f, dk, ld);
+    // dq[t0:t1] += scale * dscore[t0:t1, 0:t1] . k[0:t1] ;
+    // dk[t0:t1] += scale * dscore[t0:T, t0:t1]^T . q[t0:T]
+    for (int t0 = 0; t0 < T; t0 += ATT_TB) {
+        int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tb, hs, t1, scale,
+                    da + (size_t)t0 * T, T, k, ld, 1.0f, dq + (size_t)t0 * ld, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tb, hs, T - t0, scale,
+                    da + (size_t)t0 * T + t0, T, q + (size_t)t0 * ld, ld, 1.0f, dk + (size_t)t0 * ld, ld);
+    }
 }
 
 void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
