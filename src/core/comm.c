@@ -1,5 +1,6 @@
 // comm.c: process grid and collectives.
 #include "core/comm.h"
+#include "core/prof.h"
 #include "core/util.h"
 
 #include <math.h>
@@ -27,6 +28,7 @@ void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp) {
     LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->dp, MPI_ERRORS_RETURN));
     c->comm_seconds = 0;
     c->comm_bytes = 0;
+    lmp_prof_init(c->rank);
 }
 
 void lmp_comm_report(lmp_comm *c) {
@@ -59,6 +61,7 @@ static int comm_size(MPI_Comm comm) {
 
 void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm) {
     if (n == 0 || comm_size(comm) == 1) return;
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
     double t0 = lmp_now();
     // MPI counts are int: reduce in pieces for buffers past 2^31 elements.
     for (size_t off = 0; off < n; off += (size_t)1 << 30) {
@@ -67,13 +70,16 @@ void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm) {
     }
     c->comm_seconds += lmp_now() - t0;
     c->comm_bytes += n * sizeof(float);
+    if (lmp_prof_on) lmp_prof_pop();
 }
 
 void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm comm) {
     if (n == 0 || comm_size(comm) == 1) return;
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
     double t0 = lmp_now();
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, op, comm));
     c->comm_seconds += lmp_now() - t0;
+    if (lmp_prof_on) lmp_prof_pop();
     c->comm_bytes += n * sizeof(double);
 }
 

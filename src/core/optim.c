@@ -1,5 +1,6 @@
 // optim.c: AdamW, schedules, clipping.
 #include "core/optim.h"
+#include "core/prof.h"
 
 #include <math.h>
 
@@ -17,13 +18,18 @@ float lmp_lr_at(const lmp_optim_cfg *o, int step) {
 void lmp_adamw_step(lmp_registry *r, const lmp_optim_cfg *o, float lr, int t, float grad_scale) {
     float b1 = o->beta1, b2 = o->beta2;
     float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_OPTIM);
+    // One parallel region for all tensors (LoRA has dozens of small ones): each thread walks
+    // the same list and takes its static share of each tensor, without a barrier between
+    // tensors. Elementwise, so the result does not depend on the thread count.
+#pragma omp parallel
     for (int k = 0; k < r->n; k++) {
         lmp_param *p = &r->p[k];
         if (!p->trainable) continue;
         float wd = p->decay ? o->weight_decay : 0.0f;
         float *w = p->data, *g = p->grad, *m = p->m, *v = p->v;
         size_t n = p->numel;
-#pragma omp parallel for schedule(static)
+#pragma omp for schedule(static) nowait
         for (size_t i = 0; i < n; i++) {
             float gi = g[i] * grad_scale;
             m[i] = b1 * m[i] + (1.0f - b1) * gi;
@@ -32,6 +38,7 @@ void lmp_adamw_step(lmp_registry *r, const lmp_optim_cfg *o, float lr, int t, fl
             w[i] -= lr * (mh / (sqrtf(vh) + o->eps) + wd * w[i]);
         }
     }
+    if (lmp_prof_on) lmp_prof_pop();
 }
 
 float lmp_clip_scale(double norm, float max_norm) {

@@ -1,5 +1,6 @@
 // attention.c: a block's self-attention (attention.h).
 #include "model/attention.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/kernels.h"
 
@@ -86,11 +87,12 @@ void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_ru
     const float *Q = at->qkv_buf;
     if (at->kv) {
         at->kv->method->kv_forward(at->kv, &at->pf);
-        lmp_sdpa_prefix_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, at->pf.k, at->pf.v,
-                                at->pf.ld, at->pf.p, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l,
+                                                        at->pf.k, at->pf.v, at->pf.ld, at->pf.p, r->B,
+                                                        r->T, at->NH_l, at->KVH_l, at->hd));
     } else {
-        lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l, r->B, r->T, at->NH_l,
-                         at->KVH_l, at->hd);
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_forward(at->y, at->att, Q, Q + q, Q + q + kv, at->qkv_l,
+                                                 r->B, r->T, at->NH_l, at->KVH_l, at->hd));
     }
     lmp_linear_forward(&at->out, out, at->y, N, r->comm, r->rc, r->ad_scratch);
 }
@@ -131,13 +133,15 @@ void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, con
     float *dQ = r->dqkv;
     if (at->kv) {
         const lmp_kv_prefix *pf = &at->pf;
-        lmp_sdpa_prefix_backward(dQ, dQ + q, dQ + q + kv, pf->dk, pf->dv, r->datt, r->dattn, Q, Q + q,
-                                 Q + q + kv, at->qkv_l, pf->k, pf->v, pf->ld, at->att, pf->p, r->B,
-                                 r->T, at->NH_l, at->KVH_l, at->hd);
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_backward(dQ, dQ + q, dQ + q + kv, pf->dk, pf->dv, r->datt,
+                                                         r->dattn, Q, Q + q, Q + q + kv, at->qkv_l, pf->k,
+                                                         pf->v, pf->ld, at->att, pf->p, r->B, r->T,
+                                                         at->NH_l, at->KVH_l, at->hd));
         at->kv->method->kv_backward(at->kv);
     } else {
-        lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q, Q + q, Q + q + kv,
-                          at->att, at->qkv_l, r->B, r->T, at->NH_l, at->KVH_l, at->hd);
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q,
+                                                  Q + q, Q + q + kv, at->att, at->qkv_l, r->B, r->T,
+                                                  at->NH_l, at->KVH_l, at->hd));
     }
     project_backward(at, dx, x, r);
 }

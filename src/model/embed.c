@@ -1,5 +1,6 @@
 // embed.c: vocab-parallel embedding and tied LM head (embed.h).
 #include "model/embed.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/kernels.h"
 
@@ -24,9 +25,15 @@ void lmp_embed_register(lmp_embed *e, const lmp_arch *a, lmp_registry *reg, cons
                  : NULL;
 }
 
-// Rows of logits formed at once: about 4M floats, never (N, V).
+// Rows of logits formed at once, never (N, V): at least 4M floats, and up to 256 rows within
+// 16M floats (64 MB). Each chunk's two products re-pack the whole head weight (V_l x C), so
+// few rows waste time on packing: GPT-2's head (V = 50257) ran its products at 70-83 GFLOP/s
+// with the 83 rows of 4M floats and at 97-103 with 256 rows (1 thread, CPU time; README,
+// Benchmarks).
 static int logit_chunk(int V_l, int N) {
-    int chunk = (int)(((size_t)1 << 22) / (size_t)V_l);
+    int small = (int)(((size_t)1 << 22) / (size_t)V_l), big = (int)(((size_t)1 << 24) / (size_t)V_l);
+    int chunk = big < 256 ? big : 256;
+    if (chunk < small) chunk = small;
     if (chunk < 1) chunk = 1;
     return chunk > N ? N : chunk;
 }
@@ -41,14 +48,15 @@ void lmp_embed_acts(lmp_embed *e, lmp_acts *t, int B, int T) {
 void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
     lmp_comm *c = r->comm;
     const float *wpe = c->tp_rank == 0 && e->wpe ? e->wpe->data + (size_t)r->pos0 * e->C : NULL;
-    lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B, r->T, e->C, e->v0, e->V_l);
+    LMP_PROF(LMP_PROF_EMBED, lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B,
+                                                   r->T, e->C, e->v0, e->V_l));
     lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
 }
 
 void lmp_embed_backward(lmp_embed *e, const float *dout, const int *tokens, lmp_run *r) {
     float *dwpe = e->wpe && e->wpe->grad ? e->wpe->grad + (size_t)r->pos0 * e->C : NULL;
-    lmp_embedding_backward(e->wte->grad, dwpe, dout, tokens, r->B, r->T,
-                           e->C, e->v0, e->V_l);
+    LMP_PROF(LMP_PROF_EMBED, lmp_embedding_backward(e->wte->grad, dwpe, dout, tokens, r->B, r->T, e->C,
+                                                    e->v0, e->V_l));
 }
 
 // Loss of one chunk of nc rows from row n0: statistics, global max and log-sum-exp.
@@ -58,9 +66,9 @@ static double chunk_loss(lmp_embed *e, const float *x, int n0, int nc, const int
     int C = e->C, Vl = e->V_l;
     double *mx = e->xstat, *se = mx + nc, *tg = se + nc, *gmx = tg + nc, loss = 0.0;
     // logits (nc, Vl) = x (nc, C) . wte_l^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, Vl, C, 1.0f, x + (size_t)n0 * C, C,
-                e->head->data, C, 0.0f, e->logits, Vl);
-    lmp_xent_stats(mx, se, tg, e->logits, Vl, targets + n0, nc, Vl, e->v0);
+    LMP_PROF(LMP_PROF_HEAD, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, Vl, C, 1.0f,
+                                        x + (size_t)n0 * C, C, e->head->data, C, 0.0f, e->logits, Vl));
+    LMP_PROF(LMP_PROF_XENT, lmp_xent_stats(mx, se, tg, e->logits, Vl, targets + n0, nc, Vl, e->v0));
     memcpy(gmx, mx, nc * sizeof(double));
     lmp_allreduce_d(c, gmx, nc, MPI_MAX, c->tp);
     for (int i = 0; i < nc; i++) se[i] *= exp(mx[i] - gmx[i]);
@@ -84,13 +92,15 @@ double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets
         if (!backward) continue;
         // The chunk's logits become their gradients right away, so no (N,V) tensor exists.
         double *gmx = e->xstat + 3 * nc, *lse = e->xstat + nc;
-        lmp_xent_grad(e->logits, Vl, targets + n0, gmx, lse, scale + n0, nc, Vl, e->v0);
+        LMP_PROF(LMP_PROF_XENT, lmp_xent_grad(e->logits, Vl, targets + n0, gmx, lse, scale + n0, nc, Vl, e->v0));
+        if (lmp_prof_on) lmp_prof_push(LMP_PROF_HEAD);
         // dx (nc, C) += dlogits (nc, Vl) . wte_l (Vl, C): partial over vocab shards
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, C, Vl, 1.0f, e->logits, Vl,
                     wte, C, 1.0f, dx + (size_t)n0 * C, C);
         if (e->head->grad)  // dwte_l (Vl, C) += dlogits^T (Vl, nc) . x (nc, C)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Vl, C, nc, 1.0f, e->logits, Vl,
                         x + (size_t)n0 * C, C, 1.0f, e->head->grad, C);
+        if (lmp_prof_on) lmp_prof_pop();
     }
     if (backward) lmp_allreduce_f(r->comm, dx, (size_t)N * C, r->comm->tp);
     return loss;

@@ -7,6 +7,68 @@
 #include <math.h>
 #include <string.h>
 
+// expf that the compiler vectorises (glibc's expf is a call per element, and without
+// -ffast-math no vector variant is used): exp(x) = 2^k exp(r), k = round(x / ln 2),
+// r = x - k ln 2 in two parts, exp(r) by Cephes' degree-7 polynomial; relative error
+// <= 2 ulp against glibc's. Overflow gives inf, underflow below -87.3 gives 0 (no
+// subnormals), NaN stays NaN (the comparisons are false for NaN, so NaN checks still fire).
+static inline float vexpf(float x) {
+    float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
+    // round to nearest by the 1.5 * 2^23 trick (no -ffast-math, so it is not folded away)
+    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } sc = {.i = ((int32_t)k + 127) << 23};
+    float y = p * sc.f;
+    y = x > 88.7228391f ? INFINITY : y;
+    return x < -87.3365448f ? 0.0f : y;
+}
+
+#define LANES 16
+
+// max over x[0..n): lanes of 16 (max is exact, so any order gives the same value).
+static float max_lanes(const float *x, int n) {
+    float m[LANES];
+    int j = 0;
+    for (int u = 0; u < LANES; u++) m[u] = -INFINITY;
+    for (; j + LANES <= n; j += LANES)
+        for (int u = 0; u < LANES; u++) m[u] = x[j + u] > m[u] ? x[j + u] : m[u];
+    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
+    float mx = m[0];
+    for (int u = 1; u < LANES; u++) mx = m[u] > mx ? m[u] : mx;
+    return mx;
+}
+
+// e[j] = exp(x[j] - mx) for j < n (e may be x) and their sum in double: 16 lanes in a fixed
+// order, so the sum does not depend on the thread count.
+static double exp_sum_lanes(float *e, const float *x, float mx, int n) {
+    double acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        float t[LANES];
+        for (int u = 0; u < LANES; u++) t[u] = vexpf(x[j + u] - mx);
+        for (int u = 0; u < LANES; u++) {
+            if (e) e[j + u] = t[u];
+            acc[u] += t[u];
+        }
+    }
+    for (; j < n; j++) {
+        float t = vexpf(x[j] - mx);
+        if (e) e[j] = t;
+        acc[0] += t;
+    }
+    double s = 0.0;
+    for (int u = 0; u < LANES; u++) s += acc[u];
+    return s;
+}
+
 void lmp_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                            const float *w, const float *b, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
@@ -97,7 +159,7 @@ void lmp_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout
 // tanh through one expf: glibc's tanhf goes through expm1f and was the single largest
 // non-matmul cost of a step (37M calls per GPT-2 124M step). Saturates correctly for large
 // |u| (expf -> inf gives 1, expf -> 0 gives -1); absolute error ~1e-7.
-static inline float fast_tanhf(float u) { return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f); }
+static inline float fast_tanhf(float u) { return 1.0f - 2.0f / (vexpf(2.0f * u) + 1.0f); }
 
 void lmp_gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for schedule(static)
@@ -120,20 +182,35 @@ void lmp_gelu_backward(float *dinp, const float *inp, const float *dout, size_t 
 }
 
 void lmp_softmax_inplace(float *x, int n) {
-    float mx = -INFINITY;
-    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-    double sum = 0.0;
-    for (int j = 0; j < n; j++) { x[j] = expf(x[j] - mx); sum += x[j]; }
+    float mx = max_lanes(x, n);
+    double sum = exp_sum_lanes(x, x, mx, n);
     float inv = (float)(1.0 / sum);
     for (int j = 0; j < n; j++) x[j] *= inv;
 }
 
-// Row-wise causal softmax of scores (T,T), in place: row t over columns 0..t, zeros after.
-static void softmax_causal(float *a, int T) {
-    for (int t = 0; t < T; t++) {
-        float *row = a + (size_t)t * T;
-        lmp_softmax_inplace(row, t + 1);
-        for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+// Causal attention in row blocks of ATT_TB queries: block [t0, t1) attends to keys [0, t1)
+// only, so the products skip most of the masked upper triangle (T = 256: 62.5% of the
+// full T x T work). Entries past t1 are zeros that the full products would have added.
+#define ATT_TB 64
+
+// One head: scores (T,T) in a (zeros above the diagonal), out (T,hs) = softmax . v.
+static void attention_forward_head(float *out, int ldo, float *a, const float *qb,
+                                   const float *kb, const float *vb, int ld, int T, int hs,
+                                   float scale) {
+    for (int t0 = 0; t0 < T; t0 += ATT_TB) {
+        int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
+        float *ab = a + (size_t)t0 * T;
+        // scores (tb, t1) = q[t0:t1] . k[0:t1]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, t1, hs, scale,
+                    qb + (size_t)t0 * ld, ld, kb, ld, 0.0f, ab, T);
+        for (int t = t0; t < t1; t++) {
+            float *row = a + (size_t)t * T;
+            lmp_softmax_inplace(row, t + 1);
+            for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+        }
+        // out[t0:t1] (tb, hs) = att[t0:t1, 0:t1] . v[0:t1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tb, hs, t1, 1.0f, ab, T, vb, ld,
+                    0.0f, out + (size_t)t0 * ldo, ldo);
     }
 }
 
@@ -153,13 +230,8 @@ void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
         for (int h = kh * grp; h < (kh + 1) * grp; h++) {
             const float *qb = q + (size_t)b * T * ld + h * hs;
             float *a = att + ((size_t)b * NH + h) * T * T;
-            // scores (T,T) = q (T,hs) . k^T; the upper triangle is computed and then masked.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qb, ld, kb, ld,
-                        0.0f, a, T);
-            softmax_causal(a, T);
-            // out (T,hs) = att (T,T) . v (T,hs)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, vb, ld,
-                        0.0f, out + (size_t)b * T * C + h * hs, C);
+            attention_forward_head(out + (size_t)b * T * C + h * hs, C, a, qb, kb, vb, ld, T, hs,
+                                   scale);
         }
     }
 }
@@ -169,9 +241,16 @@ static void attention_backward_head(float *dq, float *dk, float *dv, int ld, flo
                                     const float *dy, const float *q, const float *k,
                                     const float *v, const float *a, int T, int hs, int C) {
     float scale = 1.0f / sqrtf((float)hs);
-    // datt (T,T) = dy (T,hs) . v^T ;  dv (T,hs) += att^T . dy
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, ld, 0.0f, da, T);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dy, C, 1.0f, dv, ld);
+    // Row blocks [t0, t1) need datt only in columns < t1; column blocks [j0, j1) of dv, dk
+    // sum over rows t >= j0 only (att and dscore are zero above the diagonal).
+    for (int t0 = 0; t0 < T; t0 += ATT_TB) {
+        int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
+        // datt[t0:t1, 0:t1] = dy[t0:t1] . v[0:t1]^T ;  dv[t0:t1] += att[t0:T, t0:t1]^T . dy[t0:T]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, t1, hs, 1.0f, dy + (size_t)t0 * C,
+                    C, v, ld, 0.0f, da + (size_t)t0 * T, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tb, hs, T - t0, 1.0f,
+                    a + (size_t)t0 * T + t0, T, dy + (size_t)t0 * C, C, 1.0f, dv + (size_t)t0 * ld, ld);
+    }
     // softmax backward, in place: dscore = att * (datt - sum_j att*datt)
     for (int t = 0; t < T; t++) {
         const float *ar = a + (size_t)t * T;
@@ -182,9 +261,15 @@ static void attention_backward_head(float *dq, float *dk, float *dv, int ld, flo
         for (int j = 0; j <= t; j++) dr[j] = ar[j] * (dr[j] - d);
         for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
     }
-    // dq += scale * dscore . k ;  dk += scale * dscore^T . q
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, ld, 1.0f, dq, ld);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, ld, 1.0f, dk, ld);
+    // dq[t0:t1] += scale * dscore[t0:t1, 0:t1] . k[0:t1] ;
+    // dk[t0:t1] += scale * dscore[t0:T, t0:t1]^T . q[t0:T]
+    for (int t0 = 0; t0 < T; t0 += ATT_TB) {
+        int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tb, hs, t1, scale,
+                    da + (size_t)t0 * T, T, k, ld, 1.0f, dq + (size_t)t0 * ld, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, tb, hs, T - t0, scale,
+                    da + (size_t)t0 * T + t0, T, q + (size_t)t0 * ld, ld, 1.0f, dk + (size_t)t0 * ld, ld);
+    }
 }
 
 void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
@@ -263,12 +348,10 @@ void lmp_xent_stats(double *rowmax, double *sumexp, double *tgt, const float *lo
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < n_rows; n++) {
         const float *l = logits + (size_t)n * ld;
-        float mx = -INFINITY;
-        for (int j = 0; j < Vl; j++) mx = l[j] > mx ? l[j] : mx;
-        // expf on float differences (<= 0), summed in double: the sum keeps its digits and
-        // the exponentials run at float speed over the 50k-wide vocabulary.
-        double s = 0.0;
-        for (int j = 0; j < Vl; j++) s += expf(l[j] - mx);
+        float mx = max_lanes(l, Vl);
+        // exp on float differences (<= 0), summed in double: the sum keeps its digits and
+        // the exponentials run at float (vector) speed over the 50k-wide vocabulary.
+        double s = exp_sum_lanes(NULL, l, mx, Vl);
         rowmax[n] = mx;
         sumexp[n] = s;
         int t = targets[n] - v0;
@@ -284,7 +367,7 @@ void lmp_xent_grad(float *logits, int ld, const int *targets, const double *rowm
         float s = scale[n];
         if (s == 0.0f) { memset(l, 0, (size_t)Vl * sizeof(float)); continue; }
         float mx = (float)rowmax[n], lse = (float)logsumexp[n];
-        for (int j = 0; j < Vl; j++) l[j] = s * expf((l[j] - mx) - lse);
+        for (int j = 0; j < Vl; j++) l[j] = s * vexpf((l[j] - mx) - lse);
         int t = targets[n] - v0;
         if (t >= 0 && t < Vl) l[t] -= s;
     }

@@ -1,5 +1,6 @@
 // mlp.c: a block's MLP (mlp.h).
 #include "model/mlp.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/kernels.h"
 
@@ -44,10 +45,10 @@ void lmp_mlp_forward(lmp_mlp *m, float *out, const float *x, lmp_run *r) {
     if (m->kind == LMP_MLP_GATED_SILU) {
         lmp_linear_forward(&m->gate, m->h, x, N, r->comm, r->rc, r->ad_scratch);
         lmp_linear_forward(&m->in, m->h + m->H_l, x, N, r->comm, r->rc, r->ad_scratch);
-        lmp_swiglu_forward(m->h_act, m->h, N, m->H_l);
+        LMP_PROF(LMP_PROF_ELEM, lmp_swiglu_forward(m->h_act, m->h, N, m->H_l));
     } else {
         lmp_linear_forward(&m->in, m->h, x, N, r->comm, r->rc, r->ad_scratch);
-        lmp_gelu_forward(m->h_act, m->h, (size_t)N * m->H_l);
+        LMP_PROF(LMP_PROF_ELEM, lmp_gelu_forward(m->h_act, m->h, (size_t)N * m->H_l));
     }
     lmp_linear_forward(&m->out, out, m->h_act, N, r->comm, r->rc, r->ad_scratch);
 }
@@ -57,11 +58,11 @@ void lmp_mlp_backward(lmp_mlp *m, float *dx, const float *dout, const float *x, 
     lmp_linear_backward(&m->out, r->dh_act, dout, m->h_act, N, r->comm, r->rc, r->ad_scratch);
     memset(r->dh, 0, (size_t)N * m->h_w * sizeof(float));
     if (m->kind != LMP_MLP_GATED_SILU) {
-        lmp_gelu_backward(r->dh, m->h, r->dh_act, (size_t)N * m->H_l);
+        LMP_PROF(LMP_PROF_ELEM, lmp_gelu_backward(r->dh, m->h, r->dh_act, (size_t)N * m->H_l));
         lmp_linear_backward(&m->in, dx, r->dh, x, N, r->comm, r->rc, r->ad_scratch);
         return;
     }
-    lmp_swiglu_backward(r->dh, m->h, r->dh_act, N, m->H_l);
+    LMP_PROF(LMP_PROF_ELEM, lmp_swiglu_backward(r->dh, m->h, r->dh_act, N, m->H_l));
     // gate and up share the input: their gradients sum into dx, reduced over tp once.
     memset(dx, 0, (size_t)N * m->in.in_l * sizeof(float));
     lmp_linear_backward_part(&m->gate, dx, r->dh, x, N, r->rc, r->ad_scratch);

@@ -1,5 +1,6 @@
 // model.c: building and running a decoder from its description (model.h).
 #include "model/model.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/gpt2.h"
 #include "model/llama.h"
@@ -325,12 +326,12 @@ static void block_forward(lmp_block *b, const float *x, lmp_run *r) {
     size_t NC = (size_t)N * b->ln1.C;
     lmp_norm_forward(&b->ln1, x, N);
     lmp_attention_forward(&b->attn, r->tmp, b->ln1.out, r);
-    hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r);
-    lmp_residual_forward(b->res2, x, r->tmp, NC);
+    LMP_PROF(LMP_PROF_ADAPTER, hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r));
+    LMP_PROF(LMP_PROF_ELEM, lmp_residual_forward(b->res2, x, r->tmp, NC));
     lmp_norm_forward(&b->ln2, b->res2, N);
     lmp_mlp_forward(&b->mlp, r->tmp, b->ln2.out, r);
-    hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r);
-    lmp_residual_forward(b->res3, b->res2, r->tmp, NC);
+    LMP_PROF(LMP_PROF_ADAPTER, hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r));
+    LMP_PROF(LMP_PROF_ELEM, lmp_residual_forward(b->res3, b->res2, r->tmp, NC));
 }
 
 // r->dres holds d(loss)/d(block output) on entry and d(loss)/d(block input) on exit (the
@@ -356,11 +357,10 @@ static void forward_trunk(lmp_model *m, const int *tokens) {
     lmp_norm_forward(&m->lnf, block_input(m, L), m->B * m->T);
 }
 
-double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const float *scale,
-                      const lmp_rng_ctx *rc, int backward) {
+static double model_step(lmp_model *m, const int *tokens, const int *targets, const float *scale,
+                         int backward) {
     lmp_run *r = &m->run;
     int N = m->B * m->T, L = m->arch.n_layer;
-    r->rc = rc;
     r->pos0 = m->n_prefix;  // the sequence follows the prefixes' virtual tokens
     forward_trunk(m, tokens);
     double loss = lmp_head_loss(&m->emb, m->lnf.out, r->dln, targets, scale, backward, r);
@@ -370,6 +370,15 @@ double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const
     for (int l = L - 1; l >= 0; l--) block_backward(&m->blocks[l], block_input(m, l), r);
     // Embedding: dres is whole on every tp rank; each rank updates its vocab rows.
     lmp_embed_backward(&m->emb, r->dres, tokens, r);
+    return loss;
+}
+
+double lmp_model_step(lmp_model *m, const int *tokens, const int *targets, const float *scale,
+                      const lmp_rng_ctx *rc, int backward) {
+    m->run.rc = rc;
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_OTHER);
+    double loss = model_step(m, tokens, targets, scale, backward);
+    if (lmp_prof_on) lmp_prof_pop();
     return loss;
 }
 
@@ -427,11 +436,11 @@ static void block_decode(lmp_model *m, int l, const float *x, int pos) {
     lmp_norm_forward(&b->ln1, x, 1);
     lmp_attention_decode(&b->attn, r->tmp, b->ln1.out, cache_k(m, l), cache_v(m, l), pos,
                          m->cache.sc, r);
-    hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r);
+    LMP_PROF(LMP_PROF_ADAPTER, hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r));
     lmp_residual_forward(b->res2, x, r->tmp, C);
     lmp_norm_forward(&b->ln2, b->res2, 1);
     lmp_mlp_forward(&b->mlp, r->tmp, b->ln2.out, r);
-    hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r);
+    LMP_PROF(LMP_PROF_ADAPTER, hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r));
     lmp_residual_forward(b->res3, b->res2, r->tmp, C);
 }
 

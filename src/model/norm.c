@@ -1,5 +1,6 @@
 // norm.c: normalisation layers (norm.h); the kernels are in kernels.c.
 #include "model/norm.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/kernels.h"
 #include "model/run.h"
@@ -23,7 +24,7 @@ void lmp_norm_acts(lmp_norm *n, lmp_acts *t, size_t N) {
     lmp_acts_add(t, &n->rstd, N);
 }
 
-void lmp_norm_forward(lmp_norm *n, const float *x, int N) {
+static void norm_forward(lmp_norm *n, const float *x, int N) {
     if (n->kind == LMP_NORM_RMSNORM) {
         lmp_rmsnorm_forward(n->out, n->rstd, x, n->w->data, N, 1, n->C, n->C, n->eps);
         return;
@@ -31,11 +32,19 @@ void lmp_norm_forward(lmp_norm *n, const float *x, int N) {
     lmp_layernorm_forward(n->out, n->mean, n->rstd, x, n->w->data, n->b->data, N, n->C, n->eps);
 }
 
-void lmp_norm_backward(lmp_norm *n, float *dx, const float *dout, const float *x, int N) {
+static void norm_backward(lmp_norm *n, float *dx, const float *dout, const float *x, int N) {
     if (n->kind == LMP_NORM_RMSNORM) {
         lmp_rmsnorm_backward(dx, n->w->grad, dout, x, n->w->data, n->rstd, N, 1, n->C, n->C);
         return;
     }
     lmp_layernorm_backward(dx, n->w->grad, n->b->grad, dout, x, n->w->data, n->mean, n->rstd, N,
                            n->C);
+}
+
+void lmp_norm_forward(lmp_norm *n, const float *x, int N) {
+    LMP_PROF(LMP_PROF_NORM, norm_forward(n, x, N));
+}
+
+void lmp_norm_backward(lmp_norm *n, float *dx, const float *dout, const float *x, int N) {
+    LMP_PROF(LMP_PROF_NORM, norm_backward(n, dx, dout, x, N));
 }

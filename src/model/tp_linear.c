@@ -1,5 +1,6 @@
 // tp_linear.c: column- and row-parallel linear layers (Megatron's f/g collectives).
 #include "model/tp_linear.h"
+#include "core/prof.h"
 #include "core/util.h"
 #include "model/kernels.h"
 #include "model/run.h"
@@ -97,16 +98,19 @@ void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm
                         const lmp_rng_ctx *rc, float *scratch) {
     // Row-parallel: the bias is added once, after the partial products are summed.
     const float *bias = L->b && !L->row_parallel ? L->b->data : NULL;
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_GEMM);
     if (L->w_oi) lmp_matmul_oi_forward(y, L->ldy, x, L->w->data, bias, N, L->in_l, L->out_l);
     else lmp_matmul_forward(y, x, L->w->data, bias, N, L->in_l, L->out_l, 0);
+    if (lmp_prof_on) lmp_prof_pop();
     // The adapters' partial products (row-parallel: from this rank's features) are linear
     // in them, so they ride on the same all-reduce as the base product.
     for (int i = 0; i < L->n_ad; i++)
-        L->ad[i]->method->linear_forward(L->ad[i], y, L->ldy, x, L->ad[i]->saved, scratch, N, rc);
+        LMP_PROF(LMP_PROF_ADAPTER, L->ad[i]->method->linear_forward(L->ad[i], y, L->ldy, x,
+                                                                    L->ad[i]->saved, scratch, N, rc));
     if (L->row_parallel) {
         // Row-parallel outputs are whole rows (o_proj, down_proj): ldy = out_l.
         lmp_allreduce_f(c, y, (size_t)N * L->out_l, c->tp);
-        if (L->b) lmp_add_bias(y, L->b->data, N, L->out_l);
+        if (L->b) LMP_PROF(LMP_PROF_GEMM, lmp_add_bias(y, L->b->data, N, L->out_l));
     }
 }
 
@@ -120,10 +124,12 @@ void lmp_linear_backward(lmp_linear *L, float *dx, const float *dy, const float 
 void lmp_linear_backward_part(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
                               const lmp_rng_ctx *rc, float *scratch) {
     float *db = L->b ? L->b->grad : NULL;
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_GEMM);
     if (L->w_oi)
         lmp_matmul_oi_backward(dx, L->w->grad, db, dy, L->ldy, x, L->w->data, N, L->in_l, L->out_l);
     else lmp_matmul_backward(dx, L->w->grad, db, dy, x, L->w->data, N, L->in_l, L->out_l);
+    if (lmp_prof_on) lmp_prof_pop();
     for (int i = 0; i < L->n_ad; i++)
-        L->ad[i]->method->linear_backward(L->ad[i], dx, dy, L->ldy, x, L->ad[i]->saved, scratch,
-                                          N, rc);
+        LMP_PROF(LMP_PROF_ADAPTER, L->ad[i]->method->linear_backward(L->ad[i], dx, dy, L->ldy, x,
+                                                                     L->ad[i]->saved, scratch, N, rc));
 }
