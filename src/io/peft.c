@@ -24,8 +24,7 @@ const lmp_peft_naming *lmp_peft_naming_of_module(const char *module) {
     return *lmp_hf_prefix(module) ? &NAMING[0] : &NAMING[1];
 }
 
-// Sorts a JSON array of strings in place (insertion sort: a handful of target names).
-static void sort_strings(json_t *a) {
+void lmp_peft_sort_strings(json_t *a) {
     size_t n = json_array_size(a);
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0; j--) {
@@ -149,7 +148,7 @@ void lmp_peft_save(const char *dir, const lmp_registry *reg, const lmp_config *c
     for (int k = 0; k < np; k++) add_module_config(&pm[k], reg, cfg, nm, targets, rank_pat, alpha_pat);
     // Sorted, so the list does not depend on the order modules come in (registration order
     // here, a checkpoint's group order in `export`).
-    sort_strings(targets);
+    lmp_peft_sort_strings(targets);
     json_t *layers = json_null();
     if (cfg->adapter.n_layers) {
         layers = json_array();

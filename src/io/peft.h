@@ -5,6 +5,7 @@
 #include "core/config.h"
 #include "core/registry.h"
 
+#include <jansson.h>
 #include <stddef.h>
 
 // How PEFT names the modules of a model family, in ONE place for the writer (peft.c) and the
@@ -24,6 +25,9 @@ const lmp_peft_naming *lmp_peft_naming_of(const char *family);
 // The naming of the family a record's module belongs to, from its name (core/registry.h
 // lmp_hf_prefix: "model."/"lm_head." names are the Llama family's).
 const lmp_peft_naming *lmp_peft_naming_of_module(const char *module);
+// Sorts a JSON array of strings in place (insertion sort: a handful of names), so the lists
+// an adapter_config.json holds do not depend on the order modules come in.
+void lmp_peft_sort_strings(json_t *a);
 // The PEFT module name of a record's module: prefix + module ("transformer.h.0.attn.c_attn"),
 // as rank_pattern/alpha_pattern keys and target_modules matching see it.
 char *lmp_peft_module(char *out, size_t n, const lmp_peft_naming *nm, const char *module);

@@ -150,18 +150,6 @@ static void append_once(json_t *a, json_t *s) {
     LMP_CHECK(json_array_append_new(a, s) == 0, "cannot build adapter_config.json");
 }
 
-// Sorted (insertion sort), so the lists do not depend on the order modules come in.
-static void sorted(json_t *a) {
-    for (size_t i = 1; i < json_array_size(a); i++)
-        for (size_t j = i; j > 0; j--) {
-            json_t *x = json_array_get(a, j - 1), *y = json_array_get(a, j);
-            if (strcmp(json_string_value(x), json_string_value(y)) <= 0) break;
-            json_incref(x);
-            LMP_CHECK(json_array_set(a, j - 1, y) == 0 && json_array_set_new(a, j, x) == 0,
-                      "cannot build adapter_config.json");
-        }
-}
-
 static void ia3_config(const char *dir, const ia3_module *pm, int np, const lmp_peft_naming *nm,
                        const lmp_config *cfg) {
     json_t *targets = json_array(), *ff = json_array();
@@ -169,8 +157,8 @@ static void ia3_config(const char *dir, const ia3_module *pm, int np, const lmp_
         append_once(targets, ia3_entry(&pm[k], nm, cfg));
         if (pm[k].ff) append_once(ff, ia3_entry(&pm[k], nm, cfg));
     }
-    sorted(targets);
-    sorted(ff);
+    lmp_peft_sort_strings(targets);
+    lmp_peft_sort_strings(ff);
     json_t *c = json_pack("{s:n, s:s, s:n, s:b, s:o, s:b, s:b, s:n, s:s, s:n, s:o, s:s}",
         "auto_mapping", "base_model_name_or_path", cfg->model.path, "exclude_modules",
         "fan_in_fan_out", nm->fan_in_fan_out, "feedforward_modules", ff, "inference_mode", 1,

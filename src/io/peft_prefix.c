@@ -1,6 +1,7 @@
 // peft_prefix.c: PEFT prefix-tuning directories (peft_prefix.h).
 #include "io/peft_prefix.h"
 #include "core/util.h"
+#include "io/peft_read.h"
 #include "io/safetensors.h"
 
 #include <errno.h>
@@ -19,14 +20,6 @@ static const char *HARMLESS[] = {"base_model_name_or_path", "revision", "peft_ve
 static int listed(const char *k, const char *const *l, size_t n) {
     for (size_t i = 0; i < n; i++) if (!strcmp(k, l[i])) return 1;
     return 0;
-}
-
-static int is_set(const json_t *v) {
-    if (json_is_null(v) || json_is_false(v)) return 0;
-    if (json_is_string(v)) return json_string_length(v) > 0;
-    if (json_is_array(v)) return json_array_size(v) > 0;
-    if (json_is_object(v)) return json_object_size(v) > 0;
-    return 1;
 }
 
 char *lmp_peft_config_text(const char *dir, size_t *len, char *err, size_t errn) {
@@ -98,7 +91,7 @@ static int check_fields(json_t *o, const char *origin, char *err, size_t errn) {
     json_t *v;
     json_object_foreach(o, k, v) {
         if (listed(k, READ, sizeof READ / sizeof READ[0]) || listed(k, HARMLESS, sizeof HARMLESS / sizeof HARMLESS[0]) ||
-            !is_set(v))
+            !lmp_peft_is_set(v))
             continue;
         lmp_fmt(err, errn, "%s: field \"%.100s\" is set; lorampi does not implement it for prefix tuning "
                 "and refuses what it cannot reproduce", origin, k);

@@ -141,8 +141,7 @@ static int in_list(const char *k, const char *const *list, size_t n) {
 }
 #define IN(k, L) in_list(k, L, sizeof L / sizeof L[0])
 
-// PEFT writes unused fields as null, false or empty containers: those say "not used".
-static int is_set(const json_t *v) {
+int lmp_peft_is_set(const json_t *v) {
     if (json_is_null(v) || json_is_false(v)) return 0;
     if (json_is_string(v)) return json_string_length(v) > 0;
     if (json_is_array(v)) return json_array_size(v) > 0;
@@ -164,7 +163,7 @@ static int check_fields(json_t *o, const char *origin, char *err, size_t errn) {
     json_t *v;
     char buf[128];
     json_object_foreach(o, k, v) {
-        if (IN(k, READ) || IN(k, HARMLESS) || !is_set(v)) continue;
+        if (IN(k, READ) || IN(k, HARMLESS) || !lmp_peft_is_set(v)) continue;
         if (IN(k, REFUSED))
             lmp_fmt(err, errn, "%s: \"%s\": %s is set; lorampi does not implement it (only plain "
                     "LoRA, DoRA and IA3 adapters can be loaded)", origin, k, show(v, buf, sizeof buf));

@@ -32,6 +32,7 @@
 // session report it their own way.
 #ifndef LORAMPI_PEFT_READ_H
 #define LORAMPI_PEFT_READ_H
+#include <jansson.h>
 #include <stddef.h>
 #include "core/config.h"
 
@@ -78,6 +79,9 @@ int lmp_peft_parse_config(const char *text, size_t len, const char *origin, lmp_
                           char *err, size_t errn);
 // Reads and parses DIR/adapter_config.json. 0, or -1 with err naming the file.
 int lmp_peft_read_config(const char *dir, lmp_peft_config *pc, char *err, size_t errn);
+// Whether a field of adapter_config.json is set: PEFT writes unused fields as null, false or
+// empty strings/containers, and those say "not used".
+int lmp_peft_is_set(const json_t *v);
 
 // Python re.fullmatch(re, s) through PCRE2: 1 match, 0 no match, -1 a pattern PCRE2 refuses
 // (err says where).
