@@ -25,7 +25,10 @@ static inline float vexpf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } sc = {.i = ((int32_t)k + 127) << 23};
+    // 2^k from the exponent bits; k is in [-126, 127] after the clamp, but a NaN x leaves k NaN
+    // (its int conversion undefined): use 0 there, p already carries the NaN.
+    int32_t ki = k == k ? (int32_t)k : 0;
+    union { uint32_t i; float f; } sc = {.i = (uint32_t)(ki + 127) << 23};
     float y = p * sc.f;
     y = x > 88.7228391f ? INFINITY : y;
     return x < -87.3365448f ? 0.0f : y;
