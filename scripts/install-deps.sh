@@ -19,7 +19,7 @@ pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin
       libhdf5-openmpi-dev hdf5-tools
       libscalapack-openmpi-dev
-      libopenblas-openmp-dev liblapacke-dev
+      libopenblas-openmp-dev liblapacke-dev libdnnl-dev
       libjansson-dev libinih-dev libpcre2-dev libicu-dev)
 [ "$level" = build ] || pkgs+=(python3-matplotlib fortunes-min)
 [ "$level" = test ] && pkgs+=(python3-h5py python3-jinja2 slurmctld slurmd slurm-client munge

@@ -20,6 +20,7 @@
 #include "adapters/dora.h"
 #include "adapters/lora.h"
 #include "core/util.h"
+#include "core/wgemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -75,7 +76,7 @@ static lmp_adapter *dora_add_linear(lmp_registry *reg, const lmp_adapter_rec *re
 // ||W0 + s B A||² over this rank's input features, for its adapted columns (q order).
 static void local_sq(dora_adapter *a, float *sq) {
     const lmp_lora *l = &a->l;
-    const float *W = a->w->data;
+    const lmp_param *W = a->w;  // either storage: widened element by element
     for (int s = 0; s < l->nseg; s++) {
         // D (cnt, in_l) = s B_seg (cnt, r) . A_l (r, in_l)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->cnt[s], l->in_l, l->r, l->scale,
@@ -85,7 +86,7 @@ static void local_sq(dora_adapter *a, float *sq) {
             int c = l->ycol[s] + k;
             double acc = 0;
             for (int i = 0; i < l->in_l; i++) {
-                float w = a->w_oi ? W[(size_t)c * l->in_l + i] : W[(size_t)i * a->out_l + c];
+                float w = lmp_param_at(W, a->w_oi ? (size_t)c * l->in_l + i : (size_t)i * a->out_l + c);
                 float v = w + a->D[(size_t)k * l->in_l + i];
                 acc += (double)v * v;
             }
@@ -134,17 +135,11 @@ static size_t dora_scratch(const lmp_adapter *ad) {
 }
 
 // c (N, out_l) = xd (N, in_l) . W0_l, or (back) c (N, in_l) = beta c + g (N, out_l) . W0_l^T.
+// W0 of either storage (fp32, or bf16 through oneDNN: wgemm.h).
 static void w0_times(const dora_adapter *a, float *c, const float *in, float beta, int back, int N) {
     int in_l = a->l.in_l, out_l = a->out_l;
-    const float *W = a->w->data;
-    if (!back && a->w_oi)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out_l, in_l, 1.0f, in, in_l, W, in_l, 0.0f, c, out_l);
-    else if (!back)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, out_l, in_l, 1.0f, in, in_l, W, out_l, 0.0f, c, out_l);
-    else if (a->w_oi)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in_l, out_l, 1.0f, in, out_l, W, in_l, beta, c, in_l);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, in_l, out_l, 1.0f, in, out_l, W, out_l, beta, c, in_l);
+    if (!back) lmp_wgemm(a->w, a->w_oi, 0, c, out_l, in, in_l, N, 0.0f);
+    else lmp_wgemm(a->w, a->w_oi, 1, c, in_l, in, out_l, N, beta);
 }
 
 static void dora_fwd(lmp_adapter *ad, float *y, int ldy, const float *x, float *saved,

@@ -18,6 +18,7 @@
 // must be frozen (its gradient would need the same correction).
 #include "adapters/ia3.h"
 #include "core/util.h"
+#include "core/wgemm.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -81,24 +82,14 @@ static size_t ia3_scratch(const lmp_adapter *ad) {
     return a->ff ? (size_t)a->in_l : (size_t)a->out_l;
 }
 
-// y (N, ldy) += xs (N, in_l) . W_l (this rank's shard, either storage).
+// y (N, ldy) += xs (N, in_l) . W_l (this rank's shard, either storage, fp32 or bf16).
 static void times_w(const ia3_adapter *a, float *y, int ldy, const float *xs, int N) {
-    if (a->w_oi)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, a->out_l, a->in_l, 1.0f, xs, a->in_l,
-                    a->w->data, a->in_l, 1.0f, y, ldy);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, a->out_l, a->in_l, 1.0f, xs,
-                    a->in_l, a->w->data, a->out_l, 1.0f, y, ldy);
+    lmp_wgemm(a->w, a->w_oi, 0, y, ldy, xs, a->in_l, N, 1.0f);
 }
 
 // g (N, in_l) = beta g + dy (N, ldy) . W_l^T.
 static void times_wt(const ia3_adapter *a, float *g, const float *dy, int ldy, float beta, int N) {
-    if (a->w_oi)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, a->in_l, a->out_l, 1.0f, dy, ldy,
-                    a->w->data, a->in_l, beta, g, a->in_l);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, a->in_l, a->out_l, 1.0f, dy, ldy,
-                    a->w->data, a->out_l, beta, g, a->in_l);
+    lmp_wgemm(a->w, a->w_oi, 1, g, a->in_l, dy, ldy, N, beta);
 }
 
 static void ia3_fwd(lmp_adapter *ad, float *y, int ldy, const float *x, float *saved,

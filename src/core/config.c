@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS, K_FF } ktype;
+typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS, K_FF, K_DTYPE } ktype;
 
 typedef struct {
     const char *section, *key;
@@ -36,6 +36,7 @@ typedef struct {
 static const key_t_ KEYS[] = {
     {"model", "path", K_STR, O(model.path), S(model.path), 0, 0, 0, 0, "", "a path", 0},
     {"model", "random_init", K_BOOL, O(model.random_init), 0, 0, 0, 0, 0, "false", "true or false", 0},
+    {"model", "dtype", K_DTYPE, O(model.dtype), 0, 0, 0, 0, 0, "f32", "f32, bf16 or auto", 0},
     {"model", "n_layer", K_INT, O(model.n_layer), 0, 1, LMP_MAX_LAYERS, 0, 0, "4", "an integer in [1, 128]", 0},
     {"model", "n_head", K_INT, O(model.n_head), 0, 1, 1e6, 0, 0, "4", "a positive integer", 0},
     {"model", "n_embd", K_INT, O(model.n_embd), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
@@ -254,6 +255,7 @@ const char *lmp_config_methods(int bits, char *buf, int n) {
 }
 static const char *INITS[] = {"kaiming", "gaussian"};
 static const char *SCHEDS[] = {"cosine", "linear", "constant"};
+static const char *DTYPES[] = {"f32", "bf16", "auto"};  // lmp_wdtype's order
 
 // A number for key k from text v into *p (int or float), range-checked after conversion to
 // the stored type: a float that rounds to a bound, to 0, or to a subnormal is refused, as the
@@ -332,6 +334,7 @@ static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, i
     case K_ACT: { int e = parse_enum(v, ACTS, 2); if (e < 0) bad = 1; else c->adapter.relu = e; break; }
     case K_INIT: { int e = parse_enum(v, INITS, 2); if (e < 0) bad = 1; else c->adapter.init = (lmp_lora_init)e; break; }
     case K_SCHED: { int e = parse_enum(v, SCHEDS, 3); if (e < 0) bad = 1; else c->train.schedule = (lmp_schedule)e; break; }
+    case K_DTYPE: { int e = parse_enum(v, DTYPES, 3); if (e < 0) bad = 1; else c->model.dtype = (lmp_wdtype)e; break; }
     case K_TARGETS: case K_LAYERS: case K_METHOD: case K_SUBLAYERS: case K_FF: {
         char why[256];
         int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why)
@@ -543,6 +546,7 @@ static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n
         break;
     case K_INIT: snprintf(val, n, "%s", INITS[c->adapter.init]); break;
     case K_SCHED: snprintf(val, n, "%s", SCHEDS[c->train.schedule]); break;
+    case K_DTYPE: snprintf(val, n, "%s", DTYPES[c->model.dtype]); break;
     case K_TARGETS: snprintf(val, n, "%s", c->adapter.targets_str); break;
     case K_FF: snprintf(val, n, "%s", c->adapter.feedforward_str); break;
     case K_LAYERS: snprintf(val, n, "%s", c->adapter.layers_str); break;

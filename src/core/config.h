@@ -18,6 +18,8 @@ typedef enum { LMP_METHOD_NONE = 0, LMP_METHOD_LORA = 1, LMP_METHOD_HOULSBY = 2,
 #define LMP_FF_NONE (1 << 30)  // [adapter] feedforward = none
 #define LMP_METHOD_LINEAR (LMP_METHOD_LORA | LMP_METHOD_IA3 | LMP_METHOD_DORA)
 typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
+// [model] dtype: how frozen linear weights are held (auto: bf16 when the file stores bf16).
+typedef enum { LMP_WDT_F32 = 0, LMP_WDT_BF16 = 1, LMP_WDT_AUTO = 2 } lmp_wdtype;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
 
 typedef struct {
@@ -25,6 +27,7 @@ typedef struct {
         char path[LMP_PATH_MAX];  // HF directory or llm.c .bin; empty: random init (pretraining)
         int n_layer, n_head, n_embd, vocab_size, n_ctx;  // used when path is empty
         int random_init;          // path's config.json, weights drawn from [train] seed
+        lmp_wdtype dtype;         // frozen linear weights: f32, bf16 or as the file stores them
     } model;
     struct {
         int method;               // lmp_method bits; LMP_METHOD_NONE: full fine-tuning

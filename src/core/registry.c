@@ -1,5 +1,6 @@
 // registry.c: the parameter table and its single allocations.
 #include "core/registry.h"
+#include "core/bf16.h"
 #include "core/util.h"
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@ void lmp_registry_init(lmp_registry *r, int capacity) {
 void lmp_registry_free(lmp_registry *r) {
     free(r->p);
     free(r->frozen_mem);
+    free(r->frozen16_mem);
     free(r->train_mem);
     free(r->grad_mem);
     free(r->m_mem);
@@ -136,12 +138,15 @@ lmp_param *lmp_rec_tensor(const lmp_registry *r, const lmp_adapter_rec *rec, int
 }
 
 void lmp_registry_alloc(lmp_registry *r) {
-    size_t nf = 0, nt = 0, nk[3] = {0, 0, 0};
+    size_t nf = 0, nh = 0, nt = 0, nk[3] = {0, 0, 0};
     for (int i = 0; i < r->n; i++) {
         if (r->p[i].trainable) { nt += r->p[i].numel; nk[r->p[i].grad_kind] += r->p[i].numel; }
+        else if (r->p[i].bf16) nh += r->p[i].numel;
         else nf += r->p[i].numel;
     }
     r->n_frozen = nf;
+    r->n_frozen16 = nh;
+    r->frozen16_mem = lmp_calloc(nh * sizeof(uint16_t));
     r->n_train = nt;
     r->frozen_mem = lmp_calloc(nf * sizeof(float));
     r->train_mem = lmp_calloc(nt * sizeof(float));
@@ -155,9 +160,10 @@ void lmp_registry_alloc(lmp_registry *r) {
     }
     // Trainable data follows registration order; grads/m/v are grouped by grad kind so each
     // kind's gradients are one contiguous span for its collective.
-    size_t of = 0, ot = 0, ok[3] = {r->kind_off[0], r->kind_off[1], r->kind_off[2]};
+    size_t of = 0, oh = 0, ot = 0, ok[3] = {r->kind_off[0], r->kind_off[1], r->kind_off[2]};
     for (int i = 0; i < r->n; i++) {
         lmp_param *p = &r->p[i];
+        if (!p->trainable && p->bf16) { p->h = r->frozen16_mem + oh; oh += p->numel; continue; }
         if (!p->trainable) { p->data = r->frozen_mem + of; of += p->numel; continue; }
         p->data = r->train_mem + ot;
         ot += p->numel;
@@ -209,6 +215,15 @@ int64_t lmp_param_global_index(const lmp_param *p, size_t i) {
     int64_t gi = 0;
     for (int d = 0; d < p->ndim; d++) gi = gi * p->shape[d] + idx[d];
     return gi;
+}
+
+void lmp_param_get_f32(const lmp_param *p, float *dst) {
+    if (p->h) lmp_bf16_to_f32_n(dst, p->h, p->numel);
+    else memcpy(dst, p->data, p->numel * sizeof *dst);
+}
+
+size_t lmp_registry_frozen_bytes(const lmp_registry *r) {
+    return r->n_frozen * sizeof(float) + r->n_frozen16 * sizeof(uint16_t);
 }
 
 void lmp_registry_counts(const lmp_registry *r, int64_t *trainable, int64_t *total) {

@@ -7,6 +7,7 @@
 #define LORAMPI_REGISTRY_H
 #include <stddef.h>
 #include <stdint.h>
+#include "core/bf16.h"
 
 #define LMP_NAME_MAX 128
 #define LMP_MAX_DIMS 2
@@ -42,6 +43,10 @@ typedef struct {
     int trainable;
     lmp_grad_kind grad_kind;
     float *data, *grad, *m, *v;  // local buffers; grad/m/v NULL when frozen
+    // [model] dtype = bf16: a frozen linear weight is held as bf16 in h, and data is NULL
+    // (set before lmp_registry_alloc; readers widen on the fly: lmp_param_at, wgemm.h).
+    int bf16;
+    uint16_t *h;
     int decay;                   // 1: AdamW weight decay applies (matrices), 0: biases, norms
     int rec;                     // index of its adapter record (lmp_adapter_rec), -1: base tensor
 } lmp_param;
@@ -87,7 +92,10 @@ typedef struct {
     // One allocation per kind, carved into the entries: frozen data, trainable data, grads,
     // m, v. Grads are laid out grouped by grad_kind so each kind is one contiguous span.
     float *frozen_mem, *train_mem, *grad_mem, *m_mem, *v_mem;
-    size_t n_frozen, n_train;              // local element counts
+    uint16_t *frozen16_mem;                // the bf16 frozen entries
+    size_t n_frozen, n_frozen16, n_train;  // local element counts (n_frozen: fp32 ones)
+    int frozen_bf16;                       // the model builder's choice: frozen linear
+                                           // weights registered next are bf16
     size_t kind_off[3], kind_len[3];       // span of each grad_kind inside grad_mem
     lmp_adapter_rec *rec;                  // adapted modules, in registration order
     int n_rec, cap_rec;
@@ -132,6 +140,19 @@ int64_t lmp_param_global_index(const lmp_param *p, size_t i);
 int64_t lmp_param_split_pos(const lmp_param *p, int64_t w);
 // Global start of block g along the split dim (the widths of the blocks before it).
 int64_t lmp_param_group_start(const lmp_param *p, int g);
+// Element i of p's local data, widened when p is bf16.
+static inline float lmp_param_at(const lmp_param *p, size_t i) {
+    return p->h ? lmp_bf16_to_f32(p->h[i]) : p->data[i];
+}
+// Sets element i of p's local data (rounded to nearest even when p is bf16).
+static inline void lmp_param_set(lmp_param *p, size_t i, float v) {
+    if (p->h) p->h[i] = lmp_f32_to_bf16(v);
+    else p->data[i] = v;
+}
+// p's local data as fp32 into dst (p->numel floats): a copy, or the widened bf16.
+void lmp_param_get_f32(const lmp_param *p, float *dst);
+// Bytes of this rank's frozen data (fp32 entries 4, bf16 entries 2 per element).
+size_t lmp_registry_frozen_bytes(const lmp_registry *r);
 // Counts of global parameters: trainable and total.
 void lmp_registry_counts(const lmp_registry *r, int64_t *trainable, int64_t *total);
 

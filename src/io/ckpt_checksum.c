@@ -20,13 +20,17 @@ static uint64_t sum_elements(const lmp_param *p) {
         for (int64_t w = 0; w < n; w++) map[w] = lmp_param_split_pos(p, w);
     }
     uint64_t h = lmp_hash_str(p->name), s = 0;
+    // A bf16 entry's bits widened are the fp32 bits of the same value: the checksum is that
+    // of the values, whichever dtype holds them (a checkpoint resumes under either).
     const float *x = p->data;
+    const uint16_t *xh = p->h;
     // A sum modulo 2^64 is exact and order-free, so the OpenMP reduction is deterministic.
 #pragma omp parallel for reduction(+ : s) schedule(static)
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
             uint32_t bits;
-            memcpy(&bits, &x[i * cols + j], sizeof bits);
+            if (xh) bits = (uint32_t)xh[i * cols + j] << 16;
+            else memcpy(&bits, &x[i * cols + j], sizeof bits);
             uint64_t gi = (uint64_t)(rmap[i] * gcols + cmap[j]);
             s += lmp_mix64(h ^ (gi * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)bits << 17));
         }

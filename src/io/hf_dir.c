@@ -12,10 +12,17 @@
 
 typedef struct { const lmp_st_file *f; const lmp_st_tensor *t; } st_ctx;
 
-static void st_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc, float *dst, int64_t ldd) {
+static void st_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc, void *dst, int64_t ldd,
+                     int bf16) {
     st_ctx *x = ctx;
-    if (ldd == nc) { lmp_st_read_block(x->f, x->t, r0, nr, c0, nc, dst); return; }
-    for (int64_t r = 0; r < nr; r++) lmp_st_read_block(x->f, x->t, r0 + r, 1, c0, nc, dst + r * ldd);
+    if (bf16) {
+        for (int64_t r = 0; r < nr; r++)
+            lmp_st_read_block_bf16(x->f, x->t, r0 + r, 1, c0, nc, (uint16_t *)dst + r * ldd);
+        return;
+    }
+    float *d = dst;
+    if (ldd == nc) { lmp_st_read_block(x->f, x->t, r0, nr, c0, nc, d); return; }
+    for (int64_t r = 0; r < nr; r++) lmp_st_read_block(x->f, x->t, r0 + r, 1, c0, nc, d + r * ldd);
 }
 
 // "(d0, d1, ...)" of a shape into out (size n).
@@ -146,6 +153,7 @@ void lmp_hf_save_weights(const char *dir, const lmp_registry *reg) {
         const lmp_param *p = &reg->p[i];
         if (p->role != LMP_ROLE_BASE) continue;
         if (p->split_dim >= 0) lmp_die("saving %s as an HF model needs the whole tensor (tp = 1)", p->name);
+        LMP_CHECK(!p->h, "internal: saving %s, a bf16 (frozen) weight, as an HF model", p->name);
         t[n++] = (lmp_st_out){p->name, p->ndim, {p->shape[0], p->ndim > 1 ? p->shape[1] : 0}, p->data};
     }
     char path[4096];

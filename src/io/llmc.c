@@ -2,6 +2,7 @@
 #include "io/llmc.h"
 #include "io/slices.h"
 #include "core/util.h"
+#include "core/bf16.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,18 +26,30 @@ void lmp_llmc_read_header(const char *path, int hdr[256], uint64_t *size) {
 // Linear weights (out, in) are stored transposed to ours.
 typedef struct { int fd; const char *path; uint64_t off; int64_t in, out; int transposed; } llmc_ctx;
 
-static void llmc_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc, float *dst, int64_t ldd) {
+// Element i of a block row into dst (floats, or bf16 rounded to nearest even: llm.c files are fp32).
+static void put_el(void *dst, int bf16, int64_t i, float v) {
+    if (bf16) ((uint16_t *)dst)[i] = lmp_f32_to_bf16(v);
+    else ((float *)dst)[i] = v;
+}
+
+static void llmc_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc, void *dst, int64_t ldd,
+                       int bf16) {
     llmc_ctx *x = ctx;
     if (!x->transposed) {  // same layout: row r of ours is row r in the file (cols = x->out)
-        for (int64_t r = 0; r < nr; r++)
-            lmp_pread_all(x->fd, dst + r * ldd, (size_t)nc * 4, x->off + ((uint64_t)(r0 + r) * x->out + c0) * 4, x->path);
+        float *row = bf16 ? lmp_malloc((size_t)nc * 4) : NULL;
+        for (int64_t r = 0; r < nr; r++) {
+            float *d = bf16 ? row : (float *)dst + r * ldd;
+            lmp_pread_all(x->fd, d, (size_t)nc * 4, x->off + ((uint64_t)(r0 + r) * x->out + c0) * 4, x->path);
+            for (int64_t j = 0; bf16 && j < nc; j++) put_el(dst, 1, r * ldd + j, row[j]);
+        }
+        free(row);
         return;
     }
     // ours (in, out)[r][c] = file (out, in)[c][r]: read file rows c0..c0+nc, columns r0..r0+nr
     float *buf = lmp_malloc((size_t)nr * 4);
     for (int64_t c = 0; c < nc; c++) {
         lmp_pread_all(x->fd, buf, (size_t)nr * 4, x->off + ((uint64_t)(c0 + c) * x->in + r0) * 4, x->path);
-        for (int64_t r = 0; r < nr; r++) dst[r * ldd + c] = buf[r];
+        for (int64_t r = 0; r < nr; r++) put_el(dst, bf16, r * ldd + c, buf[r]);
     }
     free(buf);
 }

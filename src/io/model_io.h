@@ -14,11 +14,14 @@
 
 // Loads every LMP_ROLE_BASE entry of `reg` from the model at `path`: a directory is an HF
 // model (lmp_hf_load), a file an llm.c model (lmp_llmc_load). Each entry's local slice
-// only, converted to fp32, HF names with or without the "transformer." prefix, llm.c
+// only, converted to fp32 (bf16 entries, [model] dtype = bf16: read as bf16, see slices.h), HF names with or without the "transformer." prefix, llm.c
 // (out, in) weights transposed to the registry's (in, out), llm.c's padded vocab rows
 // skipped. Entries are named as in HF without prefix ("wte.weight", "h.0.ln_1.weight",
 // "h.0.attn.c_attn.weight", ...). Dies naming the file and tensor on a missing tensor, a
 // shape that disagrees with the registry, an unsupported dtype or a truncated file.
 void lmp_model_load(const char *path, lmp_registry *reg);
+// 1 when the model at `path` stores its weights as BF16 ([model] dtype = auto): an HF model
+// whose first 2-D tensor (the first file's, in header order) is BF16; llm.c files are fp32.
+int lmp_model_stores_bf16(const char *path);
 
 #endif

@@ -12,15 +12,6 @@
 
 int lmp_pfile_esize(lmp_dtype d) { return d == LMP_DT_F32 ? 4 : 2; }
 
-uint16_t lmp_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  // quiet NaN
-    // Round to nearest even: add 0x7fff plus the lowest kept bit, then truncate. A carry
-    // into the exponent is the correct rounding (up to Inf past the largest bf16).
-    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-}
-
 // F. Giesen's float_to_half_fast3_rtne: exact round-to-nearest-even, subnormals included.
 uint16_t lmp_f32_to_f16(float f) {
     uint32_t u, sign;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "io/safetensors.h"
+#include "core/bf16.h"
 
 // Where one tensor lies: its global (rows, cols) (a 1-D tensor is one row), the byte offset
 // of element (0, 0), and whether the file stores it transposed (llm.c's (out, in) weights:
@@ -37,8 +38,8 @@ typedef struct {
 
 // Bytes per element of dtype (F32 4, BF16/F16 2).
 int lmp_pfile_esize(lmp_dtype d);
-// fp32 to BF16 / F16 bits, rounded to nearest even (NaN stays NaN, overflow gives Inf).
-uint16_t lmp_f32_to_bf16(float f);
+// fp32 to F16 bits, rounded to nearest even (NaN stays NaN, overflow gives Inf); BF16:
+// lmp_f32_to_bf16 (core/bf16.h, included here for the writers).
 uint16_t lmp_f32_to_f16(float f);
 
 // Sets path (and path.tmp), the dtype and no open file; the layout (st_parallel.h, llmc.h)

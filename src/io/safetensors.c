@@ -1,6 +1,7 @@
 // safetensors.c: the safetensors reader and writer. Every number read from a file is
 // checked against the file before it is used.
 #include "io/safetensors.h"
+#include "core/bf16.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -21,13 +22,6 @@ static float half_to_float(uint16_t h) {
         }
     } else if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);
     else bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);
     return f;
@@ -154,9 +148,28 @@ void lmp_st_read_block(const lmp_st_file *f, const lmp_st_tensor *t, int64_t r0,
         if (es == 4) { lmp_pread_all(f->fd, d, (size_t)nc * 4, off, f->path); continue; }
         lmp_pread_all(f->fd, buf, (size_t)nc * es, off, f->path);
         const uint16_t *h = buf;
-        for (int64_t j = 0; j < nc; j++) d[j] = t->dtype == LMP_DT_F16 ? half_to_float(h[j]) : bf16_to_float(h[j]);
+        for (int64_t j = 0; j < nc; j++) d[j] = t->dtype == LMP_DT_F16 ? half_to_float(h[j]) : lmp_bf16_to_f32(h[j]);
     }
     free(buf);
+}
+
+void lmp_st_read_block_bf16(const lmp_st_file *f, const lmp_st_tensor *t, int64_t r0, int64_t nr,
+                            int64_t c0, int64_t nc, uint16_t *dst) {
+    if (t->dtype == LMP_DT_OTHER) lmp_die("%s: tensor %s has an unsupported dtype (F32, F16, BF16 are)", f->path, t->name);
+    int64_t cols = t->ndim == 2 ? t->shape[1] : (t->ndim == 1 ? t->shape[0] : 1);
+    int es = dtype_size(t->dtype);
+    float *wide = t->dtype == LMP_DT_BF16 ? NULL : lmp_malloc((size_t)nc * sizeof *wide);
+    for (int64_t r = 0; r < nr; r++) {
+        uint16_t *d = dst + r * nc;
+        if (!wide) {
+            uint64_t off = t->begin + ((uint64_t)(r0 + r) * cols + (uint64_t)c0) * es;
+            lmp_pread_all(f->fd, d, (size_t)nc * es, off, f->path);
+            continue;
+        }
+        lmp_st_read_block(f, t, r0 + r, 1, c0, nc, wide);
+        for (int64_t j = 0; j < nc; j++) d[j] = lmp_f32_to_bf16(wide[j]);
+    }
+    free(wide);
 }
 
 char *lmp_st_header(const lmp_st_out *t, int n, lmp_dtype dtype, const char *metadata_json) {

@@ -35,6 +35,11 @@ const lmp_st_tensor *lmp_st_find(const lmp_st_file *f, const char *name);
 void lmp_st_read_block(const lmp_st_file *f, const lmp_st_tensor *t,
                        int64_t r0, int64_t nr, int64_t c0, int64_t nc, float *dst);
 
+// The same into bf16 `dst`: BF16 copied as stored (no widening), F32 and F16 rounded to
+// nearest even.
+void lmp_st_read_block_bf16(const lmp_st_file *f, const lmp_st_tensor *t, int64_t r0, int64_t nr,
+                            int64_t c0, int64_t nc, uint16_t *dst);
+
 typedef struct {
     const char *name;
     int ndim;

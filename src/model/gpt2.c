@@ -45,9 +45,9 @@ void lmp_gpt2_init(lmp_registry *reg, const lmp_arch *a, uint64_t seed) {
         float sd = strstr(p->name, "c_proj.weight") ? proj_sd : 0.02f;
         uint64_t stream = lmp_hash_str(p->name);
         for (size_t k = 0; k < p->numel; k++) {
-            if (is_ln) p->data[k] = is_bias ? 0.0f : 1.0f;
-            else if (is_bias) p->data[k] = 0.0f;
-            else p->data[k] = sd * lmp_rng_normal(seed, stream, (uint64_t)lmp_param_global_index(p, k));
+            if (is_ln) lmp_param_set(p, k, is_bias ? 0.0f : 1.0f);
+            else if (is_bias) lmp_param_set(p, k, 0.0f);
+            else lmp_param_set(p, k, sd * lmp_rng_normal(seed, stream, (uint64_t)lmp_param_global_index(p, k)));
         }
     }
 }

@@ -51,9 +51,9 @@ void lmp_llama_init(lmp_registry *reg, const lmp_arch *a, uint64_t seed) {
         int is_norm = strstr(p->name, "norm") != NULL, is_bias = strstr(p->name, ".bias") != NULL;
         uint64_t stream = lmp_hash_str(p->name);
         for (size_t k = 0; k < p->numel; k++) {
-            if (is_norm) p->data[k] = 1.0f;
-            else if (is_bias) p->data[k] = 0.0f;
-            else p->data[k] = 0.02f * lmp_rng_normal(seed, stream, (uint64_t)lmp_param_global_index(p, k));
+            if (is_norm) lmp_param_set(p, k, 1.0f);
+            else if (is_bias) lmp_param_set(p, k, 0.0f);
+            else lmp_param_set(p, k, 0.02f * lmp_rng_normal(seed, stream, (uint64_t)lmp_param_global_index(p, k)));
         }
     }
 }

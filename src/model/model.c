@@ -162,6 +162,7 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
     // 5 embedding/head/final-norm tensors, up to 18 per block (Llama with biases and q/k
     // norm), at most 4 per adapter record
     lmp_registry_init(&m->reg, 8 + L * (20 + 4 * (a->n_targets + 3)));
+    m->reg.frozen_bf16 = opts->bf16 && !train;  // full fine-tuning trains fp32 weights
     m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
     m->ad = lmp_calloc((size_t)(L * (a->n_targets + 3) + 1) * sizeof(lmp_adapter *));
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);

@@ -17,6 +17,7 @@
 // (LMP_T_* bits) of the layers marked in layer_on.
 typedef struct {
     int full_finetune;
+    int bf16;                       // frozen linear weights held in bf16 ([model] dtype)
     const char *method;             // adapter method (adapters/methods.c); NULL: "lora"
     int targets;                    // LMP_T_* bits (linear-layer methods)
     int sublayers;                  // block-level methods: 1 attention, 2 MLP (0: both)

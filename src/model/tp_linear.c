@@ -2,6 +2,7 @@
 #include "model/tp_linear.h"
 #include "core/prof.h"
 #include "core/util.h"
+#include "core/wgemm.h"
 #include "model/kernels.h"
 #include "model/run.h"
 
@@ -22,6 +23,7 @@ void lmp_linear_register(lmp_linear *L, lmp_registry *reg, const char *name, int
         b = lmp_add_base(reg, train, lmp_fmt(full, sizeof full, "%s.bias", name), 1, out, 0,
                          row_parallel ? NULL : &bs,
                          row_parallel ? LMP_GRAD_TP_SAME : LMP_GRAD_SHARD, 0);
+    w->bf16 = !train && reg->frozen_bf16;
     lmp_linear_init(L, w, b, row_parallel);
 }
 
@@ -38,6 +40,7 @@ void lmp_linear_register_oi(lmp_linear *L, lmp_registry *reg, const char *name, 
         b = lmp_add_base(reg, train, lmp_fmt(full, sizeof full, "%s.bias", name), 1, out, 0,
                          row_parallel ? NULL : &bs,
                          row_parallel ? LMP_GRAD_TP_SAME : LMP_GRAD_SHARD, 0);
+    w->bf16 = !train && reg->frozen_bf16;
     lmp_linear_init(L, w, b, row_parallel);
     L->w_oi = 1;
     L->in_l = (int)w->local_shape[1];
@@ -94,12 +97,30 @@ void lmp_linear_attach(lmp_linear *L, lmp_adapter *a) {
     L->ad[L->n_ad++] = a;
 }
 
+// A bf16 weight is frozen (full fine-tuning keeps fp32), so its GEMMs are y = x W and
+// dx += dy W^T only; the bias (fp32, trainable or not) is added and reduced here.
+static void bf16_forward(const lmp_linear *L, float *y, const float *x, const float *bias, int N) {
+    lmp_wgemm(L->w, L->w_oi, 0, y, L->ldy, x, L->in_l, N, 0.0f);
+    if (!bias) return;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < L->out_l; j++) y[(size_t)n * L->ldy + j] += bias[j];
+}
+
+static void bf16_backward(const lmp_linear *L, float *dx, float *db, const float *dy, int N) {
+    lmp_wgemm(L->w, L->w_oi, 1, dx, L->in_l, dy, L->ldy, N, 1.0f);
+    if (!db) return;
+    for (int n = 0; n < N; n++)  // fixed order: the bias gradient is bitwise reproducible
+        for (int j = 0; j < L->out_l; j++) db[j] += dy[(size_t)n * L->ldy + j];
+}
+
 void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm *c,
                         const lmp_rng_ctx *rc, float *scratch) {
     // Row-parallel: the bias is added once, after the partial products are summed.
     const float *bias = L->b && !L->row_parallel ? L->b->data : NULL;
     if (lmp_prof_on) lmp_prof_push(LMP_PROF_GEMM);
-    if (L->w_oi) lmp_matmul_oi_forward(y, L->ldy, x, L->w->data, bias, N, L->in_l, L->out_l);
+    if (L->w->h) bf16_forward(L, y, x, bias, N);
+    else if (L->w_oi) lmp_matmul_oi_forward(y, L->ldy, x, L->w->data, bias, N, L->in_l, L->out_l);
     else lmp_matmul_forward(y, x, L->w->data, bias, N, L->in_l, L->out_l, 0);
     if (lmp_prof_on) lmp_prof_pop();
     // The adapters' partial products (row-parallel: from this rank's features) are linear
@@ -125,7 +146,8 @@ void lmp_linear_backward_part(lmp_linear *L, float *dx, const float *dy, const f
                               const lmp_rng_ctx *rc, float *scratch) {
     float *db = L->b ? L->b->grad : NULL;
     if (lmp_prof_on) lmp_prof_push(LMP_PROF_GEMM);
-    if (L->w_oi)
+    if (L->w->h) bf16_backward(L, dx, db, dy, N);
+    else if (L->w_oi)
         lmp_matmul_oi_backward(dx, L->w->grad, db, dy, L->ldy, x, L->w->data, N, L->in_l, L->out_l);
     else lmp_matmul_backward(dx, L->w->grad, db, dy, x, L->w->data, N, L->in_l, L->out_l);
     if (lmp_prof_on) lmp_prof_pop();

@@ -133,7 +133,7 @@ static void add_delta(const lmp_param *p, float *buf, const lmp_adapter_rec *rec
 // p's local slice with every adapter on it merged, into buf (p->numel floats); IA³ and
 // DoRA (norms: DoRA's row norms per record) in merge_methods.c.
 static void merge_param(const lmp_registry *r, const lmp_param *p, float *buf, float **norms) {
-    memcpy(buf, p->data, p->numel * sizeof *buf);
+    lmp_param_get_f32(p, buf);  // a bf16 base widened: the merge is computed in fp32
     for (int k = 0; k < r->n_rec; k++) {
         const lmp_adapter_rec *rec = &r->rec[k];
         if (lmp_merge_method(r, rec, p, buf, norms[k])) continue;
@@ -145,8 +145,10 @@ static void merge_param(const lmp_registry *r, const lmp_param *p, float *buf, f
 }
 
 typedef struct { lmp_pfile *f; int k; char *err; size_t errn; } put_ctx;
-static void put_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc, float *src, int64_t ldd) {
+static void put_block(void *ctx, int64_t r0, int64_t nr, int64_t c0, int64_t nc, void *src, int64_t ldd,
+                      int bf16) {
     put_ctx *x = ctx;
+    LMP_CHECK(!bf16, "internal: merged blocks are fp32");
     if (!x->err[0]) lmp_pfile_put(x->f, x->k, r0, nr, c0, nc, src, ldd, x->err, x->errn);
 }
 
@@ -159,7 +161,8 @@ static double write_shards(lmp_pfile *f, const lmp_registry *r, const tensor_lis
     for (int k = 0; k < l->n && !err[0]; k++) {
         const lmp_param *p = l->p[k];
         if (p->split_dim < 0 && tp_rank != 0) continue;
-        lmp_param view = *p;  // the entry with the merged values as its local data
+        lmp_param view = *p;  // the entry with the merged values as its local data (fp32)
+        view.h = NULL;
         view.data = lmp_malloc(p->numel * sizeof(float) + 4);
         double t0 = lmp_now();
         merge_param(r, p, view.data, norms);

@@ -28,15 +28,17 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
         lmp_comm c = {.tp_size = tp, .tp_rank = r, .size = ranks};
         lmp_model m;
         lmp_model_register(&m, &m_cfg, &opts, &c);
-        size_t nf = 0, nt = 0, sum_kind[3] = {0, 0, 0};
+        size_t nf = 0, nh = 0, nt = 0, sum_kind[3] = {0, 0, 0};
         for (int i = 0; i < m.reg.n; i++) {
             if (m.reg.p[i].trainable) { nt += m.reg.p[i].numel; sum_kind[m.reg.p[i].grad_kind] += m.reg.p[i].numel; }
+            else if (m.reg.p[i].bf16) nh += m.reg.p[i].numel;  // [model] dtype = bf16: 2 bytes
             else nf += m.reg.p[i].numel;
         }
         double acts = 4.0 * lmp_model_act_floats(&m, p->B, T);
-        double total = 4.0 * nf + 4.0 * nt + 12.0 * nt + acts + LMP_RUNTIME_BYTES;
+        double total = 4.0 * nf + 2.0 * nh + 4.0 * nt + 12.0 * nt + acts + LMP_RUNTIME_BYTES;
         if (total > p->total) {
-            p->frozen = 4.0 * nf;
+            p->frozen = 4.0 * nf + 2.0 * nh;
+            p->frozen_bf16 = 2.0 * nh;
             p->trainable = 4.0 * nt;
             p->optim = 12.0 * nt;  // grad, m, v
             p->acts = acts;
@@ -69,6 +71,7 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
             p->tp * p->dp, p->tp, p->dp, p->B, cfg->train.seq_len);
     lmp_log("memory per rank (largest shard):\n");
     row("frozen weights (1/tp of the base model)", p->frozen);
+    if (p->frozen_bf16 > 0) row("  of which bf16 linear weights", p->frozen_bf16);
     row("trainable parameters", p->trainable);
     row("gradients + AdamW m and v", p->optim);
     row("activations and scratch", p->acts);

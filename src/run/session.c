@@ -96,12 +96,16 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
         layer_on[cfg->adapter.layers[i]] = 1;
     }
     int adapt = cfg->adapter.method != LMP_METHOD_NONE;
+    int bf16 = cfg->model.dtype == LMP_WDT_BF16 ||
+               (cfg->model.dtype == LMP_WDT_AUTO && cfg->model.path[0] && !cfg->model.random_init &&
+                lmp_model_stores_bf16(cfg->model.path));
     static char methods[64];  // opts keeps a pointer; one configuration per process
     lmp_config_methods(cfg->adapter.method, methods, sizeof methods);
     // Bottleneck placement: [adapter] sublayers, or houlsby's both / parallel's MLP (He et al.).
     int sub = cfg->adapter.sublayers ? cfg->adapter.sublayers : cfg->adapter.method & LMP_METHOD_PARALLEL ? 2 : 3;
     *opts = (lmp_model_opts){
         .full_finetune = !adapt,
+        .bf16 = bf16,
         .method = adapt ? methods : NULL,
         .targets = cfg->adapter.method & LMP_METHOD_LINEAR ? cfg->adapter.targets : 0,
         .sublayers = sub,
@@ -157,9 +161,9 @@ static void check_base_finite(const lmp_registry *r, const char *path, lmp_comm 
         const lmp_param *p = &r->p[k];
         if (p->role != LMP_ROLE_BASE) continue;
         for (size_t i = 0; i < p->numel; i++)
-            if (!isfinite(p->data[i])) {
+            if (!isfinite(lmp_param_at(p, i))) {
                 snprintf(err, sizeof err, "model %s: tensor %s holds %g (a corrupt or diverged model "
-                         "file; lorampi trains only from finite weights)", path, p->name, (double)p->data[i]);
+                         "file; lorampi trains only from finite weights)", path, p->name, (double)lmp_param_at(p, i));
                 break;
             }
     }
