@@ -14,18 +14,25 @@
 //    along the longest path, forward (n_lin GEMMs per block) and backward (n_lin dx GEMMs),
 //    so |g16 - g32| <= 2 n_lin L u max|g32| per tensor and |loss16 - loss32| <= n_lin L u
 //    |loss32|; and the two must differ (the bf16 path ran, rounding something);
-//  - memory: the frozen linear weights take 2 bytes each, the rest of the registry as before.
+//  - memory: the frozen linear weights take 2 bytes each, the rest of the registry as before;
+//  - loading: a BF16 file's linear weights (hf-variants/sharded: two shards and an index)
+//    land in the bf16 entries bit for bit as the file's bytes, and an F32 file's (hf-tiny
+//    llama) as their round-to-nearest-even, on tp = 1 and every rank's shard of tp = 2
+//    (the bytes read here with pread at the offsets of the file's header).
 #include "testutil.h"
 #include "core/bf16.h"
 #include "core/rng.h"
 #include "core/wgemm.h"
+#include "io/model_io.h"
 #include "model/model.h"
+#include "model/model_config.h"
 
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const double U = 1.0 / 256;  // bf16 unit roundoff, 2^-8
 
@@ -158,6 +165,43 @@ static void model_case(lmp_comm *c, const mcase *k) {
     lmp_model_free(&m32);
 }
 
+// The bf16 entries of the model at dir on tp rank r of tp against the file's bytes.
+static void load_case(const char *dir, lmp_dtype want, int tp, int r) {
+    lmp_model_config mc;
+    lmp_model_read_config(dir, &mc);
+    lmp_model_opts o = {.targets = LMP_T_ALL_LINEAR, .bf16 = 1, .ad = {.r = 2, .alpha = 4.0f}};
+    lmp_comm c = {.tp_size = tp, .tp_rank = r, .size = tp};
+    lmp_model m;
+    lmp_model_register(&m, &mc, &o, &c);
+    lmp_registry_alloc(&m.reg);
+    lmp_model_load(dir, &m.reg);
+    lmp_hf_files h;
+    lmp_hf_open(&h, dir);
+    int entries = 0;
+    size_t bad = 0;
+    for (int i = 0; i < m.reg.n; i++) {
+        const lmp_param *p = &m.reg.p[i];
+        if (!p->bf16) continue;
+        const lmp_st_file *f;
+        const lmp_st_tensor *t = lmp_hf_find(&h, p->name, &f);
+        int es = t->dtype == LMP_DT_BF16 ? 2 : 4;
+        bad += t->dtype != want;  // the fixture is what this case means to read
+        for (size_t e = 0; e < p->numel; e++) {
+            uint32_t raw = 0;
+            off_t at = (off_t)(t->begin + (uint64_t)es * (uint64_t)lmp_param_global_index(p, e));
+            float v;
+            int got = pread(f->fd, &raw, (size_t)es, at) == es;
+            memcpy(&v, &raw, 4);
+            bad += !got || p->h[e] != (es == 2 ? (uint16_t)raw : lmp_f32_to_bf16(v));
+        }
+        entries++;
+    }
+    T_CHECK(entries == 7 * mc.n_layer && bad == 0, "%s tp %d rank %d: %d bf16 entries, %zu values differ from "
+            "the file's", dir, tp, r, entries, bad);
+    lmp_hf_close(&h);
+    lmp_model_free(&m);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     for (int w_oi = 0; w_oi < 2; w_oi++)
@@ -182,6 +226,11 @@ int main(int argc, char **argv) {
         {"ia3 llama all, ff down", "ia3", 1, LMP_T_ALL_LINEAR, LMP_T_DOWN_PROJ, 7, 0.0f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) model_case(&c, &cases[i]);
+    const char *dirs[] = {LMP_SOURCE_DIR "/tests/fixtures/hf-variants/sharded/model", LMP_HF_TINY "/llama/model"};
+    lmp_dtype want[] = {LMP_DT_BF16, LMP_DT_F32};
+    for (int d = 0; d < 2; d++)
+        for (int tp = 1; tp <= 2; tp++)
+            for (int r = 0; r < tp; r++) load_case(dirs[d], want[d], tp, r);
     lmp_comm_free(&c);
     MPI_Finalize();
     return t_finish();

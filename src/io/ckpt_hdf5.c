@@ -55,7 +55,8 @@ static void check_fit(const char *path, const lmp_ckpt_header *h, lmp_comm *c,
     if (h->base_checksum != base_checksum)
         lmp_die_all("checkpoint %s was trained on other base weights: its base checksum "
                     "%016llx (base model: %s) differs from this run's %016llx (base model: %s); "
-                    "start fresh with --no-resume or point [model] path at the right model",
+                    "start fresh with --no-resume or point [model] path at the right model (or give "
+                    "[model] dtype its value of that run: bf16 rounds a model stored as fp32)",
                     path, (unsigned long long)h->base_checksum, h->base_model,
                     (unsigned long long)base_checksum, lmp_ckpt_base_desc(cfg, base, sizeof base));
     if (h->step > cfg->train.steps)
