@@ -1,5 +1,6 @@
 // fuzz_safetensors: safetensors files (io/safetensors.c): the header, then every small 1-D
-// or 2-D tensor read whole and, when it has several rows, one inner block.
+// or 2-D tensor read whole and, when it has several rows, one inner block, into fp32 and
+// into bf16 ([model] dtype = bf16: BF16 copied, F32/F16 rounded).
 #include "fuzzutil.h"
 #include "io/safetensors.h"
 
@@ -13,6 +14,8 @@ static void read_tensor(const lmp_st_file *f, const lmp_st_tensor *t) {
     if (!buf) abort();
     lmp_st_read_block(f, t, 0, rows, 0, cols, buf);
     if (rows > 1 && cols > 1) lmp_st_read_block(f, t, 1, rows - 1, 1, cols - 1, buf);
+    lmp_st_read_block_bf16(f, t, 0, rows, 0, cols, (uint16_t *)buf);
+    if (rows > 1 && cols > 1) lmp_st_read_block_bf16(f, t, 1, rows - 1, 1, cols - 1, (uint16_t *)buf);
     free(buf);
 }
 
