@@ -11,8 +11,8 @@
 #    checksum, of the values, matches); an fp32 run's checkpoint resumes under bf16 when the
 #    model stores bf16 (same values) and is refused, naming dtype, when it stores fp32;
 #  - dtype = auto: bf16 for a BF16 model (hf-variants/sharded), fp32 for an F32 one;
-#  - plan: GPT-2 124M shapes, frozen linear weights 12 L C² elements: 4 bytes each in f32,
-#    2 in bf16 (the "of which bf16" row), per rank 1/tp;
+#  - plan: GPT-2 124M shapes, frozen linear weights 12 L C² elements and the tied embedding
+#    V C: 4 bytes each in f32, 2 in bf16 (the "of which bf16" row), per rank 1/tp;
 #  - a bad dtype: one message naming the key and the values, every rank non-zero.
 set -u
 bin=$1; src=$2; work=$3
@@ -36,12 +36,12 @@ for fam in gpt2 llama; do
   tg=all; [ $fam = llama ] && tg=all-linear
   ini "$fx/$fam/model" $tg > $fam.ini
   mpi 1 "$bin" train $fam.ini --set log.metrics=${fam}_1.jsonl > ${fam}_1.log 2>&1 || { fail "$fam 1 rank"; cat ${fam}_1.log; }
-  grep -q "frozen .* MB (linear weights bf16)" ${fam}_1.log && ok || fail "$fam: no bf16 storage reported"
+  grep -q "frozen .* MB (bf16 linear and embedding weights)" ${fam}_1.log && ok || fail "$fam: no bf16 storage reported"
   for lay in "2 2" "2 1" "4 2"; do
     set -- $lay
     name=${fam}_np$1_tp$2
     mpi $1 "$bin" train $fam.ini --set parallel.tp=$2 --set log.metrics=$name.jsonl > $name.log 2>&1 || { fail "$name run"; cat $name.log; }
-    grep -q "ranks 0-$(($1 - 1)) of $1 up" $name.log && grep -q "(linear weights bf16)" $name.log && ok \
+    grep -q "ranks 0-$(($1 - 1)) of $1 up" $name.log && grep -q "(bf16 linear and embedding weights)" $name.log && ok \
       || fail "$name: not every rank up, or not bf16"
     r1=$(rel ${fam}_1.jsonl $name.jsonl 1); r20=$(rel ${fam}_1.jsonl $name.jsonl 20)
     le "$r1" 1e-5 && le "$r20" 1e-4 && ok || fail "$name vs 1 rank (bf16): step 1 $r1 (1e-5), 20 steps $r20 (1e-4)"
@@ -62,7 +62,7 @@ grep -q "resumed from ck/ckpt-00000010.h5" same/log2 && [ -s ref/m.jsonl ] && [ 
 sh="--set model.path=$src/tests/fixtures/hf-variants/sharded/model --set data.train=$src/tests/fixtures/hf-variants/sharded/data.bin --set train.seq_len=8"
 mkdir f32 && (cd f32 && mpi 2 "$bin" train ../llama.ini $ck $sh --set model.dtype=f32 --stop-at 5 > log1 2>&1 &&
   mpi 2 "$bin" train ../llama.ini $ck $sh > log2 2>&1) || { fail "f32 checkpoint of a BF16 model resumed under bf16"; cat f32/log2; }
-grep -q "resumed from ck/ckpt-00000005.h5" f32/log2 && grep -q "(linear weights bf16)" f32/log2 && ok \
+grep -q "resumed from ck/ckpt-00000005.h5" f32/log2 && grep -q "(bf16 linear and embedding weights)" f32/log2 && ok \
   || fail "f32 checkpoint: no bf16 resume"
 mkdir f32r && (cd f32r && mpi 2 "$bin" train ../llama.ini $ck --set model.dtype=f32 --stop-at 5 > log1 2>&1) || fail "f32 run"
 (cd f32r && mpi 2 "$bin" train ../llama.ini $ck > log2 2>&1) && fail "f32 checkpoint of an F32 model resumed under bf16" \
@@ -71,10 +71,11 @@ mkdir f32r && (cd f32r && mpi 2 "$bin" train ../llama.ini $ck --set model.dtype=
 # auto: as the file stores them.
 mpi 1 "$bin" train llama.ini --set model.dtype=auto --set train.steps=1 --set train.warmup_steps=0 > auto_f32.log 2>&1 || fail "auto on F32"
 mpi 1 "$bin" train llama.ini --set model.dtype=auto --set train.steps=1 --set train.warmup_steps=0 $sh > auto_bf16.log 2>&1 || { fail "auto on BF16"; cat auto_bf16.log; }
-! grep -q "linear weights bf16" auto_f32.log && grep -q "linear weights bf16" auto_bf16.log && ok \
+! grep -q "bf16 linear and embedding weights" auto_f32.log && grep -q "bf16 linear and embedding weights" auto_bf16.log && ok \
   || fail "dtype = auto: not fp32 for an F32 model and bf16 for a BF16 one"
 
-# plan: GPT-2 124M shapes (no file is read), tp 1 and 2.
+# plan: GPT-2 124M shapes (no file is read), tp 1 and 2: bf16 = the linear weights (12 L C²)
+# and the tied embedding/head (V C, vocab-parallel: the largest shard ceil(V/tp)).
 printf '[model]\nn_layer = 12\nn_head = 12\nn_embd = 768\nvocab_size = 50257\nn_ctx = 1024\n[adapter]\nmethod = lora\n' > p.ini
 printf '[train]\nbatch_size = 4\nseq_len = 256\n[parallel]\ntp = 1\n' >> p.ini
 for tp in 1 2; do
@@ -83,9 +84,9 @@ for tp in 1 2; do
   $py - p32.log p16.log $tp <<'PY' && ok || { fail "plan tp $tp: bf16 frozen bytes"; cat p32.log p16.log; }
 import re, sys
 mb = lambda f, what: float(re.search(re.escape(what) + r"\s+([0-9.]+) MB", open(f).read()).group(1))
-tp = int(sys.argv[3]); lin = 12 * 12 * 768 * 768 / tp   # c_attn 3C², attn c_proj C², c_fc 4C², mlp c_proj 4C²
+tp = int(sys.argv[3]); lin = 12 * 12 * 768 * 768 / tp + -(-50257 // tp) * 768  # c_attn 3C², c_proj C², c_fc 4C², c_proj 4C²; wte
 f32, f16 = mb(sys.argv[1], "frozen weights (1/tp of the base model)"), mb(sys.argv[2], "frozen weights (1/tp of the base model)")
-row = mb(sys.argv[2], "of which bf16 linear weights")
+row = mb(sys.argv[2], "of which bf16 (linear, embedding, head)")
 assert abs(row - 2 * lin / 1e6) <= 0.051, (row, 2 * lin / 1e6)
 assert abs((f32 - f16) - 2 * lin / 1e6) <= 0.11, (f32, f16, 2 * lin / 1e6)
 assert "of which bf16" not in open(sys.argv[1]).read()

@@ -11,11 +11,14 @@
 //    fp32 model holding the same (bf16-representable) weights, whose gradients
 //    test_grad_model / test_grad_ia3dora check by finite differences. Bound: each frozen
 //    GEMM rounds its input once (relative u per element); to first order these errors add
-//    along the longest path, forward (n_lin GEMMs per block) and backward (n_lin dx GEMMs),
-//    so |g16 - g32| <= 2 n_lin L u max|g32| per tensor and |loss16 - loss32| <= n_lin L u
-//    |loss32|; and the two must differ (the bf16 path ran, rounding something);
-//  - memory: the frozen linear weights take 2 bytes each, the rest of the registry as before;
-//  - loading: a BF16 file's linear weights (hf-variants/sharded: two shards and an index)
+//    along the longest path, forward (n_lin GEMMs per block and the LM head) and backward (as
+//    many dx GEMMs), so |g16 - g32| <= 2 (n_lin L + 1) u max|g| (the model's largest adapter
+//    gradient: a tensor whose gradient is a cancellation of larger terms gets the same
+//    absolute error) and |loss16 - loss32| <= (n_lin L + 1) u |loss32|; and the two must
+//    differ (the bf16 path ran, rounding something);
+//  - memory: the frozen linear weights, token embedding and head take 2 bytes each, exactly
+//    half of the fp32 model's, the rest of the registry as before;
+//  - loading: a BF16 file's linear weights, embedding and head (hf-variants/sharded: two shards and an index)
 //    land in the bf16 entries bit for bit as the file's bytes, and an F32 file's (hf-tiny
 //    llama) as their round-to-nearest-even, on tp = 1 and every rank's shard of tp = 2
 //    (the bytes read here with pread at the offsets of the file's header).
@@ -99,9 +102,9 @@ typedef struct {
     float dropout;
 } mcase;
 
-// The model of case k, frozen linear weights bf16 or fp32, both holding the same values:
-// N(0, 0.3²) rounded to bf16 (lmp_param_set rounds into a bf16 entry; the fp32 one gets the
-// rounded value), adapters N(0, 0.3²) (IA³ 1 + N(0, 0.2²)) so every path carries signal.
+// The model of case k, frozen linear weights, embedding and head bf16 or fp32, both holding
+// the same bf16-representable values (lmp_param_set rounds into a bf16 entry; the fp32 one
+// gets the rounded value), adapters N(0, 0.3²) (IA³ 1 + N(0, 0.2²)) so every path carries signal.
 static void build(lmp_model *m, lmp_comm *c, const mcase *k, int bf16) {
     lmp_model_opts o = {.targets = k->targets, .method = k->method, .bf16 = bf16,
                         .ad = {.r = 3, .alpha = 6.0f, .feedforward = k->ff, .dropout = k->dropout}};
@@ -110,11 +113,15 @@ static void build(lmp_model *m, lmp_comm *c, const mcase *k, int bf16) {
     lmp_model_init_adapters(m, 0, 11);
     for (int i = 0; i < m->reg.n; i++) {
         lmp_param *p = &m->reg.p[i];
-        int lin = p->role == LMP_ROLE_BASE && p->ndim == 2 && !strstr(p->name, "wte") &&
-                  !strstr(p->name, "wpe") && !strstr(p->name, "embed_tokens") && !strstr(p->name, "lm_head");
+        // Every 2-D base tensor but GPT-2's positions is bf16: the linear weights (N(0, 0.3²))
+        // and the token embedding and head (their init, N(0, 0.02²), rounded).
+        int lin = p->role == LMP_ROLE_BASE && p->ndim == 2 && !strstr(p->name, "wpe");
+        int emb = strstr(p->name, "wte") || strstr(p->name, "embed_tokens") || strstr(p->name, "lm_head");
         int ia3 = strstr(p->name, "ia3_l") != NULL, mag = strstr(p->name, "magnitude") != NULL;
-        for (size_t e = 0; lin && e < p->numel; e++)
-            lmp_param_set(p, e, lmp_bf16_to_f32(lmp_f32_to_bf16(0.3f * lmp_rng_normal(99, (uint64_t)i, e))));
+        for (size_t e = 0; lin && e < p->numel; e++) {
+            float v = emb ? lmp_param_at(p, e) : 0.3f * lmp_rng_normal(99, (uint64_t)i, e);
+            lmp_param_set(p, e, lmp_bf16_to_f32(lmp_f32_to_bf16(v)));
+        }
         for (size_t e = 0; p->role == LMP_ROLE_ADAPTER && e < p->numel; e++) {
             float z = lmp_rng_normal(77, (uint64_t)i, e);
             p->data[e] = ia3 ? 1.0f + 0.2f * z : mag ? p->data[e] * (1.0f + 0.1f * z) : 0.3f * z;
@@ -134,7 +141,7 @@ static void model_case(lmp_comm *c, const mcase *k) {
     double l16 = lmp_model_step(&m16, tokens, targets, scale, &rc, 1);
     double l32 = lmp_model_step(&m32, tokens, targets, scale, &rc, 1);
     int L = (k->llama ? LCFG : CFG).n_layer;
-    double tol = k->n_lin * L * U;
+    double tol = (k->n_lin * L + 1) * U;  // + the LM head's GEMM
     T_CHECK(fabs(l16 - l32) <= tol * fabs(l32) && l16 != l32, "%s: loss bf16 %.9g fp32 %.9g (bound %.3g relative)",
             k->what, l16, l32, tol);
     // The scale of the step: the largest gradient of any adapter tensor. Per tensor would
@@ -196,7 +203,7 @@ static void load_case(const char *dir, lmp_dtype want, int tp, int r) {
         }
         entries++;
     }
-    T_CHECK(entries == 7 * mc.n_layer && bad == 0, "%s tp %d rank %d: %d bf16 entries, %zu values differ from "
+    T_CHECK(entries == 7 * mc.n_layer + (mc.tied_head ? 1 : 2) && bad == 0, "%s tp %d rank %d: %d bf16 entries, %zu values differ from "
             "the file's", dir, tp, r, entries, bad);
     lmp_hf_close(&h);
     lmp_model_free(&m);

@@ -2,6 +2,7 @@
 #include "model/embed.h"
 #include "core/prof.h"
 #include "core/util.h"
+#include "core/wgemm.h"
 #include "model/kernels.h"
 
 #include <cblas.h>
@@ -20,6 +21,9 @@ void lmp_embed_register(lmp_embed *e, const lmp_arch *a, lmp_registry *reg, cons
     e->wte = lmp_add_base(reg, train, a->wte, 2, V, e->C, &s, LMP_GRAD_SHARD, 1);
     // An untied head (lm_head.weight, (V, C)) is split like the embedding: vocab-parallel.
     e->head = a->tied_head ? e->wte : lmp_add_base(reg, train, a->head, 2, V, e->C, &s, LMP_GRAD_SHARD, 1);
+    // [model] dtype = bf16: frozen token embedding and head in bf16 too (the lookup widens
+    // its rows; the head's GEMMs go through wgemm.h). Positions (wpe) are small: fp32.
+    e->wte->bf16 = e->head->bf16 = !train && reg->frozen_bf16;
     e->wpe = a->pos == LMP_POS_LEARNED
                  ? lmp_add_base(reg, train, a->wpe, 2, a->n_ctx, e->C, NULL, LMP_GRAD_TP_SAME, 1)
                  : NULL;
@@ -45,11 +49,29 @@ void lmp_embed_acts(lmp_embed *e, lmp_acts *t, int B, int T) {
     lmp_acts_add(t, &e->logits, (size_t)e->chunk * e->V_l);
 }
 
+// lmp_embedding_forward for a bf16 table: out (N, C) = wte_l[token - v0] widened (0 for a
+// token of another rank's shard) + wpe row.
+static void embedding_forward_bf16(float *out, const int *tokens, const uint16_t *wte, const float *wpe,
+                                   int B, int T, int C, int v0, int Vl) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < B * T; n++) {
+        float *o = out + (size_t)n * C;
+        int v = tokens[n] - v0, in = v >= 0 && v < Vl;
+        const float *p = wpe ? wpe + (size_t)(n % T) * C : NULL;
+        for (int i = 0; i < C; i++)
+            o[i] = (in ? lmp_bf16_to_f32(wte[(size_t)v * C + i]) : 0.0f) + (p ? p[i] : 0.0f);
+    }
+}
+
 void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
     lmp_comm *c = r->comm;
     const float *wpe = c->tp_rank == 0 && e->wpe ? e->wpe->data + (size_t)r->pos0 * e->C : NULL;
-    LMP_PROF(LMP_PROF_EMBED, lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B,
-                                                   r->T, e->C, e->v0, e->V_l));
+    if (e->wte->h)
+        LMP_PROF(LMP_PROF_EMBED, embedding_forward_bf16(e->encoded, tokens, e->wte->h, wpe, r->B, r->T, e->C,
+                                                        e->v0, e->V_l));
+    else
+        LMP_PROF(LMP_PROF_EMBED, lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B,
+                                                       r->T, e->C, e->v0, e->V_l));
     lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
 }
 
@@ -65,9 +87,8 @@ static double chunk_loss(lmp_embed *e, const float *x, int n0, int nc, const int
     lmp_comm *c = r->comm;
     int C = e->C, Vl = e->V_l;
     double *mx = e->xstat, *se = mx + nc, *tg = se + nc, *gmx = tg + nc, loss = 0.0;
-    // logits (nc, Vl) = x (nc, C) . wte_l^T
-    LMP_PROF(LMP_PROF_HEAD, cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nc, Vl, C, 1.0f,
-                                        x + (size_t)n0 * C, C, e->head->data, C, 0.0f, e->logits, Vl));
+    // logits (nc, Vl) = x (nc, C) . wte_l^T (the head stored (out, in) = (Vl, C))
+    LMP_PROF(LMP_PROF_HEAD, lmp_wgemm(e->head, 1, 0, e->logits, Vl, x + (size_t)n0 * C, C, nc, 0.0f));
     LMP_PROF(LMP_PROF_XENT, lmp_xent_stats(mx, se, tg, e->logits, Vl, targets + n0, nc, Vl, e->v0));
     memcpy(gmx, mx, nc * sizeof(double));
     lmp_allreduce_d(c, gmx, nc, MPI_MAX, c->tp);
@@ -83,7 +104,6 @@ static double chunk_loss(lmp_embed *e, const float *x, int n0, int nc, const int
 double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets,
                      const float *scale, int backward, lmp_run *r) {
     int N = r->B * r->T, C = e->C, Vl = e->V_l;
-    const float *wte = e->head->data;
     double loss = 0.0;
     if (backward) memset(dx, 0, (size_t)N * C * sizeof(float));
     for (int n0 = 0; n0 < N; n0 += e->chunk) {
@@ -95,8 +115,7 @@ double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets
         LMP_PROF(LMP_PROF_XENT, lmp_xent_grad(e->logits, Vl, targets + n0, gmx, lse, scale + n0, nc, Vl, e->v0));
         if (lmp_prof_on) lmp_prof_push(LMP_PROF_HEAD);
         // dx (nc, C) += dlogits (nc, Vl) . wte_l (Vl, C): partial over vocab shards
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nc, C, Vl, 1.0f, e->logits, Vl,
-                    wte, C, 1.0f, dx + (size_t)n0 * C, C);
+        lmp_wgemm(e->head, 1, 1, dx + (size_t)n0 * C, C, e->logits, Vl, nc, 1.0f);
         if (e->head->grad)  // dwte_l (Vl, C) += dlogits^T (Vl, nc) . x (nc, C)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Vl, C, nc, 1.0f, e->logits, Vl,
                         x + (size_t)n0 * C, C, 1.0f, e->head->grad, C);
@@ -110,8 +129,7 @@ void lmp_head_logits(lmp_embed *e, const float *x, float *logits, int V, lmp_run
     int N = r->B * r->T, C = e->C, tp = r->comm->tp_size;
     // Each rank computes its vocab columns; gather them row by row into (N, V).
     float *loc = lmp_malloc((size_t)N * e->V_l * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, e->V_l, C, 1.0f, x, C, e->head->data, C,
-                0.0f, loc, e->V_l);
+    lmp_wgemm(e->head, 1, 0, loc, e->V_l, x, C, N, 0.0f);
     if (tp == 1) {
         memcpy(logits, loc, (size_t)N * V * sizeof(float));
         free(loc);

@@ -71,7 +71,7 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
             p->tp * p->dp, p->tp, p->dp, p->B, cfg->train.seq_len);
     lmp_log("memory per rank (largest shard):\n");
     row("frozen weights (1/tp of the base model)", p->frozen);
-    if (p->frozen_bf16 > 0) row("  of which bf16 linear weights", p->frozen_bf16);
+    if (p->frozen_bf16 > 0) row("  of which bf16 (linear, embedding, head)", p->frozen_bf16);
     row("trainable parameters", p->trainable);
     row("gradients + AdamW m and v", p->optim);
     row("activations and scratch", p->acts);
