@@ -8,7 +8,8 @@
 # nearest even), so both dtypes hold exactly the same weights and only the GEMMs differ.
 # Reports per model and dtype: ms/step (median of steps 2..STEPS), tokens/s, peak RSS per
 # rank, frozen MB (the training log's), and the largest |loss_bf16 - loss_f32| over the
-# steps (absolute and relative); then the oneDNN kernel that ran (ONEDNN_VERBOSE=1).
+# steps (absolute and relative); then the oneDNN kernel that ran (ONEDNN_VERBOSE=1) and the
+# GEMMs alone (bench_wgemm: fp32 OpenBLAS against bf16 oneDNN, GPT-2 shapes, 1024 rows).
 # Usage: tests/bench/bench_bf16.sh [BUILD_DIR] [STEPS]   (default build, 30)
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd); steps=${2:-30}
@@ -54,6 +55,7 @@ for m in gpt2 llama; do
   { printf '[model]\npath = base_%s\n' $m; common; printf '[adapter]\nmethod = lora\ntargets = %s\nr = 8\nalpha = 16\ndropout = 0\n' $tg; } > $m.ini
 done
 
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs; other jobs slow every column alike)"
 echo "| model | dtype | ms/step (median) | tokens/s | peak RSS/rank MB | frozen MB | max abs loss diff | max rel loss diff |"
 echo "|---|---|---|---|---|---|---|---|"
 for m in gpt2 llama; do
@@ -84,7 +86,9 @@ for m in range(2):
     a, b = ([json.loads(l)["loss"] for l in open(sys.argv[1 + 2 * m + k])] for k in range(2))
     print(["gpt2", "llama"][m], "loss f32:", " ".join("%.4f" % x for x in a[::5]), "| bf16:", " ".join("%.4f" % x for x in b[::5]))
 PY
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "oneDNN kernels (ONEDNN_VERBOSE=1, one bf16 step of GPT-2):"
 ONEDNN_VERBOSE=1 mpi train gpt2.ini --set model.dtype=bf16 --set train.steps=1 --set train.warmup_steps=0 2>&1 \
   | grep "^onednn_verbose,exec,cpu,matmul" | cut -d, -f5 | sort | uniq -c
 grep -m1 "^onednn_verbose,info,cpu,isa" <(ONEDNN_VERBOSE=1 mpi train gpt2.ini --set model.dtype=bf16 --set train.steps=1 --set train.warmup_steps=0 2>&1) || true
+[ -x "$build/tests/bench_wgemm" ] && OMP_NUM_THREADS=2 "$build/tests/bench_wgemm" 1024 5
