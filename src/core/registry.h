@@ -43,7 +43,8 @@ typedef struct {
     int trainable;
     lmp_grad_kind grad_kind;
     float *data, *grad, *m, *v;  // local buffers; grad/m/v NULL when frozen
-    // [model] dtype = bf16: a frozen linear weight is held as bf16 in h, and data is NULL
+    // [model] dtype = bf16: a frozen linear weight, token embedding or head is held as bf16
+    // in h, and data is NULL
     // (set before lmp_registry_alloc; readers widen on the fly: lmp_param_at, wgemm.h).
     int bf16;
     uint16_t *h;
@@ -94,8 +95,8 @@ typedef struct {
     float *frozen_mem, *train_mem, *grad_mem, *m_mem, *v_mem;
     uint16_t *frozen16_mem;                // the bf16 frozen entries
     size_t n_frozen, n_frozen16, n_train;  // local element counts (n_frozen: fp32 ones)
-    int frozen_bf16;                       // the model builder's choice: frozen linear
-                                           // weights registered next are bf16
+    int frozen_bf16;                       // the model builder's choice: frozen linear,
+                                           // embedding and head weights registered next are bf16
     size_t kind_off[3], kind_len[3];       // span of each grad_kind inside grad_mem
     lmp_adapter_rec *rec;                  // adapted modules, in registration order
     int n_rec, cap_rec;
