@@ -24,9 +24,11 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
         return -1;
     }
     int proj = meth == &lmp_prefix_method && cfg->adapter.prefix_projection;
-    if (proj && !enc) {
-        lmp_fmt(err, errn, "%s: prefix module %s of a prefix_projection run, and no prefix_encoder module (the "
-                "MLP whose output the prefixes are)", rd->path, m->name);
+    const lmp_prefix_encoder *e = (const lmp_prefix_encoder *)enc;
+    if (proj && (!e || m->layer >= e->L || m->r != e->p || m->out != 2 * (int64_t)e->D)) {
+        lmp_fmt(err, errn, "%s: prefix module %s of a prefix_projection run does not match the prefix_encoder "
+                "module (the MLP whose output the prefixes are: %s)", rd->path, m->name,
+                e ? "its layers, virtual tokens and token dim" : "missing");
         return -1;
     }
     lmp_adapter_rec rec = {.method = meth->name, .layer = (int)m->layer, .slice = (int)m->slice,
@@ -58,9 +60,11 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
 // n_layer 2 D), registered before the prefix records that are its output; *enc kept.
 static int add_encoder(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registry *reg, const lmp_config *cfg,
                        lmp_adapter **enc, char *err, size_t errn) {
-    if (*enc || m->r < 1 || m->out % (2 * m->in) || !cfg->adapter.prefix_projection) {
-        lmp_fmt(err, errn, "%s: module %s: expected one prefix_encoder with r >= 1 and out a multiple of 2 in, "
-                "in a run with prefix_projection = true", rd->path, m->name);
+    if (*enc || m->r < 1 || m->r > 65536 || m->out % (2 * m->in) || m->out / (2 * m->in) > LMP_MAX_LAYERS ||
+        !cfg->adapter.prefix_projection) {
+        lmp_fmt(err, errn, "%s: module %s: expected one prefix_encoder with r (its hidden width) in [1, 65536] and "
+                "out = 2 in x at most %d layers, in a run with prefix_projection = true", rd->path, m->name,
+                LMP_MAX_LAYERS);
         return -1;
     }
     lmp_kv_view v = {.n_kv_head = 1, .KVH_l = 1, .hd = (int)m->in};  // the MLP sees the token dim only
