@@ -242,7 +242,7 @@ static void check_projection_passes(lmp_comm *c, int kind, const lmp_rng_ctx *rc
     size_t n = m.reg.n_train;
     float *g1 = malloc(sizeof(float) * n), *pre = malloc(sizeof(float) * n);
     memcpy(g1, m.reg.grad_mem, sizeof(float) * n);
-    lmp_model_step(&m, tokens + 1, targets, scale, rc, 0);  // an eval pass on other tokens between
+    lmp_model_step(&m, targets, tokens, scale, rc, 0);  // an eval pass on other tokens between
     lmp_model_step(&m, tokens, targets, scale, rc, 1);
     double worst = 0, gmax = 1e-30;
     for (size_t i = 0; i < n; i++) {
