@@ -20,7 +20,7 @@
 #    tensors, prefix_projection true and encoder_hidden_size 16 in its config;
 #  - eval of the checkpoint = eval of a plain prefix run initialised from that export, bitwise
 #    (the format round trip);
-#  - analyze spectrum: the MLP's two matrices, singular values = numpy's;
+#  - analyze spectrum: the MLP's two matrices, singular values = numpy's; vs-base refuses them;
 #  - generation with and without the cache, and on tp 2, gives the same text;
 #  - refused: init_from with prefix_projection, encoder_hidden_size without it or out of
 #    range, resuming with another encoder_hidden_size or without the projection.
@@ -135,6 +135,9 @@ l1=$(evloss ev1.json); l2=$(evloss ev2.json)
 echo "proj: eval loss of the checkpoint $l1, of a plain prefix run from its export $l2"
 mpi 2 "$bin" analyze spectrum ck/ckpt-00000020.h5 --out spec.h5 --no-plot > an.log 2>&1 \
   && $check spectrum-proj ck/ckpt-00000020.h5 spec.h5 > spec.log 2>&1 && ok || { fail "proj: spectrum"; cat an.log spec.log; }
+mpi 2 "$bin" analyze vs-base ck/ckpt-00000020.h5 --model none --out vs.h5 --no-plot > vs.log 2>&1
+[ $? -ne 0 ] && grep -q "prefix_encoder.transform.0 belongs to a bottleneck adapter or prefix tuning" vs.log && ok \
+  || { fail "proj: vs-base not refused"; tail -3 vs.log; }
 prompt=$($py -c "print('abcdefghijklmnopqrstuvwxyz' * 3)")
 "$bin" generate ../run.ini $set_p --set parallel.tp=1 --bytes --prompt "$prompt" --tokens 8 > gen1.txt 2> gen1.err &&
   "$bin" generate ../run.ini $set_p --set parallel.tp=1 --bytes --no-cache --prompt "$prompt" --tokens 8 > gen2.txt 2> gen2.err &&
