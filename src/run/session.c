@@ -111,7 +111,7 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
                .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale,
                .virtual_tokens = cfg->adapter.virtual_tokens, .feedforward = ia3_feedforward(cfg)},
         .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
-        .layer_on = layer_on};
+        .layer_on = layer_on, .recompute = cfg->train.recompute};
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);
