@@ -4,11 +4,12 @@
 // floats fall strictly none > attn > block. Cases: a 3-layer GPT-2 with LoRA on all targets
 // + dropout, the two methods written against the adapter interface alone (toy_series,
 // toy_parallel: their saved rows must be refilled by the recompute), lora,houlsby and
-// dora,parallel with dropout, prefix tuning with LoRA, IA³ (output and feed-forward input
+// dora,parallel with dropout, prefix tuning with LoRA and with its projection MLP, IA³ (output and feed-forward input
 // scaling), full fine-tuning, LoRA on layers 0 and 2 only (block's shared region is sized by
 // the largest block); a 3-layer Llama-family model with every component (RMSNorm, llama3
 // RoPE, 2 query heads over 1 KV head, q/k/v, o and MLP biases, q/k norm, gated SiLU,
-// untied head) with LoRA all-linear + dropout, prefix + toy_parallel, and full fine-tuning.
+// untied head) with LoRA all-linear + dropout, prefix + toy_parallel, prefix with projection,
+// and full fine-tuning.
 // Adapter tensors are moved off their (often neutral) init so every path carries signal.
 #include "testutil.h"
 #include "core/config.h"
@@ -118,6 +119,9 @@ int main(int argc, char **argv) {
     static const unsigned char outer[3] = {1, 0, 1};
     const lmp_adapter_opts ad = {.r = 3, .alpha = 6.0f, .dropout = 0.3f, .size = 3, .init_scale = 1e-3f,
                                  .bscale = 4.0f, .virtual_tokens = 3, .feedforward = LMP_T_MLP_PROJ};
+    lmp_adapter_opts proj = ad;  // prefix projection: one MLP feeds every block's prefixes
+    proj.projection = 1;
+    proj.enc_hidden = 5;
     rc_case cases[] = {
         {"gpt2 lora all + dropout", &CFG, {.targets = all, .ad = ad}},
         {"gpt2 lora,toy_series", &CFG, {.targets = all, .method = "lora,toy_series", .ad = ad}},
@@ -125,11 +129,13 @@ int main(int argc, char **argv) {
         {"gpt2 lora,houlsby", &CFG, {.targets = all, .method = "lora,houlsby", .sublayers = 3, .ad = ad}},
         {"gpt2 dora,parallel", &CFG, {.targets = all, .method = "dora,parallel", .sublayers = 3, .ad = ad}},
         {"gpt2 lora,prefix", &CFG, {.targets = LMP_T_Q | LMP_T_V, .method = "lora,prefix", .ad = ad}},
+        {"gpt2 prefix with projection", &CFG, {.method = "prefix", .ad = proj}},
         {"gpt2 ia3", &CFG, {.targets = all, .method = "ia3", .ad = ad}},
         {"gpt2 full fine-tuning", &CFG, {.full_finetune = 1}},
         {"gpt2 lora on layers 0, 2", &CFG, {.targets = all, .ad = ad, .layer_on = outer}},
         {"llama lora all-linear + dropout", &LCFG, {.targets = LMP_T_ALL_LINEAR, .ad = ad}},
         {"llama prefix,toy_parallel", &LCFG, {.method = "prefix,toy_parallel", .ad = ad}},
+        {"llama prefix with projection", &LCFG, {.method = "prefix", .ad = proj}},
         {"llama full fine-tuning", &LCFG, {.full_finetune = 1}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) check_case(&cases[k], &c);

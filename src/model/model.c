@@ -246,12 +246,13 @@ static void adapter_acts(lmp_acts *t, lmp_adapter *a, size_t N) {
 static void shared_block_acts(lmp_model *m, lmp_acts *t, int B, int T) {
     size_t N = (size_t)B * T, C = m->arch.n_embd;
     for (int l = 0; l < m->arch.n_layer; l++) lmp_acts_add(t, &m->blocks[l].res3, N * C);
+    if (m->kv_shared) adapter_acts(t, m->kv_shared, N);  // every block's: kept whole
     size_t work = lmp_acts_mark(t);
     for (int l = 0; l < m->arch.n_layer; l++) {
         lmp_acts_seek(t, work);
         block_acts(m, t, l, B, T);
         for (int i = 0; i < m->n_ad; i++)
-            if (m->reg.rec[m->ad[i]->rec].layer == l) adapter_acts(t, m->ad[i], N);
+            if (m->ad[i] != m->kv_shared && m->reg.rec[m->ad[i]->rec].layer == l) adapter_acts(t, m->ad[i], N);
     }
     lmp_acts_seek(t, lmp_acts_floats(t));
 }
