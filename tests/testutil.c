@@ -2,6 +2,7 @@
 #include "testutil.h"
 #include <ftw.h>
 #include <math.h>
+#include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,32 @@ void t_write_file(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f || fwrite(data, 1, n, f) != n) { perror(path); exit(1); }
     fclose(f);
+}
+
+unsigned char *t_from_hex(const char *hex, size_t *n) {
+    size_t len = strlen(hex) / 2;
+    unsigned char *b = malloc(len + 1);
+    if (!b) { perror("t_from_hex"); exit(1); }
+    for (size_t i = 0; i < len; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1) { fprintf(stderr, "t_from_hex: bad hex %s\n", hex); exit(1); }
+        b[i] = (unsigned char)v;
+    }
+    b[len] = 0;
+    *n = len;
+    return b;
+}
+
+int t_mpi_ranks(int want) {
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size != want) {
+        if (rank == 0) fprintf(stderr, "run on %d ranks (got %d)\n", want, size);
+        MPI_Finalize();
+        exit(1);
+    }
+    return rank;
 }
 
 void t_expect_death(const char *what, void (*fn)(const char *), const char *arg, const char *w1,

@@ -22,6 +22,11 @@ int t_finish(void);
 const char *t_tmpdir(void);
 // Writes bytes to a file.
 void t_write_file(const char *path, const void *data, size_t n);
+// The bytes of a hex string ("41c3a9" -> "Aé"), malloc'ed with a terminating 0; *n = their count.
+unsigned char *t_from_hex(const char *hex, size_t *n);
+// After MPI_Init: this rank's number; with another world size than want, rank 0 says so
+// and every rank finalises and exits 1 (the MPI tests are written for 4 ranks).
+int t_mpi_ranks(int want);
 // Runs fn(arg) in a forked child and checks that it exits non-zero with w1 and w2 (w2 may
 // be NULL) in its stderr.
 void t_expect_death(const char *what, void (*fn)(const char *), const char *arg, const char *w1,
