@@ -1,5 +1,14 @@
 # Shared by the tests/t_*.sh CLI tests: a fresh work dir, pass/fail counting, mpiexec.
 # Usage: source "$src/tests/shlib.sh" after setting bin, src, work.
+# File systems a test mounted in its work dir (t_faults' small tmpfs) and left mounted when
+# it was interrupted: unmounted before the dir is replaced, and at a test's exit.
+unmount_work() {
+  local m
+  for m in $(awk -v w="$work/" 'index($2, w) == 1 { print $2 }' /proc/mounts 2>/dev/null | sort -r); do
+    umount "$m" 2>/dev/null || echo "warning: cannot unmount $m"
+  done
+}
+unmount_work
 rm -rf "$work"; mkdir -p "$work"; cd "$work" || exit 1
 fails=0; passes=0
 ok()   { passes=$((passes+1)); }
