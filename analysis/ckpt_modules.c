@@ -120,9 +120,22 @@ static int read_bottleneck(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapte
     return err[0] ? -1 : 0;
 }
 
+// W (rows, cols) as one matrix named `name` in ΔW's form B·A of rank min(rows, cols) (A = W,
+// B = I when rows <= cols, else A = I, B = W), adapting no base weight; takes W.
+static void as_matrix(adapter_mod *m, const char *name, double *W, int rows, int cols) {
+    int wide = rows <= cols;
+    memset(m, 0, sizeof *m);
+    lmp_fmt(m->name, sizeof m->name, "%s", name);
+    m->in = cols;
+    m->out = rows;
+    m->r = wide ? rows : cols;
+    m->scale = 1.0;
+    m->A = wide ? W : eye(cols);
+    m->B = wide ? eye(rows) : W;
+}
+
 // A prefix-tuning module (adapters/prefix.h) as one matrix named after it: its prefixes P
-// (p, 2 KV width) in ΔW's form B·A of rank min(p, width) (A = P, B = I when p <= width, else
-// A = I, B = P), adapting no base weight. 0, or -1 with err.
+// (p, 2 KV width). 0, or -1 with err.
 static int read_prefix(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mod *m, char *err, size_t errn) {
     char path[LMP_NAME_MAX + 64];
     double *P = NULL;
@@ -131,16 +144,28 @@ static int read_prefix(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mo
                              c->out, &P, &rows, &cols, err, errn))
         return -1;
     nonfinite(rd->path, c->name, "prompt_embeddings", P, rows * cols, err, errn);
-    int p = (int)rows, w = (int)cols, wide = p <= w;
-    memset(m, 0, sizeof *m);
-    lmp_fmt(m->name, sizeof m->name, "%s", c->name);
-    m->in = w;
-    m->out = p;
-    m->r = wide ? p : w;
-    m->scale = 1.0;
-    m->A = wide ? P : eye(w);
-    m->B = wide ? eye(p) : P;
+    as_matrix(m, c->name, P, (int)rows, (int)cols);
     return err[0] ? -1 : 0;
+}
+
+// Prefix projection's MLP (adapters/prefix.h: r = H, in = D, out = L 2 D) as its two
+// matrices, <name>.transform.0 = W1 (H, D) and <name>.transform.2 = W2 (L 2 D, H). Fills
+// m[0..2); 0, or -1 with err.
+static int read_encoder(lmp_ckpt_reader *rd, const lmp_ckpt_module *c, adapter_mod *m, char *err, size_t errn) {
+    static const char *LEAF[2] = {"transform.0", "transform.2"};
+    int64_t want[2][2] = {{c->r, c->in}, {c->out, c->r}};
+    for (int k = 0; k < 2; k++) {
+        char path[LMP_NAME_MAX + 64], name[LMP_NAME_MAX + 32];
+        double *W = NULL;
+        int64_t rows, cols;
+        if (lmp_ckpt_read_matrix(rd, lmp_fmt(path, sizeof path, "adapter/%s/%s.weight", c->name, LEAF[k]),
+                                 want[k][0], want[k][1], &W, &rows, &cols, err, errn))
+            return -1;
+        nonfinite(rd->path, c->name, LEAF[k], W, rows * cols, err, errn);
+        as_matrix(&m[k], lmp_fmt(name, sizeof name, "%s.%s", c->name, LEAF[k]), W, (int)rows, (int)cols);
+        if (err[0]) return -1;
+    }
+    return 0;
 }
 
 // Header and modules of an open checkpoint into s; 0, or -1 with err.
@@ -159,15 +184,19 @@ static int read_set(lmp_ckpt_reader *rd, adapter_set *s, char *err, size_t errn)
         rc = -1;
     }
     if (!rc) s->mod = lmp_calloc((size_t)3 * n * sizeof *s->mod);  // a bottleneck gives 3
+    int projected = 0;  // prefix projection: the prefixes are the MLP's output, not stored
+    for (int i = 0; i < n; i++) projected |= !strcmp(mods[i].method, "prefix_encoder");
     for (int i = 0; !rc && i < n; i++) {
         if (!strcmp(mods[i].method, "ia3")) continue;  // vectors, no matrix
         // DoRA: its LoRA part ΔW = scale·B·A (the magnitudes are a vector)
         int lora = !strcmp(mods[i].method, "lora") || !strcmp(mods[i].method, "dora");
-        int prefix = !strcmp(mods[i].method, "prefix");
+        int prefix = !strcmp(mods[i].method, "prefix"), enc = !strcmp(mods[i].method, "prefix_encoder");
+        if (prefix && projected) continue;
         rc = lora     ? read_module(rd, &mods[i], &s->mod[s->n], err, errn)
              : prefix ? read_prefix(rd, &mods[i], &s->mod[s->n], err, errn)
+             : enc    ? read_encoder(rd, &mods[i], &s->mod[s->n], err, errn)
                       : read_bottleneck(rd, &mods[i], &s->mod[s->n], err, errn);
-        s->n += lora || prefix ? 1 : 3;
+        s->n += lora || prefix ? 1 : enc ? 2 : 3;
     }
     if (!rc && s->n == 0) {
         snprintf(err, errn, "%s: its modules are IA3 vectors; the analyses take matrices (LoRA, DoRA's "

@@ -154,8 +154,9 @@ int lmp_an_vs_base(const char *ckpt, const char *model, const char *out, int ful
     lmp_an_read_adapters(ckpt, &s);
     for (int i = 0; i < s.n; i++)
         if (!s.mod[i].base_weight[0])
-            lmp_die_all("%s: %s belongs to a bottleneck adapter, which adapts no base weight (vs-base compares "
-                        "LoRA's ΔW with W; spectrum and similarity take bottlenecks)", ckpt, s.mod[i].name);
+            lmp_die_all("%s: %s belongs to a bottleneck adapter or prefix tuning (its prefixes or their "
+                        "projection's MLP), which adapt no base weight (vs-base compares LoRA's ΔW with W; "
+                        "spectrum and similarity take them)", ckpt, s.mod[i].name);
     check_base(&s, ckpt, model);
     lmp_hf_files st;
     lmp_hf_open(&st, model);

@@ -9,7 +9,8 @@
 // o_proj and MLP biases, per-head q/k norm, gated SiLU, untied head; tp <= 2): LoRA on all
 // seven projections (with dropout), on q_proj/v_proj, full, and houlsby; prefix tuning (2
 // virtual tokens: the prefixes split by KV heads over tp) alone and beside LoRA on GPT-2,
-// GPT-2 with 2 KV heads and the Llama-family model; IA³ (non-unit vectors; feed-forward
+// GPT-2 with 2 KV heads and the Llama-family model, and with prefix_projection's MLP (its
+// gradient from each tp rank's KV-head columns, summed over tp; GPT-2, GQA, Llama); IA³ (non-unit vectors; feed-forward
 // mlp.c_proj / down_proj) and DoRA (non-zero B, magnitudes; GPT-2 with dropout) on every target
 // of either family and on q/v or k/v slices. Also: each rank's
 // frozen bytes equal its shard size computed from the shapes, and every rank took part.
@@ -81,12 +82,13 @@ static float *gather_global(lmp_model *m, lmp_comm *c, int grads, size_t *n_out)
 typedef void (*family_fn)(const lmp_model_config *cfg, lmp_arch *a);
 
 static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, const char *method,
-                family_fn family, result *res) {
+                family_fn family, int proj, result *res) {
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
     lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
                         .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4,
-                               .virtual_tokens = 2, .feedforward = LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ}};
+                               .virtual_tokens = 2, .projection = proj, .enc_hidden = 6,
+                               .feedforward = LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ}};
     lmp_model m;
     lmp_arch a;
     (family ? family : lmp_gpt2_arch)(&CFG, &a);
@@ -120,6 +122,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
         per_layer = 2 * C + (q + 2 * k) * (C + 1) + q * C + C + 2 * hd + 3 * H * C + 2 * H + C;
         expect = 2 * V_l * C + L * per_layer + C;
     }
+    if (proj) expect += L * 2 * 2 * a.n_kv_head * a.head_dim;  // the projected prefixes, whole, frozen
     T_CHECK((int64_t)(full ? m.reg.n_train : m.reg.n_frozen) == expect,
             "tp=%d rank %d: holds %zu base floats, shard size is %lld", tp, c.rank,
             full ? m.reg.n_train : m.reg.n_frozen, (long long)expect);
@@ -186,6 +189,10 @@ int main(int argc, char **argv) {
         {"gqa prefix", 0, 0, 0.0f, 2, "prefix", NULL},
         {"llama prefix", 0, 0, 0.0f, 2, "prefix", llama_family},
         {"llama lora+pfx", 0, LMP_T_Q_PROJ | LMP_T_V_PROJ, 0.0f, 2, "lora,prefix", llama_family},
+        // "proj" in the name: with prefix_projection's MLP
+        {"prefix proj", 0, 0, 0.0f, 0, "prefix", NULL},
+        {"gqa pfx proj", 0, LMP_T_C_ATTN, 0.0f, 2, "lora,prefix", NULL},
+        {"llama pfx proj", 0, 0, 0.0f, 2, "prefix", llama_family},
         {"ia3 all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.0f, 0, "ia3", NULL},
         {"ia3 q,v", 0, LMP_T_Q | LMP_T_V, 0.0f, 2, "ia3", NULL},
         {"dora all", 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0.1f, 0, "dora", NULL},
@@ -208,7 +215,7 @@ int main(int argc, char **argv) {
             if (sub == MPI_COMM_NULL) continue;
             result r = {0};
             run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method,
-                modes[mo].family, &r);
+                modes[mo].family, strstr(modes[mo].what, "proj") != NULL, &r);
             MPI_Comm_free(&sub);
             if (rank == 0) {
                 ran_layouts++;

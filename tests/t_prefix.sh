@@ -9,8 +9,21 @@
 #  - `analyze spectrum` gives each prefix matrix's singular values = numpy's;
 #  - generation with and without the key/value cache, and on tp 2, gives the same text;
 #  - refused with a message naming the key: resuming with other virtual_tokens,
-#    prefix_projection = true, [adapter] layers, save_model, seq_len + virtual_tokens beyond n_ctx, a PEFT
+#    [adapter] layers, save_model, seq_len + virtual_tokens beyond n_ctx, a PEFT
 #    prefix-tuning adapter under method = lora.
+# prefix_projection = true (PEFT's MLP, encoder_hidden_size 16):
+#  - the parameter report counts the MLP: p D + H D + H + L 2 D H + L 2 D (D = n_embd);
+#  - tp 2 x dp 2 and tp 2 give the 1-rank run's losses within 1e-5 relative (20 steps);
+#  - stop at step 10 + resume = the uninterrupted run bit for bit (metrics, final checkpoint),
+#    the (2,2) checkpoint resumes at (1,1) within 1e-5 relative;
+#  - save_adapter = export, prompt_embeddings = numpy's MLP output of the checkpoint's MLP
+#    tensors, prefix_projection true and encoder_hidden_size 16 in its config;
+#  - eval of the checkpoint = eval of a plain prefix run initialised from that export, bitwise
+#    (the format round trip);
+#  - analyze spectrum: the MLP's two matrices, singular values = numpy's; vs-base refuses them;
+#  - generation with and without the cache, and on tp 2, gives the same text;
+#  - refused: init_from with prefix_projection, encoder_hidden_size without it or out of
+#    range, resuming with another encoder_hidden_size or without the projection.
 set -u
 bin=$1; src=$2; work=$3
 source "$src/tests/shlib.sh"
@@ -95,13 +108,72 @@ for method in prefix lora,prefix; do
   cd ..
 done
 
+# prefix_projection = true: PEFT's MLP (adapters/prefix.h).
+H=16; D=$C; O=$((L * 2 * D))
+mkdir proj && cd proj
+set_p="--set adapter.method=prefix --set adapter.prefix_projection=true --set adapter.encoder_hidden_size=$H"
+mpi 4 "$bin" train ../run.ini $set_p --set train.save_adapter=out > ref.log 2>&1 || { fail "proj: reference"; tail -5 ref.log; }
+want=$((p * D + H * D + H + O * H + O))
+grep -q "training: adapters, $want trainable parameters" ref.log && ok || { fail "proj: count, want $want"; grep training: ref.log; }
+for lay in "1 1" "2 2"; do
+  set -- $lay; d="scratch_n$1"
+  mkdir "$d" && (cd "$d" && mpi "$1" "$bin" train ../../run.ini $set_p --set parallel.tp=$2 > log 2>&1) || { fail "proj: run at $d"; tail -3 "$d/log"; }
+done
+for d in scratch_n2 .; do  # tp 2, tp 2 x dp 2 against the 1-rank run
+  rel=$(maxrel scratch_n1/m.jsonl "$d/m.jsonl") && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "proj: $d vs 1 rank: losses off by $rel"
+  echo "proj: $d vs the 1-rank run, max relative loss difference $rel"
+done
+$check export-proj ck/ckpt-00000020.h5 out 4 $H > export.log 2>&1 && ok || { fail "proj: save_adapter"; cat export.log; }
+mpi 2 "$bin" export ck/ckpt-00000020.h5 --out exported > ex.log 2>&1 && diff -r out exported > /dev/null && ok \
+  || { fail "proj: export != save_adapter"; cat ex.log; }
+mpi 4 "$bin" eval ../run.ini $set_p --resume ck/ckpt-00000020.h5 > ev1.json 2> ev1.err || fail "proj: eval"
+mpi 4 "$bin" eval ../run.ini --set adapter.method=prefix --set adapter.init_from=out --set checkpoint.dir=none --no-resume \
+  > ev2.json 2> ev2.err || { fail "proj: eval from the export"; tail -3 ev2.err; }
+evloss() { $py -c 'import json,sys; print(repr(json.loads(open(sys.argv[1]).read().splitlines()[-1])["loss"]))' "$1"; }
+l1=$(evloss ev1.json); l2=$(evloss ev2.json)
+[ -n "$l1" ] && [ "$l1" = "$l2" ] && ok || fail "proj: eval of the checkpoint $l1 != eval from its export $l2"
+echo "proj: eval loss of the checkpoint $l1, of a plain prefix run from its export $l2"
+mpi 2 "$bin" analyze spectrum ck/ckpt-00000020.h5 --out spec.h5 --no-plot > an.log 2>&1 \
+  && $check spectrum-proj ck/ckpt-00000020.h5 spec.h5 > spec.log 2>&1 && ok || { fail "proj: spectrum"; cat an.log spec.log; }
+mpi 2 "$bin" analyze vs-base ck/ckpt-00000020.h5 --model none --out vs.h5 --no-plot > vs.log 2>&1
+[ $? -ne 0 ] && grep -q "prefix_encoder.transform.0 belongs to a bottleneck adapter or prefix tuning" vs.log && ok \
+  || { fail "proj: vs-base not refused"; tail -3 vs.log; }
+prompt=$($py -c "print('abcdefghijklmnopqrstuvwxyz' * 3)")
+"$bin" generate ../run.ini $set_p --set parallel.tp=1 --bytes --prompt "$prompt" --tokens 8 > gen1.txt 2> gen1.err &&
+  "$bin" generate ../run.ini $set_p --set parallel.tp=1 --bytes --no-cache --prompt "$prompt" --tokens 8 > gen2.txt 2> gen2.err &&
+  [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen2.txt)" ] && ok || { fail "proj: generation with and without the cache differ"; cat gen1.err gen2.err; }
+mpi 2 "$bin" generate ../run.ini $set_p --bytes --prompt "$prompt" --tokens 8 > gen3.txt 2> gen3.err &&
+  [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen3.txt)" ] && ok || { fail "proj: generation on tp 2 differs from tp 1"; cat gen3.err; }
+mkdir same && (cd same && mpi 4 "$bin" train ../../run.ini $set_p --stop-at 10 > log1 2>&1 \
+  && mpi 4 "$bin" train ../../run.ini $set_p > log2 2>&1) || fail "proj: stop/resume runs"
+grep -q "resumed from ck/ckpt-00000010.h5" same/log2 && [ "$(series m.jsonl)" = "$(series same/m.jsonl)" ] && ok \
+  || fail "proj: stop + resume metrics differ from the uninterrupted run"
+$py "$src/tests/ckpt_check.py" same ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok \
+  || { fail "proj: final checkpoints differ"; cat same.log; }
+mkdir n1 && cp same/ck/ckpt-00000010.h5 n1/ && head -10 m.jsonl > n1/m.jsonl
+(cd n1 && mpi 1 "$bin" train ../../run.ini $set_p --set parallel.tp=1 --set checkpoint.dir=. > log 2>&1) || { fail "proj: resume at 1 rank"; tail -3 n1/log; }
+grep -q "written by tp 2 x dp 2" n1/log && ok || fail "proj: n1 did not resume"
+rel=$(maxrel m.jsonl n1/m.jsonl) && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "proj: n1 losses off by $rel"
+echo "proj: resumed at 1 rank, max relative loss difference $rel"
+for bad in "--set adapter.encoder_hidden_size=8|encoder_hidden_size = 16, this run has encoder_hidden_size = 8" \
+           "--set adapter.prefix_projection=false --set adapter.encoder_hidden_size=0|prefix_projection = true, this run has prefix_projection = false"; do
+  mpi 2 "$bin" train ../run.ini $set_p ${bad%%|*} --resume ck/ckpt-00000010.h5 > bad.log 2>&1
+  [ $? -ne 0 ] && grep -q -- "${bad#*|}" bad.log && ok || { fail "proj: resume with ${bad%%|*}"; tail -3 bad.log; }
+done
+cd ..
+
 # Refusals, each naming what is wrong.
 refused() {  # WHAT PATTERN ARGS...: the run fails and says PATTERN
   local what=$1 pat=$2; shift 2
   "$bin" train run.ini --set parallel.tp=1 --set checkpoint.dir=none.ck "$@" > refused.log 2>&1
   [ $? -ne 0 ] && grep -q -- "$pat" refused.log && ok || { fail "refusal: $what"; tail -3 refused.log; }
 }
-refused projection "prefix_projection = true (PEFT's MLP reparameterisation" --set adapter.method=prefix --set adapter.prefix_projection=true
+refused "encoder_hidden_size without the projection" "encoder_hidden_size = 8 is the width of prefix_projection's MLP" \
+  --set adapter.method=prefix --set adapter.encoder_hidden_size=8
+refused "encoder_hidden_size out of range" "encoder_hidden_size.*an integer in \[0, 65536\]" --set adapter.method=prefix \
+  --set adapter.prefix_projection=true --set adapter.encoder_hidden_size=-1
+refused "init_from under prefix_projection" "prefix_projection = true trains an MLP whose output the prefixes are" \
+  --set adapter.method=prefix --set adapter.prefix_projection=true --set adapter.init_from=proj/out
 refused layers "prefix tuning adapts every layer" --set adapter.method=prefix --set adapter.layers=0
 refused save_model "prefix tuning has no merged form" --set adapter.method=prefix --set train.save_model=merged
 refused context "plus \[adapter\] virtual_tokens = 40 exceeds the model's context length 64" --set adapter.method=prefix --set adapter.virtual_tokens=40

@@ -62,6 +62,8 @@ typedef struct {
 } lmp_linear_view;
 
 // What [adapter] says, for every method (each reads the keys it uses).
+typedef struct lmp_adapter lmp_adapter;
+
 typedef struct {
     int r;
     float alpha, dropout;
@@ -71,8 +73,11 @@ typedef struct {
     // (0 GELU, 1 ReLU), std of houlsby's truncated-normal init, parallel's scale s.
     int size, relu;
     float init_scale, bscale;
-    // Prefix tuning (adapters/prefix.h): p virtual tokens per layer.
-    int virtual_tokens;
+    // Prefix tuning (adapters/prefix.h): p virtual tokens per layer; with projection the
+    // prefixes are an MLP's output of hidden width enc_hidden (0: the token dim), computed
+    // by one instance shared by the blocks (kv_shared, set by the model for add_kv).
+    int virtual_tokens, projection, enc_hidden;
+    lmp_adapter *kv_shared;
     // IA³ (adapters/ia3.h): the LMP_T_* targets that are feed-forward (PEFT's
     // feedforward_modules: their input is scaled), and whether this module is one (model.c).
     int feedforward, ff;
@@ -92,8 +97,6 @@ typedef struct {
     const float *k, *v;
     float *dk, *dv;
 } lmp_kv_prefix;
-
-typedef struct lmp_adapter lmp_adapter;
 
 typedef struct {
     const char *name;     // [adapter] method = name
@@ -140,6 +143,14 @@ typedef struct {
     // runs after the attention's backward has accumulated pf's dk, dv.
     void (*kv_forward)(lmp_adapter *a, lmp_kv_prefix *pf);
     void (*kv_backward)(lmp_adapter *a);
+    // LMP_HOOK_KV, optional: the instance the blocks' share (prefix projection's MLP, on the
+    // n_layer blocks seen as *v), registered before block 0's add_kv, which gets it in
+    // o->kv_shared; NULL when o asks for none. The model inits and frees it like the others.
+    lmp_adapter *(*add_kv_shared)(lmp_registry *reg, int n_layer, const lmp_kv_view *v,
+                                  const lmp_adapter_opts *o);
+    // Optional: brings tensors derived from the trainable ones up to date outside a forward
+    // pass (the projected prefixes, before they are saved); NULL: none.
+    void (*refresh)(lmp_adapter *a);
     void (*free)(lmp_adapter *a);
 } lmp_adapter_method;
 

@@ -68,7 +68,7 @@ static const key_t_ KEYS[] = {
     {"adapter", "scale", K_FLOAT, O(adapter.scale), 0, 0, 1e9, 0, 0, "4", "a non-negative number", LMP_KEY_TENSORS},
     {"adapter", "virtual_tokens", K_INT, O(adapter.virtual_tokens), 0, 1, 65536, 0, 0, "20", "a positive integer", LMP_KEY_TENSORS},
     {"adapter", "prefix_projection", K_BOOL, O(adapter.prefix_projection), 0, 0, 0, 0, 0, "false", "true or false", LMP_KEY_TENSORS},
-    {"adapter", "encoder_hidden_size", K_INT, O(adapter.encoder_hidden_size), 0, 0, 1e7, 0, 0, "0", "a non-negative integer (0: the token dim)", LMP_KEY_TENSORS},
+    {"adapter", "encoder_hidden_size", K_INT, O(adapter.encoder_hidden_size), 0, 0, 65536, 0, 0, "0", "an integer in [0, 65536] (0: the token dim)", LMP_KEY_TENSORS},
     {"train", "steps", K_INT, O(train.steps), 0, 1, 2e9, 0, 0, "100", "a positive integer", 0},
     {"train", "batch_size", K_INT, O(train.batch_size), 0, 1, 1e7, 0, 0, "4", "a positive integer", 0},
     {"train", "seq_len", K_INT, O(train.seq_len), 0, 1, 1e6, 0, 0, "128", "a positive integer", 0},
@@ -392,10 +392,10 @@ int lmp_config_validate(const lmp_config *c, char *err, int errlen) {
                  c->adapter.init_from);
         return -1;
     }
-    if ((m & LMP_METHOD_PREFIX) && c->adapter.prefix_projection) {
-        snprintf(err, errlen, "[adapter] prefix_projection = true (PEFT's MLP reparameterisation of the "
-                 "prefixes) is not implemented yet: train the prefixes directly (false), which is also "
-                 "what a PEFT adapter saved with it holds");
+    if ((m & LMP_METHOD_PREFIX) && c->adapter.encoder_hidden_size && !c->adapter.prefix_projection) {
+        snprintf(err, errlen, "[adapter] encoder_hidden_size = %d is the width of prefix_projection's MLP, "
+                 "and prefix_projection = false: set prefix_projection = true or leave encoder_hidden_size "
+                 "at 0", c->adapter.encoder_hidden_size);
         return -1;
     }
     if (c->train.warmup_steps > c->train.steps) {

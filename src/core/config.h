@@ -47,7 +47,7 @@ typedef struct {
         float init_scale, scale;  // houlsby's init std, parallel's scale s
         int sublayers;            // bottleneck placement: 1 attn, 2 mlp, 0 the method's default
         int virtual_tokens;       // prefix tuning: p key/value rows per layer
-        int prefix_projection;    // PEFT's reparameterisation through an MLP (refused: not yet)
+        int prefix_projection;    // PEFT's reparameterisation through an MLP (adapters/prefix.h)
         int encoder_hidden_size;  // its hidden width (0: the token dim, as PEFT)
         int feedforward;          // ia3: LMP_T_* bits whose input is scaled; 0: the family's MLP
                                   // output layer (auto); LMP_FF_NONE: none

@@ -126,7 +126,8 @@ lmp_adapter_rec *lmp_registry_add_rec(lmp_registry *r, const lmp_adapter_rec *re
 }
 
 void lmp_registry_attach(lmp_registry *r, lmp_adapter_rec *rec, lmp_param *p) {
-    LMP_CHECK(rec->n_tensor < 4, "registry: record %s has more than 4 tensors", rec->name);
+    LMP_CHECK(rec->n_tensor < LMP_REC_MAX_TENSORS, "registry: record %s has more than %d tensors", rec->name,
+              LMP_REC_MAX_TENSORS);
     rec->tensor[rec->n_tensor++] = (int)(p - r->p);
     p->rec = (int)(rec - r->rec);
 }

@@ -11,6 +11,7 @@
 #define LMP_NAME_MAX 128
 #define LMP_MAX_DIMS 2
 #define LMP_MAX_GROUPS 4
+#define LMP_REC_MAX_TENSORS 6  // prefix projection's encoder: embedding + two linears
 
 // What the gradient of a trainable tensor looks like across the tensor-parallel group,
 // which decides how it is reduced (see comm.c for the derivation).
@@ -78,7 +79,7 @@ typedef struct {
     int64_t base_in, base_out;   // the base linear's shape (in, out features): W0 is (out, in)
     int r;                       // rank (LoRA-style methods)
     float alpha, scale;          // lora_alpha and the scaling of ΔW = scale·B·A
-    int tensor[4], n_tensor;     // its registry entries, in the method's order
+    int tensor[LMP_REC_MAX_TENSORS], n_tensor;  // its registry entries, in the method's order
 } lmp_adapter_rec;
 
 typedef struct {

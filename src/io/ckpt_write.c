@@ -132,8 +132,12 @@ static void write_attrs(hid_t file, const lmp_comm *c, const lmp_config *cfg,
 // so that readers (the analysis, PEFT tools) need not parse the module's name.
 static void write_module_attrs(hid_t file, const lmp_adapter_rec *rec) {
     char path[LMP_NAME_MAX + 32];
-    hid_t mg = H5Gopen2(file, lmp_fmt(path, sizeof path, "adapter/%s%s", lmp_hf_prefix(rec->name), rec->name),
-                       H5P_DEFAULT);
+    lmp_fmt(path, sizeof path, "adapter/%s%s", lmp_hf_prefix(rec->name), rec->name);
+    // A record whose tensors are all derived (prefix projection's prefixes: the MLP's output)
+    // has no dataset to create its group: the group holds its attributes alone.
+    htri_t has = H5Lexists(file, path, H5P_DEFAULT);
+    LMP_CHECK_H5(has);
+    hid_t mg = has ? H5Gopen2(file, path, H5P_DEFAULT) : H5Gcreate2(file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (mg < 0) lmp_die("checkpoint: no group /%s for adapter record %s", path, rec->name);
     lmp_h5_put_str(mg, "method", rec->method);
     lmp_h5_put_i64(mg, "layer", rec->layer);

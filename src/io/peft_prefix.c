@@ -214,13 +214,16 @@ void lmp_peft_prefix_save(const char *dir, const lmp_registry *reg, const lmp_co
     lmp_st_out o = {"prompt_embeddings", 2, {p, L * w}, all};
     lmp_st_write(lmp_path_join(path, sizeof path, dir, "adapter_model.safetensors"), &o, 1, "{\"format\": \"pt\"}");
     free(all);
-    // The fields PEFT 0.21 writes for PrefixTuningConfig, with its values for an adapter
-    // trained without the projection (encoder_hidden_size defaults to token_dim).
+    // The fields PEFT 0.21 writes for PrefixTuningConfig (encoder_hidden_size defaults to
+    // token_dim). With the projection the prefixes above are the MLP's output, as PEFT's
+    // get_prompt_embedding_to_save writes them; PEFT loads them so for inference.
+    int proj = cfg->adapter.prefix_projection;
+    json_int_t H = proj && cfg->adapter.encoder_hidden_size ? cfg->adapter.encoder_hidden_size : w / 2;
     json_t *c = json_pack("{s:n, s:s, s:I, s:b, s:n, s:n, s:I, s:i, s:i, s:I, s:s, s:s, s:b, s:n, s:s, s:I}",
-        "auto_mapping", "base_model_name_or_path", cfg->model.path, "encoder_hidden_size", (json_int_t)(w / 2),
+        "auto_mapping", "base_model_name_or_path", cfg->model.path, "encoder_hidden_size", H,
         "inference_mode", 1, "init_weights", "modules_to_save", "num_attention_heads", (json_int_t)first->in,
         "num_layers", L, "num_transformer_submodules", 1, "num_virtual_tokens", (json_int_t)p,
-        "peft_type", "PREFIX_TUNING", "peft_version", "0.21.0", "prefix_projection", 0, "revision",
+        "peft_type", "PREFIX_TUNING", "peft_version", "0.21.0", "prefix_projection", proj, "revision",
         "task_type", "CAUSAL_LM", "token_dim", (json_int_t)(w / 2));
     LMP_CHECK(c, "cannot build adapter_config.json");
     lmp_path_join(path, sizeof path, dir, "adapter_config.json");

@@ -38,7 +38,9 @@ int lmp_peft_prefix_parse(const char *text, size_t len, const char *origin, lmp_
 // against pc. 0, or -1 with err.
 int lmp_peft_prefix_load(const char *dir, const lmp_peft_prefix_config *pc, lmp_registry *reg,
                          char *err, size_t errn);
-// Writes the prefix records of reg (one per layer, layers 0 .. L-1) as a PEFT directory.
+// Writes the prefix records of reg (one per layer, layers 0 .. L-1) as a PEFT directory; with
+// cfg's prefix_projection their tensors must hold the MLP's current output (model refresh),
+// and the config says prefix_projection true and its encoder_hidden_size.
 void lmp_peft_prefix_save(const char *dir, const lmp_registry *reg, const lmp_config *cfg);
 
 #endif

@@ -85,7 +85,13 @@ static void add_kv_adapter(lmp_model *m, const lmp_adapter_method *meth, lmp_blo
     lmp_fmt(rec.target, sizeof rec.target, "attn");
     lmp_kv_view v = {.n_kv_head = a->n_kv_head, .kv0 = m->comm->tp_rank * at->KVH_l,
                      .KVH_l = at->KVH_l, .hd = at->hd};
-    at->kv = meth->add_kv(&m->reg, &rec, &v, &m->opts.ad);
+    if (l == 0 && meth->add_kv_shared) {  // prefix projection's MLP, before the blocks it feeds
+        m->kv_shared = meth->add_kv_shared(&m->reg, a->n_layer, &v, &m->opts.ad);
+        if (m->kv_shared) m->ad[m->n_ad++] = m->kv_shared;
+    }
+    lmp_adapter_opts ad = m->opts.ad;
+    ad.kv_shared = m->kv_shared;
+    at->kv = meth->add_kv(&m->reg, &rec, &v, &ad);
     at->n_prefix = m->opts.ad.virtual_tokens;
     m->n_prefix = at->n_prefix;
     m->ad[m->n_ad++] = at->kv;
@@ -160,10 +166,10 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
     const lmp_arch *a = &m->arch;
     int L = a->n_layer, train = opts->full_finetune;
     // 5 embedding/head/final-norm tensors, up to 18 per block (Llama with biases and q/k
-    // norm), at most 4 per adapter record
-    lmp_registry_init(&m->reg, 8 + L * (20 + 4 * (a->n_targets + 3)));
+    // norm), at most 4 per adapter record of a block; a shared one (prefix projection's MLP)
+    lmp_registry_init(&m->reg, 8 + LMP_REC_MAX_TENSORS + L * (20 + 4 * (a->n_targets + 3)));
     m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
-    m->ad = lmp_calloc((size_t)(L * (a->n_targets + 3) + 1) * sizeof(lmp_adapter *));
+    m->ad = lmp_calloc((size_t)(L * (a->n_targets + 3) + 2) * sizeof(lmp_adapter *));
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);
     for (int l = 0; l < L; l++) {
         lmp_block *b = &m->blocks[l];
@@ -208,6 +214,11 @@ void lmp_model_init_base(lmp_model *m, uint64_t seed) {
 
 void lmp_model_init_adapters(lmp_model *m, int gaussian, uint64_t seed) {
     for (int i = 0; i < m->n_ad; i++) m->ad[i]->method->init(m->ad[i], &m->reg, seed, gaussian);
+}
+
+void lmp_model_refresh_adapters(lmp_model *m) {
+    for (int i = 0; i < m->n_ad; i++)
+        if (m->ad[i]->method->refresh) m->ad[i]->method->refresh(m->ad[i]);
 }
 
 // ---------------------------------------------------------------------------------------

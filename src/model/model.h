@@ -63,6 +63,8 @@ typedef struct {
     lmp_norm lnf;
     lmp_block *blocks;
     lmp_adapter **ad;               // every adapter instance, in registration order
+    lmp_adapter *kv_shared;         // the blocks' shared key/value instance (prefix
+                                    // projection's MLP, also in ad), or NULL
     int n_prefix;                   // prefix tuning's virtual tokens (0: none): the sequence
                                     // sits at positions n_prefix .. n_prefix + T - 1
     int n_ad;
@@ -99,6 +101,9 @@ size_t lmp_model_act_floats(lmp_model *m, int B, int T);
 void lmp_model_init_base(lmp_model *m, uint64_t seed);
 // Every adapter's initial values (counter RNG: the same on every rank and layout).
 void lmp_model_init_adapters(lmp_model *m, int gaussian, uint64_t seed);
+// Recomputes what adapters derive from their trainable tensors (the projected prefixes) from
+// the current values: before saving them outside a forward pass (after an optimizer step).
+void lmp_model_refresh_adapters(lmp_model *m);
 // Allocates activations for B sequences of T tokens (this rank's rows).
 void lmp_model_set_batch(lmp_model *m, int B, int T);
 

@@ -4,6 +4,7 @@
 #include "core/util.h"
 #include "io/ckpt_read.h"
 #include "adapters/adapter.h"
+#include "adapters/prefix.h"
 #include "io/adapter_out.h"
 #include "io/ckpt_layout.h"
 
@@ -13,11 +14,21 @@
 
 // Module m of the checkpoint registered in reg through its method (the same records and
 // tensors, names and shapes as training makes), its record's scaling kept as stored.
-static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registry *reg, char *err, size_t errn) {
+// enc: prefix projection's MLP (the prefix records' tensors are its output), or NULL.
+static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registry *reg, lmp_adapter *enc,
+                      const lmp_config *cfg, char *err, size_t errn) {
     const lmp_adapter_method *meth = lmp_adapter_find(m->method);
     if (!meth) {
         lmp_fmt(err, errn, "%s: module %s uses method %s, which this lorampi does not know (%s)", rd->path,
                 m->name, m->method, lmp_adapter_names());
+        return -1;
+    }
+    int proj = meth == &lmp_prefix_method && cfg->adapter.prefix_projection;
+    const lmp_prefix_encoder *e = (const lmp_prefix_encoder *)enc;
+    if (proj && (!e || m->layer >= e->L || m->r != e->p || m->out != 2 * (int64_t)e->D)) {
+        lmp_fmt(err, errn, "%s: prefix module %s of a prefix_projection run does not match the prefix_encoder "
+                "module (the MLP whose output the prefixes are: %s)", rd->path, m->name,
+                e ? "its layers, virtual tokens and token dim" : "missing");
         return -1;
     }
     lmp_adapter_rec rec = {.method = meth->name, .layer = (int)m->layer, .slice = (int)m->slice,
@@ -31,7 +42,7 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
     lmp_fmt(rec.target, sizeof rec.target, "%s", m->target);
     // ia3 keeps in r whether the module is feed-forward (adapters/ia3.h); prefix its virtual tokens
     lmp_adapter_opts o = {.r = (int)m->r, .alpha = (float)m->alpha, .size = (int)m->r, .bscale = (float)m->scale,
-                          .virtual_tokens = (int)m->r, .ff = (int)m->r};
+                          .virtual_tokens = (int)m->r, .ff = (int)m->r, .projection = proj, .kv_shared = enc};
     lmp_linear_view v = {.in = (int)m->in, .out = (int)m->out, .a0 = 0, .in_l = (int)m->in, .nseg = 1,
                          .cnt = {(int)m->out}};
     // Prefix records: in = the KV heads, out = 2 x their width (adapters/prefix.h).
@@ -45,6 +56,23 @@ static int add_module(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registr
     return 0;
 }
 
+// Prefix projection's MLP (adapters/prefix.h: record r = H, in = the token dim D, out =
+// n_layer 2 D), registered before the prefix records that are its output; *enc kept.
+static int add_encoder(lmp_ckpt_reader *rd, const lmp_ckpt_module *m, lmp_registry *reg, const lmp_config *cfg,
+                       lmp_adapter **enc, char *err, size_t errn) {
+    if (*enc || m->r < 1 || m->r > 65536 || m->out % (2 * m->in) || m->out / (2 * m->in) > LMP_MAX_LAYERS ||
+        !cfg->adapter.prefix_projection) {
+        lmp_fmt(err, errn, "%s: module %s: expected one prefix_encoder with r (its hidden width) in [1, 65536] and "
+                "out = 2 in x at most %d layers, in a run with prefix_projection = true", rd->path, m->name,
+                LMP_MAX_LAYERS);
+        return -1;
+    }
+    lmp_kv_view v = {.n_kv_head = 1, .KVH_l = 1, .hd = (int)m->in};  // the MLP sees the token dim only
+    lmp_adapter_opts o = {.virtual_tokens = cfg->adapter.virtual_tokens, .projection = 1, .enc_hidden = (int)m->r};
+    *enc = lmp_prefix_method.add_kv_shared(reg, (int)(m->out / (2 * m->in)), &v, &o);
+    return 0;
+}
+
 // Reads the checkpoint's adapter into reg (records + tensors) and its configuration into cfg.
 static int read_adapter(const char *ckpt, lmp_registry *reg, lmp_config *cfg, char *err, size_t errn) {
     lmp_ckpt_reader rd;
@@ -54,14 +82,22 @@ static int read_adapter(const char *ckpt, lmp_registry *reg, lmp_config *cfg, ch
     if (rc) return rc;
     rc = lmp_ckpt_read_header(&rd, &h, err, errn) || lmp_ckpt_modules(&rd, &mods, &n, err, errn);
     if (!rc && lmp_config_parse_text(cfg, h.config, ckpt, err, (int)errn)) rc = -1;
-    if (!rc) lmp_registry_init(reg, 4 * n + 1);
-    for (int i = 0; i < n && !rc; i++) rc = add_module(&rd, &mods[i], reg, err, errn);
+    if (!rc) lmp_registry_init(reg, LMP_REC_MAX_TENSORS * n + 1);
+    const char *encm = lmp_prefix_encoder_method.name;
+    lmp_adapter *enc = NULL;
+    for (int i = 0; i < n && !rc; i++)
+        if (!strcmp(mods[i].method, encm)) rc = add_encoder(&rd, &mods[i], reg, cfg, &enc, err, errn);
+    for (int i = 0; i < n && !rc; i++)
+        if (strcmp(mods[i].method, encm)) rc = add_module(&rd, &mods[i], reg, enc, cfg, err, errn);
     if (!rc) lmp_registry_alloc(reg);
     for (int i = 0; !rc && i < reg->n; i++) {  // each tensor from its dataset, shape checked
         char dpath[LMP_NAME_MAX + 64];
+        if (!reg->p[i].trainable) continue;  // derived (the projected prefixes): refreshed below
         lmp_ckpt_tensor_path(reg, &reg->p[i], dpath, sizeof dpath);
         rc = lmp_ckpt_read_local(&rd, dpath, &reg->p[i], reg->p[i].data, err, errn);
     }
+    if (enc && !rc) enc->method->refresh(enc);
+    if (enc) enc->method->free(enc);
     free(mods);
     lmp_ckpt_header_free(&h);
     char cerr[512];

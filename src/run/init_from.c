@@ -206,6 +206,11 @@ static int prefix_apply(lmp_config *cfg, const char *origin) {
     if (cfg->adapter.method != LMP_METHOD_PREFIX)
         lmp_die_all("%s: a PEFT prefix-tuning adapter; it needs [adapter] method = prefix", origin);
     check_prefix_shape(cfg, &pc, origin);
+    if (cfg->adapter.prefix_projection)
+        lmp_die_all("%s: [adapter] prefix_projection = true trains an MLP whose output the prefixes are, and "
+                    "a PEFT prefix-tuning file holds the prefixes only (PEFT saves the MLP's output%s): set "
+                    "prefix_projection = false to train the file's prefixes directly", origin,
+                    pc.prefix_projection ? ", also for this adapter saved with prefix_projection = true" : "");
     if (pc.prefix_projection)
         lmp_warn("%s: prefix_projection = true: the file holds the prefixes PEFT's projection made (it "
                  "saves those, not the MLP); lorampi trains them directly", origin);

@@ -109,7 +109,8 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
                .rslora = cfg->adapter.rslora, .gaussian = cfg->adapter.init == LMP_INIT_GAUSSIAN,
                .size = cfg->adapter.size, .relu = cfg->adapter.relu,
                .init_scale = cfg->adapter.init_scale, .bscale = cfg->adapter.scale,
-               .virtual_tokens = cfg->adapter.virtual_tokens, .feedforward = ia3_feedforward(cfg)},
+               .virtual_tokens = cfg->adapter.virtual_tokens, .projection = cfg->adapter.prefix_projection,
+               .enc_hidden = cfg->adapter.encoder_hidden_size, .feedforward = ia3_feedforward(cfg)},
         .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
         .layer_on = layer_on};
     if (cfg->train.seq_len > mc->n_ctx)

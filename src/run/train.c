@@ -219,9 +219,11 @@ static void report_setup(run_state *st, lmp_train_result *res) {
     lmp_log("model: %d layers, %d heads, n_embd %d, vocab %d, context %d: %.2fM parameters\n",
             mc->n_layer, mc->n_head, mc->n_embd, mc->vocab_size, mc->n_ctx, res->total / 1e6);
     char methods[64];
-    lmp_log("training: %s, %lld trainable parameters (%.3f%%), %d %s modules\n",
+    lmp_log("training: %s, %lld trainable parameters (%.3f%%), %d %s modules%s\n",
             st->s.opts.full_finetune ? "full fine-tuning" : "adapters", (long long)res->trainable,
-            100.0 * res->trainable / res->total, m->n_ad, lmp_config_methods(cfg->adapter.method, methods, sizeof methods));
+            100.0 * res->trainable / res->total, m->n_ad - (m->kv_shared != NULL),
+            lmp_config_methods(cfg->adapter.method, methods, sizeof methods),
+            m->kv_shared ? " + their projection's MLP" : "");
     lmp_log("layout: %d ranks = tp %d x dp %d; global batch %d x %d tokens x %d accumulation\n",
             c->size, c->tp_size, c->dp_size, cfg->train.batch_size, cfg->train.seq_len,
             cfg->train.grad_accum);
@@ -434,6 +436,7 @@ static void finish(run_state *st, lmp_train_result *res) {
         lmp_log("saved model to %s\n", cfg->train.save_model);
     }
     if (cfg->train.save_adapter[0] && !st->s.opts.full_finetune && !res->stopped) {
+        lmp_model_refresh_adapters(m);  // the projected prefixes from the last step's MLP
         if (c->rank == 0) lmp_adapters_save(cfg->train.save_adapter, &m->reg, cfg);
         lmp_log("saved adapter to %s\n", cfg->train.save_adapter);
     }
