@@ -255,14 +255,7 @@ static void write_sharded(const char *src, const char *dst) {
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size != 4) {
-        if (rank == 0) fprintf(stderr, "run on 4 ranks (got %d)\n", size);
-        MPI_Finalize();
-        return 1;
-    }
+    int rank = t_mpi_ranks(4);
     static const char *NAMES[] = {"llama", "qwen2", "qwen3"};
     char dir[1024], sharded[1024] = "";
     if (rank == 0) snprintf(sharded, sizeof sharded, "%s/sharded", t_tmpdir());  // rank 0's dir

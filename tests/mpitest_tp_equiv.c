@@ -165,14 +165,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
-    int rank, size;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size != 4) {
-        if (rank == 0) fprintf(stderr, "run on 4 ranks (got %d)\n", size);
-        MPI_Finalize();
-        return 1;
-    }
+    int rank = t_mpi_ranks(4);
     // A model family beside GPT-2 is one more line per method here, naming its description
     // function (NULL: GPT-2); kv: its key/value heads (0: as the family says).
     struct { const char *what; int full, targets; float dropout; int kv; const char *method; family_fn family; } modes[] = {

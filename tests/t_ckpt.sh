@@ -2,7 +2,8 @@
 # Checkpoints end to end through the CLI (4 ranks = tp 2 x dp 2 unless said otherwise):
 #  - retention keeps the newest `keep` files, and no temporary is left; a run that reached its
 #    last step leaves the marker `finished` ("step N of N"), a stopped one none;
-#  - stop at step 10 + resume = the uninterrupted run, bitwise (losses, norms, adapters, m, v);
+#  - stop at step 10 + resume = the uninterrupted run, bitwise (losses, norms, adapters or
+#    weights, m, v), LoRA and full fine-tuning (resume_checks, tests/shlib.sh);
 #  - the (2,2) checkpoint resumes at (1,1), (4,1) and (1,2), LoRA and full fine-tuning:
 #    losses within 1e-5 relative of the uninterrupted run (the parallelism tests' tolerance);
 #  - kill -9 of one rank while checkpoint 10 is being written: ckpt-10 does not appear, ckpt-5
@@ -22,49 +23,19 @@ check="$py $src/tests/ckpt_check.py"
 
 alpha_data
 
-{ tiny_model_ini; cat <<'INI'
+{ tiny_model_ini; cat <<INI
 [adapter]
 method = lora
 r = 4
 alpha = 8
 targets = all
 dropout = 0.1
-[train]
-steps = 20
-batch_size = 8
-seq_len = 32
-lr = 3e-3
-warmup_steps = 3
-seed = 42
-[data]
-train = alpha_train.bin
-val = alpha_val.bin
-[log]
-every = 5
-metrics = m.jsonl
-[parallel]
-tp = 2
-[checkpoint]
-dir = ck
-every = 5
-keep = 2
 INI
+resume_run_ini 2
 } > run.ini
 
-# Losses, learning rates and gradient norms of a metrics file, one step per line, exact.
-series() { $py -c 'import json,sys
-for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["lr"]), repr(o["grad_norm"]))' "$1"; }
-# Largest relative loss difference between two metrics files over the same steps 1..20.
-maxrel() { $py -c 'import json,sys
-a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
-assert [o["step"] for o in b] == list(range(1, 21)), [o["step"] for o in b]
-print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
-# Every rank ran: the rank report names all n ranks.
-all_up() { grep -q "ranks 0-$(($2 - 1)) of $2 up" "$1"; }
-
 # Reference: uninterrupted, with the PEFT export.
-mkdir ref && (cd ref && mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin \
-  --set data.val=../alpha_val.bin --set train.save_adapter=peft > log 2>&1) || fail "reference run"
+mkdir ref && (cd ref && mpi 4 "$bin" train ../run.ini --set train.save_adapter=peft > log 2>&1) || fail "reference run"
 all_up ref/log 4 && ok || fail "reference: not every rank ran"
 ls ref/ck > ref.ls
 [ "$(cat ref.ls | tr '\n' ' ')" = "ckpt-00000015.h5 ckpt-00000020.h5 finished " ] && ok || fail "retention: $(cat ref.ls)"
@@ -88,48 +59,30 @@ mpi 1 "$bin" export ref/ck/ckpt-00000020.h5 --out exported --force > export.log 
 lastval=$($py -c 'import json, sys; print([json.loads(l) for l in open(sys.argv[1])][-1]["val_loss"])' ref/m.jsonl)
 for lay in "4 2" "1 1"; do
   set -- $lay
-  mpi $1 "$bin" eval run.ini --set parallel.tp=$2 --set data.train=alpha_train.bin --set data.val=alpha_val.bin \
+  mpi $1 "$bin" eval run.ini --set parallel.tp=$2 \
     --resume ref/ck/ckpt-00000020.h5 > eval.log 2>&1
   $py -c 'import json, sys; o = json.loads(open(sys.argv[1]).read().strip().split("\n")[-1])
 assert abs(o["loss"] - float(sys.argv[2])) <= float(sys.argv[3]) * float(sys.argv[2]) and o["tokens"] > 0, (o, sys.argv[2])' \
     eval.log "$lastval" "$([ $1 = 4 ] && echo 1e-7 || echo 1e-5)" && ok || { fail "eval on $1 ranks vs val_loss $lastval"; cat eval.log; }
 done
 
-# Same layout: stop at 10, resume with the same command.
-mkdir same && cd same
-mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin --stop-at 10 > log1 2>&1 || fail "stop-at run"
-[ -f ck/ckpt-00000010.h5 ] && [ ! -f ck/ckpt-00000015.h5 ] && [ ! -e ck/finished ] && ok || fail "stop-at 10: $(ls ck)"
-mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log2 2>&1 || fail "resume run"
-grep -q "resumed from ck/ckpt-00000010.h5: step 10 of 20 (written by tp 2 x dp 2)" log2 && ok || fail "resume message"
-[ "$(cat ck/finished)" = "step 20 of 20" ] && ok || fail "resumed run: no finished marker"
-all_up log2 4 && ok || fail "resume: not every rank ran"
+# Stop at 10 + resume bit for bit, and the (2,2) checkpoint of step 10 on other layouts:
+# LoRA (in ref/, beside the reference run) and full fine-tuning. The stopped run has written
+# checkpoint 10 but not 15, and no `finished`; the resumed one writes it.
+stopped() { [ -f ck/ckpt-00000010.h5 ] && [ ! -f ck/ckpt-00000015.h5 ] && [ ! -e ck/finished ] && ok || fail "stop-at 10: $(ls ck)"; }
+after_stop=stopped
+cd ref; resume_checks lora ../run.ini "1 1 4 4 2 1"; cd ..
+mkdir full && cd full
+mpi 4 "$bin" train ../run.ini --set adapter.method=none > log 2>&1 || fail "full fine-tuning: reference"
+resume_checks "full fine-tuning" ../run.ini "1 1 4 4 2 1" --set adapter.method=none
 cd ..
-[ "$(series ref/m.jsonl)" = "$(series same/m.jsonl)" ] && ok || fail "stop+resume metrics differ from the uninterrupted run"
-$check same ref/ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok || { fail "final checkpoints differ"; cat same.log; }
-
-# Other layouts from the (2,2) checkpoint at step 10, LoRA and full fine-tuning.
-for method in lora none; do
-  mkdir -p "lay_$method" && cd "lay_$method"
-  mpi 4 "$bin" train ../run.ini --set adapter.method=$method --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin \
-    --set checkpoint.dir=ref > /dev/null 2>&1 && mv m.jsonl ref.jsonl || fail "$method: reference"
-  mpi 4 "$bin" train ../run.ini --set adapter.method=$method --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin \
-    --stop-at 10 > stop.log 2>&1 || fail "$method: stop-at"
-  for lay in "1 1" "4 4" "2 1"; do
-    set -- $lay; d="n$1_tp$2"
-    cp -r ck "$d"; cp m.jsonl "$d.jsonl"
-    mpi "$1" "$bin" train ../run.ini --set adapter.method=$method --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin \
-      --set parallel.tp=$2 --set checkpoint.dir=$d --set log.metrics=$d.jsonl > $d.log 2>&1 || fail "$method: resume at $d"
-    grep -q "written by tp 2 x dp 2" $d.log && all_up $d.log "$1" && ok || fail "$method: $d did not resume on every rank"
-    rel=$(maxrel ref.jsonl $d.jsonl) && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "$method: $d losses off by $rel"
-  done
-  cd ..
-done
+after_stop=
+[ "$(cat ref/same/ck/finished)" = "step 20 of 20" ] && ok || fail "resumed run: no finished marker"
 
 # kill -9 of one rank in the middle of writing checkpoint 10.
 mkdir kill && cd kill
 cp ../run.ini kill.ini   # a name of its own so that pgrep finds only this run's ranks
-LORAMPI_TEST_CKPT_DELAY=10:60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 4 "$bin" train kill.ini \
-  --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log1 2>&1 &
+LORAMPI_TEST_CKPT_DELAY=10:60 "${MPIEXEC:-mpiexec}" --oversubscribe -n 4 "$bin" train kill.ini > log1 2>&1 &
 job=$!
 for i in $(seq 600); do [ -f ck/ckpt-00000010.h5.tmp ] && grep -q "test delay" log1 && break; sleep 0.1; done
 victim=$(pgrep -f "^$bin train kill.ini" | tail -1)
@@ -137,7 +90,7 @@ if [ -f ck/ckpt-00000010.h5.tmp ] && [ -n "$victim" ]; then
   kill -9 "$victim"
   wait $job && fail "mpirun exited 0 after a rank was killed" || ok
   [ ! -e ck/ckpt-00000010.h5 ] && [ -f ck/ckpt-00000005.h5 ] && ok || fail "after kill -9: $(ls ck)"
-  mpi 4 "$bin" train kill.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin > log2 2>&1 || fail "resume after kill"
+  mpi 4 "$bin" train kill.ini > log2 2>&1 || fail "resume after kill"
   grep -q "resumed from ck/ckpt-00000005.h5" log2 && ok || fail "did not resume from ckpt-5"
   ! ls ck | grep -q tmp && ok || fail "a temporary is left: $(ls ck)"
   [ "$(series ../ref/m.jsonl)" = "$(series m.jsonl)" ] && ok || fail "kill+resume metrics differ"
@@ -151,7 +104,7 @@ cd ..
 # at the next step, checkpoint, exit with code 3; the same command finishes bit for bit like an
 # uninterrupted run.
 mkdir sig && cd sig
-long="--set train.steps=400 --set checkpoint.every=0 --set log.every=100 --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin"
+long="--set train.steps=400 --set checkpoint.every=0 --set log.every=100"
 mpi 4 "$bin" train ../run.ini $long --set checkpoint.dir=ref --set log.metrics=ref.jsonl > ref.log 2>&1 || fail "signal: reference run"
 "${MPIEXEC:-mpiexec}" --oversubscribe -n 4 "$bin" train ../run.ini $long > log1 2>&1 &
 job=$!
@@ -172,7 +125,7 @@ cp -r ../ref/ck ck
 want_error() {  # want_error "what" "expected message part" extra args...
   local what=$1 msg=$2; shift 2
   local before; before=$(ls -l --time-style=full-iso ck; md5sum ck/*)
-  mpi 4 "$bin" train ../run.ini --set data.train=../alpha_train.bin --set data.val=../alpha_val.bin "$@" > out.log 2>&1
+  mpi 4 "$bin" train ../run.ini "$@" > out.log 2>&1
   local rc=$?
   [ $rc -ne 0 ] && ok || fail "$what: exit code 0"
   grep -q -- "$msg" out.log && ok || { fail "$what: no message '$msg'"; cat out.log; }

@@ -54,6 +54,7 @@ INI
 sums() { (cd "$1" && md5sum ckpt-*.h5 2>/dev/null); }
 
 # --- Full disk -------------------------------------------------------------------------
+trap unmount_work EXIT  # a failed or interrupted case leaves no tmpfs behind
 mkdir disk
 if mount -t tmpfs -o size=64k tmpfs disk 2>/dev/null; then
   umount disk

@@ -33,42 +33,22 @@ r = 4
 alpha = 8
 size = 8
 dropout = 0.1
-[train]
-steps = 20
-batch_size = 8
-seq_len = 32
-lr = 3e-3
-warmup_steps = 3
-seed = 42
-[data]
-train = $work/alpha_train.bin
-val = $work/alpha_val.bin
-[log]
-every = 5
-metrics = m.jsonl
-[parallel]
-tp = 2
-[checkpoint]
-dir = ck
-every = 5
-keep = 0
 INI
+resume_run_ini 0
 } | awk '/^\[adapter\]/ { if (seen++) next } { print }' > run_$family.ini
 done
-
-series() { $py -c 'import json,sys
-for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["lr"]), repr(o["grad_norm"]))' "$1"; }
-maxrel() { $py -c 'import json,sys
-a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
-assert [o["step"] for o in b] == list(range(1, 21)), [o["step"] for o in b]
-print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
 
 C=32; L=2; r=4; m=8
 ia3=$((L * (3 * C + C + 4 * C)))
 dora=$((L * (r * (C + 3 * C) + 3 * C + r * (C + C) + C + r * (4 * C + C) + C)))
 bneck=$((2 * m * C + m + C))
+# Under the sanitizers three of the eight (README "Tests"): GPT-2 ia3 and dora, Llama
+# dora,parallel. IA³ on Llama and ia3,houlsby are sanitized in test_grad_ia3dora,
+# mpitest_tp_equiv and t_hf_refs (PEFT's IA3 of llama_methods: init_from, save_adapter,
+# export); their checkpoint and resume path is the one of the cases that run.
 for family in gpt2 llama; do
-for method in ia3 dora ia3,houlsby dora,parallel; do
+[ $family = gpt2 ] && subset="ia3 dora" || subset="dora,parallel"
+for method in $(sanitized_subset "ia3 dora ia3,houlsby dora,parallel" "$subset"); do
   mkdir "$family-$method" && cd "$family-$method"
   set_m="--set adapter.method=$method"
   mpi 4 "$bin" train ../run_$family.ini $set_m --set train.save_adapter=out > ref.log 2>&1 || { fail "$family $method: reference"; tail -5 ref.log; }
@@ -110,24 +90,8 @@ PY
     "$bin" analyze spectrum ck/ckpt-00000020.h5 --out spec.h5 --no-plot > an.log 2>&1
     [ $? -ne 0 ] && grep -q "IA3 vectors" an.log && ok || { fail "$family ia3: spectrum not refused"; cat an.log; }
   fi
-  # Same layout: stop at 10, resume with the same command.
-  mkdir same && (cd same && mpi 4 "$bin" train ../../run_$family.ini $set_m --stop-at 10 > log1 2>&1 \
-    && mpi 4 "$bin" train ../../run_$family.ini $set_m > log2 2>&1) || fail "$family $method: stop/resume runs"
-  grep -q "resumed from ck/ckpt-00000010.h5" same/log2 && [ "$(series m.jsonl)" = "$(series same/m.jsonl)" ] && ok \
-    || fail "$family $method: stop + resume metrics differ from the uninterrupted run"
-  $py "$src/tests/ckpt_check.py" same ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok \
-    || { fail "$family $method: final checkpoints differ"; cat same.log; }
-  # Other layouts from the (2,2) checkpoint of step 10.
   other="4 4"; [ $family = llama ] && other="2 1"
-  for lay in "1 1" "$other"; do
-    set -- $lay; d="n$1_tp$2"
-    mkdir "$d" && cp same/ck/ckpt-00000010.h5 same/ck/ckpt-00000005.h5 "$d/" && head -10 m.jsonl > "$d/m.jsonl"
-    (cd "$d" && mpi "$1" "$bin" train ../../run_$family.ini $set_m --set parallel.tp=$2 --set checkpoint.dir=. > log 2>&1) \
-      || { fail "$family $method: resume at $d"; tail -3 "$d/log"; }
-    grep -q "written by tp 2 x dp 2" "$d/log" && ok || fail "$family $method: $d did not resume"
-    rel=$(maxrel m.jsonl "$d/m.jsonl") && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "$family $method: $d losses off by $rel"
-    echo "$family $method: resumed at $d, max relative loss difference $rel"
-  done
+  resume_checks "$family $method" ../run_$family.ini "1 1 $other" $set_m
   cd ..
 done
 done

@@ -51,10 +51,6 @@ dir = ck
 every = 5
 INI
 
-maxrel() { $py -c 'import json,sys
-a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
-assert [o["step"] for o in b] == list(range(1, 21)), [o["step"] for o in b]
-print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
 first() { $py -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["loss"])' "$1"; }
 relok() { $py -c 'import sys; a, b, t = map(float, sys.argv[1:]); sys.exit(not abs(a - b) <= t * abs(b))' "$@"; }
 reflos() { $py -c 'import json,sys; print(json.load(open(sys.argv[1]))["loss"])' "$1"; }

@@ -37,34 +37,10 @@ virtual_tokens = 4
 r = 4
 alpha = 8
 targets = c_attn
-[train]
-steps = 20
-batch_size = 8
-seq_len = 32
-lr = 3e-3
-warmup_steps = 3
-seed = 42
-[data]
-train = $work/alpha_train.bin
-val = $work/alpha_val.bin
-[log]
-every = 5
-metrics = m.jsonl
-[parallel]
-tp = 2
-[checkpoint]
-dir = ck
-every = 5
-keep = 0
 INI
+resume_run_ini 0
 } > run.ini
 
-series() { $py -c 'import json,sys
-for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["lr"]), repr(o["grad_norm"]))' "$1"; }
-maxrel() { $py -c 'import json,sys
-a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
-assert [o["step"] for o in b] == list(range(1, 21)), [o["step"] for o in b]
-print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
 
 C=32; L=2; p=4
 pfx=$((L * p * 2 * C)); lora=$((L * 4 * (C + 3 * C)))
@@ -88,21 +64,7 @@ for method in prefix lora,prefix; do
     mpi 2 "$bin" generate ../run.ini $set_m --bytes --prompt "$prompt" --tokens 8 > gen3.txt 2> gen3.err &&
       [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen3.txt)" ] && ok || { fail "$method: generation on tp 2 differs from tp 1"; cat gen3.err; }
   fi
-  mkdir same && (cd same && mpi 4 "$bin" train ../../run.ini $set_m --stop-at 10 > log1 2>&1 \
-    && mpi 4 "$bin" train ../../run.ini $set_m > log2 2>&1) || fail "$method: stop/resume runs"
-  grep -q "resumed from ck/ckpt-00000010.h5" same/log2 && [ "$(series m.jsonl)" = "$(series same/m.jsonl)" ] && ok \
-    || fail "$method: stop + resume metrics differ from the uninterrupted run"
-  $py "$src/tests/ckpt_check.py" same ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok \
-    || { fail "$method: final checkpoints differ"; cat same.log; }
-  for lay in "1 1" "4 4"; do
-    set -- $lay; d="n$1_tp$2"
-    mkdir "$d" && cp same/ck/ckpt-00000010.h5 same/ck/ckpt-00000005.h5 "$d/" && head -10 m.jsonl > "$d/m.jsonl"
-    (cd "$d" && mpi "$1" "$bin" train ../../run.ini $set_m --set parallel.tp=$2 --set checkpoint.dir=. > log 2>&1) \
-      || { fail "$method: resume at $d"; tail -3 "$d/log"; }
-    grep -q "written by tp 2 x dp 2" "$d/log" && ok || fail "$method: $d did not resume"
-    rel=$(maxrel m.jsonl "$d/m.jsonl") && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "$method: $d losses off by $rel"
-    echo "$method: resumed at $d, max relative loss difference $rel"
-  done
+  resume_checks "$method" ../run.ini "1 1 4 4" $set_m
   mpi 2 "$bin" train ../run.ini $set_m --set adapter.virtual_tokens=2 --resume ck/ckpt-00000010.h5 > bad.log 2>&1
   [ $? -ne 0 ] && grep -q "virtual_tokens = 4, this run has virtual_tokens = 2" bad.log && ok || { fail "$method: other virtual_tokens"; tail -3 bad.log; }
   cd ..
@@ -144,17 +106,7 @@ prompt=$($py -c "print('abcdefghijklmnopqrstuvwxyz' * 3)")
   [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen2.txt)" ] && ok || { fail "proj: generation with and without the cache differ"; cat gen1.err gen2.err; }
 mpi 2 "$bin" generate ../run.ini $set_p --bytes --prompt "$prompt" --tokens 8 > gen3.txt 2> gen3.err &&
   [ "$(tail -n 1 gen1.txt)" = "$(tail -n 1 gen3.txt)" ] && ok || { fail "proj: generation on tp 2 differs from tp 1"; cat gen3.err; }
-mkdir same && (cd same && mpi 4 "$bin" train ../../run.ini $set_p --stop-at 10 > log1 2>&1 \
-  && mpi 4 "$bin" train ../../run.ini $set_p > log2 2>&1) || fail "proj: stop/resume runs"
-grep -q "resumed from ck/ckpt-00000010.h5" same/log2 && [ "$(series m.jsonl)" = "$(series same/m.jsonl)" ] && ok \
-  || fail "proj: stop + resume metrics differ from the uninterrupted run"
-$py "$src/tests/ckpt_check.py" same ck/ckpt-00000020.h5 same/ck/ckpt-00000020.h5 > same.log 2>&1 && ok \
-  || { fail "proj: final checkpoints differ"; cat same.log; }
-mkdir n1 && cp same/ck/ckpt-00000010.h5 n1/ && head -10 m.jsonl > n1/m.jsonl
-(cd n1 && mpi 1 "$bin" train ../../run.ini $set_p --set parallel.tp=1 --set checkpoint.dir=. > log 2>&1) || { fail "proj: resume at 1 rank"; tail -3 n1/log; }
-grep -q "written by tp 2 x dp 2" n1/log && ok || fail "proj: n1 did not resume"
-rel=$(maxrel m.jsonl n1/m.jsonl) && awk -v r="$rel" 'BEGIN { exit !(r < 1e-5) }' && ok || fail "proj: n1 losses off by $rel"
-echo "proj: resumed at 1 rank, max relative loss difference $rel"
+resume_checks proj ../run.ini "1 1" $set_p
 for bad in "--set adapter.encoder_hidden_size=8|encoder_hidden_size = 16, this run has encoder_hidden_size = 8" \
            "--set adapter.prefix_projection=false --set adapter.encoder_hidden_size=0|prefix_projection = true, this run has prefix_projection = false"; do
   mpi 2 "$bin" train ../run.ini $set_p ${bad%%|*} --resume ck/ckpt-00000010.h5 > bad.log 2>&1

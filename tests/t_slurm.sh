@@ -126,8 +126,6 @@ grep -q "checkpoint written on the signal: requeueing" $out && grep -q "received
   && grep -q "earlier steps gone after" $out && ! grep -q "launch failed" $out \
   && grep -q 'training finished: ck/finished says "step 400 of 400"' $out && ok || { fail "training output"; cat $out; }
 [ "$(cat ck/finished)" = "step 400 of 400" ] && ok || fail "ck/finished: $(cat ck/finished 2>&1)"
-series() { $py -c 'import json,sys
-for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["grad_norm"]))' "$1"; }
 [ "$(series ref.jsonl)" = "$(series m.jsonl)" ] && ok || fail "losses differ from the uninterrupted run"
 $py "$src/tests/ckpt_check.py" same ref/ckpt-00000400.h5 ck/ckpt-00000400.h5 > same.log 2>&1 && ok || { fail "final checkpoint differs"; cat same.log; }
 [ "$(job_field "$analyze" JobState)" = COMPLETED ] && [ -s spec.h5 ] && [ -s spec.csv ] && ok || { fail "analysis job"; cat lorampi-analyze-$analyze.out; }

@@ -14,18 +14,6 @@
 
 static char ref_dir[1024];
 
-static unsigned char *from_hex(const char *hex, size_t *n) {
-    size_t len = strlen(hex) / 2;
-    unsigned char *b = malloc(len + 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        b[i] = (unsigned char)v;
-    }
-    *n = len;
-    return b;
-}
-
 static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     if (!a || !b) { perror(from); exit(1); }
@@ -91,8 +79,8 @@ int main(void) {
         for (size_t i = 0; i < n_cases; i++) {
             json_t *c = json_array_get(cases, i), *ids = json_object_get(c, "ids");
             size_t n, tn;
-            unsigned char *bytes = from_hex(json_string_value(json_object_get(c, "hex")), &n);
-            unsigned char *text = from_hex(json_string_value(json_object_get(c, "text_hex")), &tn);
+            unsigned char *bytes = t_from_hex(json_string_value(json_object_get(c, "hex")), &n);
+            unsigned char *text = t_from_hex(json_string_value(json_object_get(c, "text_hex")), &tn);
             lmp_ids got = {0};
             size_t bad = lmp_bpe_encode(b, (const char *)bytes, n, &got, NULL);
             int eq = got.n == json_array_size(ids);

@@ -196,12 +196,13 @@ int main(void) {
     lmp_config_defaults(&c);
     T_CHECK(c.adapter.method == LMP_METHOD_LORA && c.adapter.r == 8 && c.adapter.alpha == 16.0f, "adapter defaults");
     T_CHECK(c.adapter.targets == LMP_T_C_ATTN && c.adapter.n_layers == 0, "target defaults");
-    T_CHECK(c.train.lr == 2e-4f && c.train.beta2 == 0.999f && c.train.grad_accum == 1 && c.parallel.tp == 1, "train defaults");
+    T_CHECK(c.train.lr == 2e-4f && c.train.beta2 == 0.999f && c.train.grad_accum == 1 && c.parallel.tp == 1 &&
+            c.train.recompute == LMP_RECOMPUTE_NONE, "train defaults");
 
     const char *ok = write_ini("ok.ini",
         "[model]\npath = some/dir\n[adapter]\nmethod = none\nr = 4\nalpha = 32.5\ndropout = 0.1\n"
         "targets = q, v ,mlp.c_proj\nlayers = 0-2, 5\nrslora = yes\ninit = gaussian\nseed = 77\n"
-        "[train]\nsteps = 10\nlr = 1e-3\nschedule = linear\nwarmup_steps = 3\n[data]\ntrain = a.bin\n[parallel]\ntp = 2\n");
+        "[train]\nsteps = 10\nlr = 1e-3\nschedule = linear\nwarmup_steps = 3\nrecompute = Block\n[data]\ntrain = a.bin\n[parallel]\ntp = 2\n");
     const char *sets[2] = {"train.steps=20", "adapter.r = 16"};
     lmp_config_load(&c, ok, sets, 2);
     T_CHECK(!strcmp(c.model.path, "some/dir") && c.adapter.method == LMP_METHOD_NONE, "strings/enums from file");
@@ -211,6 +212,7 @@ int main(void) {
     T_CHECK(c.adapter.n_layers == 4 && c.adapter.layers[0] == 0 && c.adapter.layers[2] == 2 && c.adapter.layers[3] == 5, "layers");
     T_CHECK(c.adapter.rslora == 1 && c.adapter.init == LMP_INIT_GAUSSIAN && c.adapter.seed == 77, "bool/init/u64");
     T_CHECK(c.train.schedule == LMP_SCHED_LINEAR && c.parallel.tp == 2, "schedule/tp");
+    T_CHECK(c.train.recompute == LMP_RECOMPUTE_BLOCK, "recompute %d", (int)c.train.recompute);
     // The Llama family's targets by PEFT's names, and all-linear (resolved by the model).
     const char *llama_sets[1] = {"adapter.targets = q_proj, k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"};
     lmp_config_load(&c, ok, llama_sets, 1);
@@ -260,7 +262,8 @@ int main(void) {
         {"adapter", "targets", "wq", "unknown target"},
         {"model", "path", "/data/a ;b", "cannot be written back"}, {"model", "path", ";b", "cannot be written back"},
         {"data", "train", "a\vb", "control character"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
-        {"train", "schedule", "step", "cosine"}, {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
+        {"train", "schedule", "step", "cosine"}, {"train", "recompute", "full", "none, attn (recompute the attention"},
+        {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
     };
     expect_refused(bad, sizeof bad / sizeof bad[0]);
     lmp_config_defaults(&c);

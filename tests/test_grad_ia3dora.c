@@ -22,15 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { B = 2, T = 5, N = B * T };
-static const lmp_model_config CFG = {.n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-5f};
-static const lmp_model_config LCFG = {
-    .n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-6f,
-    .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 1, .head_dim = 4, .mlp_hidden = 12,
-    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1,
-    .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
-static int tokens[N], targets[N];
-static float scale[N];
+static t_batch bt;
 
 typedef struct {
     const char *what, *method;
@@ -42,17 +34,11 @@ static void build(lmp_model *m, lmp_comm *c, const tcase *k) {
     lmp_model_opts o = {.targets = k->targets, .method = k->method, .sublayers = 3,
                         .ad = {.r = 3, .alpha = 6.0f, .size = 3, .init_scale = 1e-3f, .feedforward = k->ff,
                                .dropout = k->dropout}};
-    lmp_model_build(m, k->llama ? &LCFG : &CFG, &o, c);
+    lmp_model_build(m, k->llama ? &t_llama_cfg : &t_gpt2_cfg, &o, c);
     lmp_model_init_base(m, 7);
-    // Weights of std 0.3 (the init's 0.02 makes every gradient tiny); norm weights stay.
-    for (int i = 0; i < m->reg.n; i++) {
-        lmp_param *p = &m->reg.p[i];
-        if (p->role == LMP_ROLE_BASE && strstr(p->name, "weight") && !strstr(p->name, "norm") &&
-            !strstr(p->name, "ln_"))
-            for (size_t e = 0; e < p->numel; e++) p->data[e] = 0.3f * lmp_rng_normal(99, (uint64_t)i, e);
-    }
+    t_scramble(m, 99, T_BASE | T_KEEP_NORMS);  // before the adapters: DoRA's m = ||W0||
     lmp_model_init_adapters(m, 0, 11);
-    lmp_model_set_batch(m, B, T);
+    lmp_model_set_batch(m, T_B, T_T);
 }
 
 // Every adapter tensor away from its init, as PEFT's fixtures start: IA³ 1 + N(0, 0.2²),
@@ -69,45 +55,19 @@ static void perturb(lmp_model *m) {
     }
 }
 
-static double loss_of(lmp_model *m, const lmp_rng_ctx *rc) {
-    return lmp_model_step(m, tokens, targets, scale, rc, 0);
-}
-
-// Central differences of every element of every adapter tensor (h = 1e-3; fp32 forward:
-// max |fd - grad| <= 2e-2 max |grad| + floor per tensor).
+// Every element of every adapter tensor by central differences (t_fd_check), DoRA's norms
+// held at the analytic step's values.
 static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc, double floor) {
-    lmp_registry_zero_grad(&m->reg);
-    lmp_model_step(m, tokens, targets, scale, rc, 1);
+    t_grad(m, &bt, rc);
     lmp_dora_freeze_norms = 1;  // the norms of the step above, as constants
-    int checked = 0;
-    for (int i = 0; i < m->reg.n; i++) {
-        lmp_param *p = &m->reg.p[i];
-        if (!p->trainable) continue;
-        double maxg = 1e-12, maxerr = 0;
-        for (size_t k = 0; k < p->numel; k++) {
-            float w = p->data[k], h = 1e-3f * fmaxf(1.0f, fabsf(w));
-            p->data[k] = w + h;
-            double lp = loss_of(m, rc);
-            p->data[k] = w - h;
-            double lm = loss_of(m, rc);
-            p->data[k] = w;
-            double num = (lp - lm) / ((double)(w + h) - (double)(w - h));
-            maxg = fmax(maxg, fabs(p->grad[k]));
-            maxerr = fmax(maxerr, fabs(num - p->grad[k]));
-        }
-        checked++;
-        T_CHECK(maxerr <= 2e-2 * maxg + floor, "%s: %s max|fd - grad| = %.3g, max|grad| = %.3g", what,
-                p->name, maxerr, maxg);
-        T_CHECK(maxg > 1e-6, "%s: %s has an all-zero gradient", what, p->name);
-    }
+    t_fd_check(m, what, &bt, rc, floor);
     lmp_dora_freeze_norms = 0;
-    T_CHECK(checked > 0, "%s: no trainable tensor", what);
 }
 
 static void check_case(lmp_comm *c, const tcase *k, const lmp_rng_ctx *rc) {
     lmp_model base, ad;
     lmp_model_opts o = {0};
-    lmp_model_build(&base, k->llama ? &LCFG : &CFG, &o, c);
+    lmp_model_build(&base, k->llama ? &t_llama_cfg : &t_gpt2_cfg, &o, c);
     lmp_model_init_base(&base, 7);
     build(&ad, c, k);
     // the same base weights as build() sets
@@ -116,19 +76,12 @@ static void check_case(lmp_comm *c, const tcase *k, const lmp_rng_ctx *rc) {
         T_CHECK(q && q->numel == p->numel, "%s: %s missing", k->what, p->name);
         if (q) memcpy(p->data, q->data, p->numel * sizeof(float));
     }
-    lmp_model_set_batch(&base, B, T);
-    int V = k->llama ? LCFG.vocab_size : CFG.vocab_size;
-    size_t n = (size_t)N * V;
-    float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
-    lmp_model_logits(&base, tokens, l0);
-    lmp_model_logits(&ad, tokens, l1);
+    lmp_model_set_batch(&base, T_B, T_T);
     int houlsby = strstr(k->method, "houlsby") != NULL;
-    if (!houlsby) T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at init changed the logits", k->what);
+    if (!houlsby) T_CHECK(t_same_logits(&base, &ad, bt.tokens, NULL, NULL), "%s at init changed the logits", k->what);
     perturb(&ad);
-    lmp_model_logits(&ad, tokens, l1);
-    T_CHECK(memcmp(l0, l1, n * sizeof(float)) != 0, "%s: non-neutral values left the logits unchanged", k->what);
-    free(l0);
-    free(l1);
+    T_CHECK(!t_same_logits(&base, &ad, bt.tokens, NULL, NULL), "%s: non-neutral values left the logits unchanged",
+            k->what);
     check_grads(&ad, k->what, rc, k->llama ? 2e-5 : 0.0);
     printf("%-28s %s, gradients checked\n", k->what, houlsby ? "(houlsby moves the logits at init)" : "init bitwise");
     lmp_model_free(&base);
@@ -139,11 +92,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lmp_comm c;
     lmp_comm_init(&c, MPI_COMM_WORLD, 1);
-    for (int n = 0; n < N; n++) {
-        tokens[n] = (int)(lmp_rng_bits(1, 0, n) % CFG.vocab_size);
-        targets[n] = (int)(lmp_rng_bits(1, 1, n) % CFG.vocab_size);
-        scale[n] = n == 3 ? 0.0f : 1.0f / (N - 1);
-    }
+    t_batch_init(&bt);
     lmp_rng_ctx rc = {5, 0, 0, 1};
     const int all = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ;
     tcase cases[] = {

@@ -29,24 +29,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { B = 2, T = 5, N = B * T };
-static const lmp_model_config CFG = {.n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-5f};
-static const lmp_model_config LCFG = {
-    .n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-6f,
-    .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 1, .head_dim = 4, .mlp_hidden = 12,
-    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1,
-    .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
-static int tokens[N], targets[N];
-static float scale[N];
+static t_batch bt;
 
 static void build_with(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout,
                        const char *method) {
     lmp_model_opts o = {.full_finetune = full, .targets = targets_bits, .method = method,
                         .ad = {.r = 3, .alpha = 6.0f, .dropout = dropout, .rslora = 0}};
-    lmp_model_build(m, &CFG, &o, c);
+    lmp_model_build(m, &t_gpt2_cfg, &o, c);
     lmp_model_init_base(m, 7);
     lmp_model_init_adapters(m, 0, 11);
-    lmp_model_set_batch(m, B, T);
+    lmp_model_set_batch(m, T_B, T_T);
 }
 
 static void build(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout) {
@@ -56,57 +48,20 @@ static void build(lmp_model *m, lmp_comm *c, int full, int targets_bits, float d
 static void build_llama(lmp_model *m, lmp_comm *c, int full, int targets_bits, float dropout) {
     lmp_model_opts o = {.full_finetune = full, .targets = targets_bits,
                         .ad = {.r = 3, .alpha = 6.0f, .dropout = dropout}};
-    lmp_model_build(m, &LCFG, &o, c);
+    lmp_model_build(m, &t_llama_cfg, &o, c);
     lmp_model_init_base(m, 7);
     lmp_model_init_adapters(m, 0, 11);
-    lmp_model_set_batch(m, B, T);
+    lmp_model_set_batch(m, T_B, T_T);
 }
 
-// Loss as a double for central differences.
-static double loss_of(lmp_model *m, const lmp_rng_ctx *rc) {
-    return lmp_model_step(m, tokens, targets, scale, rc, 0);
-}
-
-// Compares analytic and central-difference gradients for every element of every trainable
-// entry. Tolerance: fp32 forward, h = 1e-3 -> max abs error <= 2e-2 * max|grad| per tensor.
-// floor: an absolute allowance for tensors whose gradient is near the central differences'
-// noise (fp32 loss ~1e-8 relative over 2h = 2e-3: ~1e-5); the Llama model's q/k norm makes
-// q_proj/k_proj scale-invariant, so their gradients are small (~3e-4).
+// Every element of every trainable tensor against central differences (t_check_grads: max
+// |fd - grad| <= 2e-2 max |grad| + floor per tensor), after setting the base weight matrices
+// and the adapters to N(0, 0.3^2) so that every path carries signal. floor: the Llama model's
+// q/k norm makes q_proj/k_proj scale-invariant, so their gradients are small (~3e-4) and
+// near the differences' noise (~1e-5).
 static void check_grads_floor(lmp_model *m, const char *what, const lmp_rng_ctx *rc, double floor) {
-    // Base weights at GPT-2 init (std 0.02) make the adapter gradients tiny; make B and the
-    // weights non-trivial so every path carries signal.
-    for (int i = 0; i < m->reg.n; i++) {
-        lmp_param *p = &m->reg.p[i];
-        if (p->role == LMP_ROLE_ADAPTER || strstr(p->name, "weight"))
-            for (size_t k = 0; k < p->numel; k++)
-                if (p->role == LMP_ROLE_ADAPTER || !strstr(p->name, "ln_"))
-                    p->data[k] = 0.3f * lmp_rng_normal(99, (uint64_t)i, k);
-    }
-    lmp_registry_zero_grad(&m->reg);
-    lmp_model_step(m, tokens, targets, scale, rc, 1);
-    int checked = 0;
-    for (int i = 0; i < m->reg.n; i++) {
-        lmp_param *p = &m->reg.p[i];
-        if (!p->trainable) continue;
-        double maxg = 1e-12, maxerr = 0;
-        for (size_t k = 0; k < p->numel; k++) {
-            float w = p->data[k];
-            float h = 1e-3f * fmaxf(1.0f, fabsf(w));
-            p->data[k] = w + h;
-            double lp = loss_of(m, rc);
-            p->data[k] = w - h;
-            double lm = loss_of(m, rc);
-            p->data[k] = w;
-            double num = (lp - lm) / (((double)(w + h)) - ((double)(w - h)));
-            maxg = fmax(maxg, fabs(p->grad[k]));
-            maxerr = fmax(maxerr, fabs(num - p->grad[k]));
-        }
-        checked++;
-        T_CHECK(maxerr <= 2e-2 * maxg + floor, "%s: %s max|fd - grad| = %.3g, max|grad| = %.3g", what,
-                p->name, maxerr, maxg);
-        T_CHECK(maxg > 1e-6, "%s: %s has an all-zero gradient", what, p->name);
-    }
-    T_CHECK(checked > 0, "%s: no trainable tensor", what);
+    t_scramble(m, 99, T_BASE | T_ADAPTERS);
+    t_check_grads(m, what, &bt, rc, floor);
 }
 
 static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc) {
@@ -124,30 +79,21 @@ static void check_bottleneck(lmp_comm *c, const char *method, int sublayers, int
     const float init_scale = 1e-3f;
     lmp_model_opts o = {.targets = targets, .method = method, .sublayers = sublayers,
                         .ad = {.r = 3, .alpha = 6.0f, .size = 3, .relu = relu, .init_scale = init_scale, .bscale = 4.0f}};
-    lmp_model_build(&ad, &CFG, &o, c);
+    lmp_model_build(&ad, &t_gpt2_cfg, &o, c);
     lmp_model_init_base(&ad, 7);
     lmp_model_init_adapters(&ad, 0, 11);
-    lmp_model_set_batch(&ad, B, T);
+    lmp_model_set_batch(&ad, T_B, T_T);
     int per_layer = (sublayers & 1) + (sublayers >> 1 & 1), n_lora = targets == LMP_T_Q + LMP_T_V ? 2 : targets ? 4 : 0;
-    T_CHECK(ad.n_ad == (per_layer + n_lora) * CFG.n_layer, "%s: %d instances", method, ad.n_ad);
-    size_t n = (size_t)N * CFG.vocab_size;
-    float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
-    lmp_model_logits(&base, tokens, l0);
-    lmp_model_logits(&ad, tokens, l1);
-    double maxd = 0, maxl = 0;
-    for (size_t i = 0; i < n; i++) {
-        maxd = fmax(maxd, fabs((double)l1[i] - l0[i]));
-        maxl = fmax(maxl, fabs(l0[i]));
-    }
+    T_CHECK(ad.n_ad == (per_layer + n_lora) * t_gpt2_cfg.n_layer, "%s: %d instances", method, ad.n_ad);
+    double maxd, maxl;
+    int same = t_same_logits(&base, &ad, bt.tokens, &maxd, &maxl);
     printf("%-13s sublayers %d%s: logits at init differ from the base model's by at most %.3g (max |logit| %.3g)\n",
            method, sublayers, relu ? " relu" : "", maxd, maxl);
     if (strstr(method, "parallel"))
-        T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at init changed the logits (max %.3g)", method, maxd);
+        T_CHECK(same, "%s at init changed the logits (max %.3g)", method, maxd);
     else
         T_CHECK(maxd > 0 && maxd <= init_scale * maxl, "%s at init: logits moved by %.3g (max |logit| %.3g, "
                 "init_scale %g)", method, maxd, maxl, init_scale);
-    free(l0);
-    free(l1);
     char what[64];
     snprintf(what, sizeof what, "%s sublayers %d%s", method, sublayers, relu ? " relu" : "");
     check_grads(&ad, what, rc);
@@ -159,27 +105,23 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lmp_comm c;
     lmp_comm_init(&c, MPI_COMM_WORLD, 1);
-    for (int n = 0; n < N; n++) {
-        tokens[n] = (int)(lmp_rng_bits(1, 0, n) % CFG.vocab_size);
-        targets[n] = (int)(lmp_rng_bits(1, 1, n) % CFG.vocab_size);
-        scale[n] = n == 3 ? 0.0f : 1.0f / (N - 1);  // one masked position
-    }
+    t_batch_init(&bt);
     lmp_rng_ctx train_rc = {5, 0, 0, 1};
 
     // Loss against an independent cross-entropy of the full logits.
     {
         lmp_model m;
         build(&m, &c, 0, 0, 0);
-        float *lg = malloc(sizeof(float) * N * CFG.vocab_size);
-        lmp_model_logits(&m, tokens, lg);
+        float *lg = malloc(sizeof(float) * T_N * t_gpt2_cfg.vocab_size);
+        lmp_model_logits(&m, bt.tokens, lg);
         double ref = 0;
-        for (int n = 0; n < N; n++) {
+        for (int n = 0; n < T_N; n++) {
             double mx = -1e30, s = 0;
-            for (int v = 0; v < CFG.vocab_size; v++) mx = fmax(mx, lg[n * CFG.vocab_size + v]);
-            for (int v = 0; v < CFG.vocab_size; v++) s += exp(lg[n * CFG.vocab_size + v] - mx);
-            ref += scale[n] * (log(s) + mx - lg[n * CFG.vocab_size + targets[n]]);
+            for (int v = 0; v < t_gpt2_cfg.vocab_size; v++) mx = fmax(mx, lg[n * t_gpt2_cfg.vocab_size + v]);
+            for (int v = 0; v < t_gpt2_cfg.vocab_size; v++) s += exp(lg[n * t_gpt2_cfg.vocab_size + v] - mx);
+            ref += bt.scale[n] * (log(s) + mx - lg[n * t_gpt2_cfg.vocab_size + bt.targets[n]]);
         }
-        double got = loss_of(&m, &train_rc);
+        double got = t_loss(&m, &bt, &train_rc);
         T_CHECK(t_close(got, ref, 1e-6, 1e-7), "loss %.9f != reference %.9f", got, ref);
         free(lg);
         lmp_model_free(&m);
@@ -189,18 +131,11 @@ int main(int argc, char **argv) {
         lmp_model base, ad;
         build(&base, &c, 0, 0, 0);
         build(&ad, &c, 0, LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ, 0);
-        size_t n = (size_t)N * CFG.vocab_size;
-        float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
-        lmp_model_logits(&base, tokens, l0);
-        lmp_model_logits(&ad, tokens, l1);
-        T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "B = 0 changed the logits");
+        T_CHECK(t_same_logits(&base, &ad, bt.tokens, NULL, NULL), "B = 0 changed the logits");
         // ... and non-zero B does change them (the adapter is really in the path).
         lmp_param *Bp = lmp_rec_tensor(&ad.reg, &ad.reg.rec[0], 1);  // lora_B
         for (size_t k = 0; k < Bp->numel; k++) Bp->data[k] = 0.1f;
-        lmp_model_logits(&ad, tokens, l1);
-        T_CHECK(memcmp(l0, l1, n * sizeof(float)) != 0, "non-zero B left the logits unchanged");
-        free(l0);
-        free(l1);
+        T_CHECK(!t_same_logits(&base, &ad, bt.tokens, NULL, NULL), "non-zero B left the logits unchanged");
         lmp_model_free(&base);
         lmp_model_free(&ad);
     }
@@ -235,8 +170,8 @@ int main(int argc, char **argv) {
     for (size_t g = 0; g < sizeof gen / sizeof gen[0]; g++) {
         int kv = gen[g].kv;
         lmp_arch a;
-        if (kv) lmp_gpt2_arch(&CFG, &a);
-        else lmp_llama_arch(&LCFG, &a);
+        if (kv) lmp_gpt2_arch(&t_gpt2_cfg, &a);
+        else lmp_llama_arch(&t_llama_cfg, &a);
         if (kv) a.n_kv_head = kv;
         lmp_model_opts o = {.targets = kv ? LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ
                                           : LMP_T_ALL_LINEAR,
@@ -244,24 +179,10 @@ int main(int argc, char **argv) {
         lmp_model m;
         lmp_model_build_arch(&m, &a, &o, &c);
         lmp_model_init_base(&m, 7);
-        for (int i = 0; i < m.reg.n; i++)
-            if (m.reg.p[i].role == LMP_ROLE_ADAPTER)
-                for (size_t k = 0; k < m.reg.p[i].numel; k++) m.reg.p[i].data[k] = 0.3f * lmp_rng_normal(5, (uint64_t)i, k);
-        int V = CFG.vocab_size, TT = CFG.n_ctx;
-        float *full = malloc(sizeof(float) * TT * V), *one = malloc(sizeof(float) * V);
-        lmp_model_set_batch(&m, 1, TT);
-        lmp_model_logits(&m, tokens, full);
-        double worst = 0;
-        lmp_model_prefill(&m, tokens, 2, one);
-        worst = fmax(worst, t_max_rel_diff(one, full + V, V));
-        for (int t = 2; t < TT; t++) {
-            lmp_model_decode(&m, tokens[t], one);
-            worst = fmax(worst, t_max_rel_diff(one, full + (size_t)t * V, V));
-        }
+        t_scramble(&m, 5, T_ADAPTERS);
+        double worst = t_cache_vs_full(&m, bt.tokens, t_gpt2_cfg.n_ctx);
         T_CHECK(worst <= 1e-5, "kv cache (n_kv_head %d, %s): logits differ from the full forward by %.3g", kv,
                 gen[g].method ? gen[g].method : "lora", worst);
-        free(full);
-        free(one);
         lmp_model_free(&m);
     }
     // Grouped-query attention (2 query heads over 1 key/value head: q|k|v blocks of unequal
@@ -273,7 +194,7 @@ int main(int argc, char **argv) {
     };
     for (size_t k = 0; k < sizeof gqa / sizeof gqa[0]; k++) {
         lmp_arch a;
-        lmp_gpt2_arch(&CFG, &a);
+        lmp_gpt2_arch(&t_gpt2_cfg, &a);
         a.n_kv_head = 1;
         lmp_model_opts o = {.full_finetune = gqa[k].full, .targets = gqa[k].targets,
                             .ad = {.r = 3, .alpha = 6.0f}};
@@ -281,7 +202,7 @@ int main(int argc, char **argv) {
         lmp_model_build_arch(&m, &a, &o, &c);
         lmp_model_init_base(&m, 7);
         lmp_model_init_adapters(&m, 0, 11);
-        lmp_model_set_batch(&m, B, T);
+        lmp_model_set_batch(&m, T_B, T_T);
         T_CHECK(m.blocks[0].attn.qkv_l == (2 + 2 * 1) * a.head_dim, "gqa: q|k|v width %d", m.blocks[0].attn.qkv_l);
         check_grads(&m, gqa[k].what, &train_rc);
         lmp_model_free(&m);
@@ -293,14 +214,8 @@ int main(int argc, char **argv) {
         lmp_model base, ad;
         build(&base, &c, 0, 0, 0);
         build_with(&ad, &c, 0, 0, 0, toys[k]);
-        T_CHECK(ad.n_ad == 2 * CFG.n_layer, "%s: %d instances, expected one per sublayer", toys[k], ad.n_ad);
-        size_t n = (size_t)N * CFG.vocab_size;
-        float *l0 = malloc(n * sizeof(float)), *l1 = malloc(n * sizeof(float));
-        lmp_model_logits(&base, tokens, l0);
-        lmp_model_logits(&ad, tokens, l1);
-        T_CHECK(memcmp(l0, l1, n * sizeof(float)) == 0, "%s at its neutral init changed the logits", toys[k]);
-        free(l0);
-        free(l1);
+        T_CHECK(ad.n_ad == 2 * t_gpt2_cfg.n_layer, "%s: %d instances, expected one per sublayer", toys[k], ad.n_ad);
+        T_CHECK(t_same_logits(&base, &ad, bt.tokens, NULL, NULL), "%s at its neutral init changed the logits", toys[k]);
         check_grads(&ad, toys[k], &train_rc);
         lmp_model_free(&base);
         lmp_model_free(&ad);

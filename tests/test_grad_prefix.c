@@ -32,23 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { B = 2, T = 5, N = B * T, P = 2 };
-static const lmp_model_config CFG = {.n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-5f};
-static const lmp_model_config LCFG = {
-    .n_layer = 2, .n_head = 2, .n_embd = 8, .vocab_size = 13, .n_ctx = 8, .ln_eps = 1e-6f,
-    .family = LMP_FAMILY_LLAMA, .arch = "test", .n_kv_head = 1, .head_dim = 4, .mlp_hidden = 12,
-    .qkv_bias = 1, .out_bias = 1, .mlp_bias = 1, .qk_norm = 1,
-    .rope = {LMP_ROPE_LLAMA3, 10000.0f, 4.0f, 1.0f, 4.0f, 16}};
-static int tokens[N], targets[N];
-static float scale[N];
+enum { P = 2 };
+static t_batch bt;
 
 // kind 0: GPT-2, 1: GPT-2 with one kv head, 2: the Llama-family model. proj: prefix
 // projection's MLP of hidden width proj - 1 (0: none; 1: the default, the token dim).
 static void build_proj(lmp_model *m, lmp_comm *c, int kind, const char *method, int targets_bits, int p,
                        int proj) {
     lmp_arch a;
-    if (kind == 2) lmp_llama_arch(&LCFG, &a);
-    else lmp_gpt2_arch(&CFG, &a);
+    if (kind == 2) lmp_llama_arch(&t_llama_cfg, &a);
+    else lmp_gpt2_arch(&t_gpt2_cfg, &a);
     if (kind == 1) a.n_kv_head = 1;
     lmp_model_opts o = {.targets = targets_bits, .method = method, .sublayers = 3,
                         .ad = {.r = 3, .alpha = 6.0f, .size = 3, .bscale = 4.0f, .init_scale = 1e-3f,
@@ -65,37 +58,10 @@ static void build(lmp_model *m, lmp_comm *c, int kind, const char *method, int t
 // Every trainable element against central differences (h = 1e-3), after making the adapters
 // and the base weights non-trivial; tolerance 2e-2 max|grad| + floor per tensor.
 static void check_grads(lmp_model *m, const char *what, const lmp_rng_ctx *rc, double floor) {
-    for (int i = 0; i < m->reg.n; i++) {  // as test_grad_model: base weights at 0.02 carry little signal
-        lmp_param *p = &m->reg.p[i];
-        if (p->role == LMP_ROLE_ADAPTER || (strstr(p->name, "weight") && !strstr(p->name, "ln_")))
-            for (size_t k = 0; k < p->numel; k++) p->data[k] = 0.3f * lmp_rng_normal(99, (uint64_t)i, k);
-    }
-    lmp_model_set_batch(m, B, T);
-    lmp_registry_zero_grad(&m->reg);
-    lmp_model_step(m, tokens, targets, scale, rc, 1);
-    int checked = 0;
-    for (int i = 0; i < m->reg.n; i++) {
-        lmp_param *p = &m->reg.p[i];
-        if (!p->trainable) continue;
-        double maxg = 1e-12, maxerr = 0;
-        for (size_t k = 0; k < p->numel; k++) {
-            float w = p->data[k], h = 1e-3f * fmaxf(1.0f, fabsf(w));
-            p->data[k] = w + h;
-            double lp = lmp_model_step(m, tokens, targets, scale, rc, 0);
-            p->data[k] = w - h;
-            double lm = lmp_model_step(m, tokens, targets, scale, rc, 0);
-            p->data[k] = w;
-            double num = (lp - lm) / (((double)(w + h)) - ((double)(w - h)));
-            maxg = fmax(maxg, fabs(p->grad[k]));
-            maxerr = fmax(maxerr, fabs(num - p->grad[k]));
-        }
-        checked++;
-        T_CHECK(maxerr <= 2e-2 * maxg + floor, "%s: %s max|fd - grad| = %.3g, max|grad| = %.3g", what,
-                p->name, maxerr, maxg);
-        T_CHECK(maxg > 1e-6, "%s: %s has an all-zero gradient", what, p->name);
-    }
+    t_scramble(m, 99, T_BASE | T_ADAPTERS);  // as test_grad_model: base weights at 0.02 carry little signal
+    lmp_model_set_batch(m, T_B, T_T);
+    int checked = t_check_grads(m, what, &bt, rc, floor);
     printf("%-28s %d tensors by finite differences\n", what, checked);
-    T_CHECK(checked > 0, "%s: no trainable tensor", what);
 }
 
 // Prefixes = the base model's keys/values of the first p tokens (its cache after a prefill
@@ -105,11 +71,11 @@ static void check_prompt_identity(lmp_comm *c, int kind) {
     lmp_model base, pm;
     build(&base, c, kind, NULL, 0, 0);
     build(&pm, c, kind, "prefix", 0, P);
-    int V = CFG.vocab_size, L = CFG.n_layer, ctx = CFG.n_ctx, TT = T + P;
-    float *full = malloc(sizeof(float) * TT * V), *got = malloc(sizeof(float) * T * V), *one = malloc(sizeof(float) * V);
+    int V = t_gpt2_cfg.vocab_size, L = t_gpt2_cfg.n_layer, ctx = t_gpt2_cfg.n_ctx, TT = T_T + P;
+    float *full = malloc(sizeof(float) * TT * V), *got = malloc(sizeof(float) * T_T * V), *one = malloc(sizeof(float) * V);
     lmp_model_set_batch(&base, 1, TT);
-    lmp_model_logits(&base, tokens, full);
-    lmp_model_prefill(&base, tokens, P, one);
+    lmp_model_logits(&base, bt.tokens, full);
+    lmp_model_prefill(&base, bt.tokens, P, one);
     size_t kvw = (size_t)pm.arch.n_kv_head * pm.arch.head_dim;
     for (int l = 0; l < L; l++) {
         lmp_param *x = lmp_rec_tensor(&pm.reg, &pm.reg.rec[l], 0);
@@ -119,15 +85,15 @@ static void check_prompt_identity(lmp_comm *c, int kind) {
             memcpy(x->data + t * 2 * kvw + kvw, vc + t * kvw, kvw * sizeof(float));
         }
     }
-    lmp_model_set_batch(&pm, 1, T);
-    lmp_model_logits(&pm, tokens + P, got);
-    double d = t_max_rel_diff(got, full + (size_t)P * V, (size_t)T * V);
+    lmp_model_set_batch(&pm, 1, T_T);
+    lmp_model_logits(&pm, bt.tokens + P, got);
+    double d = t_max_rel_diff(got, full + (size_t)P * V, (size_t)T_T * V);
     printf("kind %d: prefixes = the base model's cache of %d tokens: logits within %.3g of the base model's\n", kind, P, d);
     T_CHECK(d <= 1e-5, "kind %d: prefix = base keys/values: logits differ by %.3g", kind, d);
     // At the default init the prefixes move the logits (they are in the path).
     lmp_model_init_adapters(&pm, 0, 11);
-    lmp_model_logits(&pm, tokens + P, got);
-    double dm = t_max_rel_diff(got, full + (size_t)P * V, (size_t)T * V);
+    lmp_model_logits(&pm, bt.tokens + P, got);
+    double dm = t_max_rel_diff(got, full + (size_t)P * V, (size_t)T_T * V);
     printf("kind %d: at init (N(0, 1) prefixes) the logits differ from the base model's by %.3g (relative)\n", kind, dm);
     T_CHECK(dm > 1e-3, "kind %d: prefixes at init left the logits unchanged", kind);
     free(full), free(got), free(one);
@@ -207,9 +173,9 @@ static void check_projection_identity(lmp_comm *c, int kind, int hid, const lmp_
     lmp_model *both[2] = {&pj, &pm};
     double loss[2];
     for (int k = 0; k < 2; k++) {
-        lmp_model_set_batch(both[k], B, T);
+        lmp_model_set_batch(both[k], T_B, T_T);
         lmp_registry_zero_grad(&both[k]->reg);
-        loss[k] = lmp_model_step(both[k], tokens, targets, scale, rc, 1);
+        loss[k] = lmp_model_step(both[k], bt.tokens, bt.targets, bt.scale, rc, 1);
     }
     printf("kind %d, H %d: projection loss %.9g, plain prefixes = the MLP's output %.9g\n", kind, H, loss[0], loss[1]);
     T_CHECK(t_close(loss[0], loss[1], 1e-6, 0), "kind %d: projection loss %.9g != plain %.9g", kind, loss[0], loss[1]);
@@ -236,14 +202,14 @@ static void check_projection_identity(lmp_comm *c, int kind, int hid, const lmp_
 static void check_projection_passes(lmp_comm *c, int kind, const lmp_rng_ctx *rc) {
     lmp_model m;
     build_proj(&m, c, kind, "prefix", 0, P, 1);
-    lmp_model_set_batch(&m, B, T);
+    lmp_model_set_batch(&m, T_B, T_T);
     lmp_registry_zero_grad(&m.reg);
-    lmp_model_step(&m, tokens, targets, scale, rc, 1);
+    lmp_model_step(&m, bt.tokens, bt.targets, bt.scale, rc, 1);
     size_t n = m.reg.n_train;
     float *g1 = malloc(sizeof(float) * n), *pre = malloc(sizeof(float) * n);
     memcpy(g1, m.reg.grad_mem, sizeof(float) * n);
-    lmp_model_step(&m, targets, tokens, scale, rc, 0);  // an eval pass on other tokens between
-    lmp_model_step(&m, tokens, targets, scale, rc, 1);
+    lmp_model_step(&m, bt.targets, bt.tokens, bt.scale, rc, 0);  // an eval pass on other tokens between
+    lmp_model_step(&m, bt.tokens, bt.targets, bt.scale, rc, 1);
     double worst = 0, gmax = 1e-30;
     for (size_t i = 0; i < n; i++) {
         worst = fmax(worst, fabs(m.reg.grad_mem[i] - 2.0 * g1[i]));
@@ -258,7 +224,7 @@ static void check_projection_passes(lmp_comm *c, int kind, const lmp_rng_ctx *rc
     lmp_model_refresh_adapters(&m);
     T_CHECK(memcmp(pre, x->data, x->numel * sizeof(float)), "kind %d: refresh left the prefixes", kind);
     memcpy(pre, x->data, x->numel * sizeof(float));
-    lmp_model_step(&m, tokens, targets, scale, rc, 0);
+    lmp_model_step(&m, bt.tokens, bt.targets, bt.scale, rc, 0);
     T_CHECK(!memcmp(pre, x->data, x->numel * sizeof(float)), "kind %d: refresh != forward", kind);
     printf("kind %d: two backward passes = 2 x one within %.3g; refresh = forward, bitwise\n", kind, worst / gmax);
     free(g1), free(pre);
@@ -272,14 +238,14 @@ static void check_cache(lmp_comm *c, int kind, const char *method, int targets_b
     for (int i = 0; i < m.reg.n; i++)
         if (m.reg.p[i].role == LMP_ROLE_ADAPTER)
             for (size_t k = 0; k < m.reg.p[i].numel; k++) m.reg.p[i].data[k] = 0.3f * lmp_rng_normal(5, (uint64_t)i, k);
-    int V = CFG.vocab_size, TT = CFG.n_ctx - P;
+    int V = t_gpt2_cfg.vocab_size, TT = t_gpt2_cfg.n_ctx - P;
     float *full = malloc(sizeof(float) * TT * V), *one = malloc(sizeof(float) * V);
     lmp_model_set_batch(&m, 1, TT);
-    lmp_model_logits(&m, tokens, full);
-    lmp_model_prefill(&m, tokens, 2, one);
+    lmp_model_logits(&m, bt.tokens, full);
+    lmp_model_prefill(&m, bt.tokens, 2, one);
     double worst = t_max_rel_diff(one, full + V, V);
     for (int t = 2; t < TT; t++) {
-        lmp_model_decode(&m, tokens[t], one);
+        lmp_model_decode(&m, bt.tokens[t], one);
         worst = fmax(worst, t_max_rel_diff(one, full + (size_t)t * V, V));
     }
     T_CHECK(worst <= 1e-5, "kv cache (kind %d, %s): logits differ from the full forward by %.3g", kind, method, worst);
@@ -291,11 +257,7 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     lmp_comm c;
     lmp_comm_init(&c, MPI_COMM_WORLD, 1);
-    for (int n = 0; n < N; n++) {
-        tokens[n] = (int)(lmp_rng_bits(1, 0, n) % CFG.vocab_size);
-        targets[n] = (int)(lmp_rng_bits(1, 1, n) % CFG.vocab_size);
-        scale[n] = n == 3 ? 0.0f : 1.0f / (N - 1);
-    }
+    t_batch_init(&bt);
     lmp_rng_ctx rc = {5, 0, 0, 1};
     const int all = LMP_T_C_ATTN | LMP_T_ATTN_PROJ | LMP_T_MLP_FC | LMP_T_MLP_PROJ;
     struct { const char *what; int kind; const char *method; int targets; } g[] = {

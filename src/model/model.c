@@ -1,5 +1,6 @@
 // model.c: building and running a decoder from its description (model.h).
 #include "model/model.h"
+#include "core/config.h"
 #include "core/prof.h"
 #include "core/util.h"
 #include "model/gpt2.h"
@@ -225,42 +226,78 @@ void lmp_model_refresh_adapters(lmp_model *m) {
 // ---------------------------------------------------------------------------------------
 // Activations: one table sizes and carves them
 
-static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
-    size_t N = (size_t)B * T, C = m->arch.n_embd, scratch = 0;
-    lmp_run *r = &m->run;
-    lmp_embed_acts(&m->emb, t, B, T);
+// The buffers block l keeps from its forward for its backward, but its output res3.
+static void block_acts(lmp_model *m, lmp_acts *t, int l, int B, int T) {
+    size_t N = (size_t)B * T, C = m->arch.n_embd;
+    lmp_block *b = &m->blocks[l];
+    lmp_norm_acts(&b->ln1, t, N);
+    lmp_attention_acts(&b->attn, t, B, T, m->opts.recompute == LMP_RECOMPUTE_ATTN);
+    lmp_acts_add(t, &b->res2, N * C);
+    lmp_norm_acts(&b->ln2, t, N);
+    lmp_mlp_acts(&b->mlp, t, N);
+}
+
+static void adapter_acts(lmp_acts *t, lmp_adapter *a, size_t N) {
+    lmp_acts_add(t, &a->saved, N * a->method->saved_per_row(a));
+}
+
+// [train] recompute = block: every block's output (the next one's input) is kept; the buffers
+// inside a block, its adapters' included, share one region (as large as the largest block's)
+// that each block fills in turn: in the forward, and again just before its backward.
+static void shared_block_acts(lmp_model *m, lmp_acts *t, int B, int T) {
+    size_t N = (size_t)B * T, C = m->arch.n_embd;
+    for (int l = 0; l < m->arch.n_layer; l++) lmp_acts_add(t, &m->blocks[l].res3, N * C);
+    if (m->kv_shared) adapter_acts(t, m->kv_shared, N);  // every block's: kept whole
+    size_t work = lmp_acts_mark(t);
     for (int l = 0; l < m->arch.n_layer; l++) {
-        lmp_block *b = &m->blocks[l];
-        lmp_norm_acts(&b->ln1, t, N);
-        lmp_attention_acts(&b->attn, t, B, T);
-        lmp_acts_add(t, &b->res2, N * C);
-        lmp_norm_acts(&b->ln2, t, N);
-        lmp_mlp_acts(&b->mlp, t, N);
-        lmp_acts_add(t, &b->res3, N * C);
+        lmp_acts_seek(t, work);
+        block_acts(m, t, l, B, T);
+        for (int i = 0; i < m->n_ad; i++)
+            if (m->ad[i] != m->kv_shared && m->reg.rec[m->ad[i]->rec].layer == l) adapter_acts(t, m->ad[i], N);
     }
-    for (int i = 0; i < m->n_ad; i++) {
-        lmp_adapter *a = m->ad[i];
-        lmp_acts_add(t, &a->saved, N * a->method->saved_per_row(a));
-        size_t s = a->method->scratch_per_row(a);
-        scratch = s > scratch ? s : scratch;
-    }
-    lmp_norm_acts(&m->lnf, t, N);
-    // Backward scratch is shared by the blocks (all alike; block 0 gives the widths).
+    lmp_acts_seek(t, lmp_acts_floats(t));
+}
+
+// Backward scratch, shared by the blocks (all alike; block 0 gives the widths).
+static void run_acts(lmp_model *m, lmp_acts *t, int B, int T, size_t ad_scratch) {
+    size_t N = (size_t)B * T, C = m->arch.n_embd;
+    lmp_run *r = &m->run;
     const lmp_attention *at = &m->blocks[0].attn;
-    size_t qkv_l = m->arch.n_layer ? (size_t)at->qkv_l : 0, y_l = m->arch.n_layer ? (size_t)at->NH_l * at->hd : 0;
-    size_t H_l = m->arch.n_layer ? (size_t)m->blocks[0].mlp.H_l : 0;
-    size_t h_w = m->arch.n_layer ? (size_t)m->blocks[0].mlp.h_w : 0;
-    int qk_norm = m->arch.n_layer && at->q_norm;
+    int L = m->arch.n_layer, qk_norm = L && at->q_norm;
+    size_t qkv_l = L ? (size_t)at->qkv_l : 0, y_l = L ? (size_t)at->NH_l * at->hd : 0;
+    size_t H_l = L ? (size_t)m->blocks[0].mlp.H_l : 0, h_w = L ? (size_t)m->blocks[0].mlp.h_w : 0;
+    size_t att = L ? lmp_attention_att_floats(at, B, T) : 0;
     lmp_acts_add(t, &r->tmp, N * C);
     lmp_acts_add(t, &r->dres, N * C);
     lmp_acts_add(t, &r->dln, N * C);
     lmp_acts_add(t, &r->dqkv, N * qkv_l);
     lmp_acts_add(t, &r->dattn, N * y_l);
-    lmp_acts_add(t, &r->datt, m->arch.n_layer ? (size_t)B * at->NH_l * T * (T + at->n_prefix) : 0);
+    lmp_acts_add(t, &r->datt, att);
+    lmp_acts_add(t, &r->att, m->opts.recompute == LMP_RECOMPUTE_ATTN ? att : 0);
     lmp_acts_add(t, &r->dqkv_raw, qk_norm ? N * qkv_l : 0);
     lmp_acts_add(t, &r->dh, N * h_w);
     lmp_acts_add(t, &r->dh_act, N * H_l);
-    lmp_acts_add(t, &r->ad_scratch, N * scratch);
+    lmp_acts_add(t, &r->ad_scratch, N * ad_scratch);
+}
+
+static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
+    size_t N = (size_t)B * T, C = m->arch.n_embd, scratch = 0;
+    lmp_embed_acts(&m->emb, t, B, T);
+    if (m->opts.recompute == LMP_RECOMPUTE_BLOCK) {
+        shared_block_acts(m, t, B, T);
+    } else {
+        for (int l = 0; l < m->arch.n_layer; l++) {
+            block_acts(m, t, l, B, T);
+            lmp_acts_add(t, &m->blocks[l].res3, N * C);
+        }
+        for (int i = 0; i < m->n_ad; i++) adapter_acts(t, m->ad[i], N);
+    }
+    for (int i = 0; i < m->n_ad; i++) {
+        size_t s = m->ad[i]->method->scratch_per_row(m->ad[i]);
+        scratch = s > scratch ? s : scratch;
+    }
+    lmp_norm_acts(&m->lnf, t, N);
+    run_acts(m, t, B, T, scratch);
 }
 
 size_t lmp_model_act_floats(lmp_model *m, int B, int T) {
@@ -295,7 +332,8 @@ void lmp_model_set_batch(lmp_model *m, int B, int T) {
     m->run.comm = m->comm;
     lmp_acts t = {0};
     act_table(m, &t, B, T);
-    m->act_mem = lmp_calloc(lmp_acts_floats(&t) * sizeof(float));
+    m->act_floats = lmp_acts_floats(&t);
+    m->act_mem = lmp_calloc(m->act_floats * sizeof(float));
     lmp_acts_carve(&t, m->act_mem);
     lmp_acts_free(&t);
     m->emb.xstat = lmp_malloc(4 * (size_t)m->emb.chunk * sizeof(double));
@@ -362,10 +400,18 @@ static const float *block_input(const lmp_model *m, int l) {
     return l ? m->blocks[l - 1].res3 : m->emb.encoded;
 }
 
-static void forward_trunk(lmp_model *m, const int *tokens) {
+static float *cache_k(lmp_model *m, int l);
+static float *cache_v(lmp_model *m, int l);
+
+// fill_cache: each block's keys and values go to the generation cache right after its
+// forward (with [train] recompute = block the next block overwrites them).
+static void forward_trunk(lmp_model *m, const int *tokens, int fill_cache) {
     int L = m->arch.n_layer;
     lmp_embed_forward(&m->emb, tokens, &m->run);
-    for (int l = 0; l < L; l++) block_forward(&m->blocks[l], block_input(m, l), &m->run);
+    for (int l = 0; l < L; l++) {
+        block_forward(&m->blocks[l], block_input(m, l), &m->run);
+        if (fill_cache) lmp_attention_fill_cache(&m->blocks[l].attn, cache_k(m, l), cache_v(m, l), m->T);
+    }
     lmp_norm_forward(&m->lnf, block_input(m, L), m->B * m->T);
 }
 
@@ -374,12 +420,18 @@ static double model_step(lmp_model *m, const int *tokens, const int *targets, co
     lmp_run *r = &m->run;
     int N = m->B * m->T, L = m->arch.n_layer;
     r->pos0 = m->n_prefix;  // the sequence follows the prefixes' virtual tokens
-    forward_trunk(m, tokens);
+    forward_trunk(m, tokens, 0);
     double loss = lmp_head_loss(&m->emb, m->lnf.out, r->dln, targets, scale, backward, r);
     if (!backward) return loss;
     memset(r->dres, 0, (size_t)N * m->arch.n_embd * sizeof(float));
     lmp_norm_backward(&m->lnf, r->dres, r->dln, block_input(m, L), N);
-    for (int l = L - 1; l >= 0; l--) block_backward(&m->blocks[l], block_input(m, l), r);
+    for (int l = L - 1; l >= 0; l--) {
+        // [train] recompute = block: the block's activations again from its kept input, by
+        // the same code (the last block's are still in place).
+        if (m->opts.recompute == LMP_RECOMPUTE_BLOCK && l < L - 1)
+            block_forward(&m->blocks[l], block_input(m, l), r);
+        block_backward(&m->blocks[l], block_input(m, l), r);
+    }
     // Embedding: dres is whole on every tp rank; each rank updates its vocab rows.
     lmp_embed_backward(&m->emb, r->dres, tokens, r);
     return loss;
@@ -398,7 +450,7 @@ void lmp_model_logits(lmp_model *m, const int *tokens, float *logits) {
     lmp_rng_ctx rc = {0, 0, 0, 0};
     m->run.rc = &rc;
     m->run.pos0 = m->n_prefix;
-    forward_trunk(m, tokens);
+    forward_trunk(m, tokens, 0);
     lmp_head_logits(&m->emb, m->lnf.out, logits, m->arch.vocab_size, &m->run);
 }
 
@@ -433,9 +485,7 @@ void lmp_model_prefill(lmp_model *m, const int *tokens, int T, float *logits) {
     lmp_model_set_batch(m, 1, T);
     m->run.rc = &rc;
     m->run.pos0 = m->n_prefix;
-    forward_trunk(m, tokens);
-    for (int l = 0; l < m->arch.n_layer; l++)
-        lmp_attention_fill_cache(&m->blocks[l].attn, cache_k(m, l), cache_v(m, l), T);
+    forward_trunk(m, tokens, 1);
     m->cache.len = T;
     last_logits(m, T - 1, logits);
 }

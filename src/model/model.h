@@ -27,6 +27,11 @@ typedef struct {
     const int *r_at;
     const float *alpha_at;
     const unsigned char *layer_on;  // [n_layer]: 1 where adapters go; NULL: every layer
+    // [train] recompute (lmp_recompute, core/config.h): which activations the backward
+    // computes again instead of keeping. The recompute runs the forward's own code on the
+    // same inputs (dropout masks come from the counter RNG), so losses and gradients are the
+    // same bits with every value; only the memory and the time differ.
+    int recompute;
 } lmp_model_opts;
 
 #define LMP_BLOCK_MAX_ADAPTERS 4
@@ -72,6 +77,7 @@ typedef struct {
     // activations for B x T, (re)allocated by lmp_model_set_batch
     int B, T;
     float *act_mem;
+    size_t act_floats;              // its size
     lmp_run run;                    // scratch buffers shared by the blocks
     lmp_kv_cache cache;
     float *rope_cos;                // rotary tables (n_ctx, hd/2): cos, then sin; or NULL

@@ -18,7 +18,9 @@ typedef struct {
     float *dres, *dln;            // (N,C) gradient of the residual stream, of a norm's output
     float *dqkv, *dattn;          // (N,qkv_l) (N,NH_l hd)
     float *dqkv_raw;              // (N,qkv_l) before the q/k norm (Qwen3), else empty
-    float *datt;                  // (B,NH_l,T,T)
+    float *datt;                  // (B,NH_l,T,n_prefix+T)
+    float *att;                   // the same: the probabilities of the block at work when
+                                  // they are recomputed ([train] recompute = attn), else empty
     float *dh, *dh_act;           // (N,H_l) MLP hidden, before and after the activation
                                   // (gated: dh is (N, 2 H_l), gate | up)
 } lmp_run;

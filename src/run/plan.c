@@ -34,9 +34,15 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
             else if (m.reg.p[i].bf16) nh += m.reg.p[i].numel;  // [model] dtype = bf16: 2 bytes
             else nf += m.reg.p[i].numel;
         }
-        double acts = 4.0 * lmp_model_act_floats(&m, p->B, T);
+        double acts_by[3];
+        for (int k = 0; k < 3; k++) {  // the model's table under each setting
+            m.opts.recompute = k;
+            acts_by[k] = 4.0 * lmp_model_act_floats(&m, p->B, T);
+        }
+        double acts = acts_by[cfg->train.recompute];
         double total = 4.0 * nf + 2.0 * nh + 4.0 * nt + 12.0 * nt + acts + LMP_RUNTIME_BYTES;
         if (total > p->total) {
+            memcpy(p->acts_by, acts_by, sizeof acts_by);
             p->frozen = 4.0 * nf + 2.0 * nh;
             p->frozen_bf16 = 2.0 * nh;
             p->trainable = 4.0 * nt;
@@ -58,6 +64,8 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
         double N = (double)p->B * T, C = m_cfg.n_embd, L = m_cfg.n_layer;
         int accum = cfg->train.grad_accum;
         p->tp_fwd = accum * (4.0 * N * C * (1 + 2 * L) + 24.0 * N);
+        // recompute = block runs the forward of every block but the last again
+        if (cfg->train.recompute == LMP_RECOMPUTE_BLOCK) p->tp_fwd += accum * 4.0 * N * C * 2 * (L - 1);
         p->tp_bwd = accum * 4.0 * N * C * (2 * L + 1);
     }
 }
@@ -75,6 +83,9 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
     row("trainable parameters", p->trainable);
     row("gradients + AdamW m and v", p->optim);
     row("activations and scratch", p->acts);
+    for (int k = 0; k < 3; k++)  // finer than row(): the settings may differ by little
+        lmp_log("    with [train] recompute = %-13s %14.3f MB%s\n", lmp_recompute_name((lmp_recompute)k),
+                p->acts_by[k] / 1e6, k == (int)cfg->train.recompute ? "  (this config)" : "");
     row("runtime (MPI, OpenBLAS, code; measured)", p->runtime);
     row("total", p->total);
     lmp_log("all-reduce payload per optimizer step:\n");

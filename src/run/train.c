@@ -227,9 +227,10 @@ static void report_setup(run_state *st, lmp_train_result *res) {
     lmp_log("layout: %d ranks = tp %d x dp %d; global batch %d x %d tokens x %d accumulation\n",
             c->size, c->tp_size, c->dp_size, cfg->train.batch_size, cfg->train.seq_len,
             cfg->train.grad_accum);
-    lmp_log("memory per rank: frozen %.1f MB%s, trainable %.1f MB (+ grad, m, v %.1f MB)\n",
-            lmp_registry_frozen_bytes(&m->reg) / 1e6, m->reg.n_frozen16 ? " (bf16 linear and embedding weights)" : "",
-            m->reg.n_train * 4 / 1e6, m->reg.n_train * 12 / 1e6);
+    lmp_log("memory per rank: frozen %.1f MB%s, trainable %.1f MB (+ grad, m, v %.1f MB), activations "
+            "%.1f MB ([train] recompute = %s)\n", lmp_registry_frozen_bytes(&m->reg) / 1e6,
+            m->reg.n_frozen16 ? " (bf16 linear and embedding weights)" : "", m->reg.n_train * 4 / 1e6,
+            m->reg.n_train * 12 / 1e6, m->act_floats * 4 / 1e6, lmp_recompute_name(cfg->train.recompute));
     const char *restarts = getenv("SLURM_RESTART_COUNT");
     if (restarts && atoi(restarts) > 0)
         lmp_log("Slurm restart %s of job %s\n", restarts, getenv("SLURM_JOB_ID") ? getenv("SLURM_JOB_ID") : "?");

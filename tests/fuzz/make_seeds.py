@@ -96,6 +96,7 @@ def config():
     put("fuzz_config", "ini", b"\0" + ini.encode())
     sets = "train.lr=3e-4\nadapter.targets=q,v\nadapter.layers=0\nmodel.path=/tmp/x\ncheckpoint.keep=0\n"
     put("fuzz_config", "sets", b"\1" + sets.encode())
+    put("fuzz_config", "recompute", b"\0[train]\nrecompute = block\ngrad_accum = 2\n")
 
 
 def tiny_vocab():
