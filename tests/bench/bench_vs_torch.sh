@@ -14,7 +14,9 @@
 # Per run: tokens/s = B*T / median step time of steps 2..STEPS (step 1 is the warm-up);
 # GFLOP/s = the step's FLOPs (bench_torch.py flops: the formula is in its docstring) / that
 # time; "of sgemm" = GFLOP/s / the sgemm rate of the same GEMMs on as many threads in total;
-# peak RSS per rank. lorampi runs with LORAMPI_PROFILE=1: its per-phase profile (rank 0, ms
+# peak RSS per rank; CPU s/run = user + system seconds of the whole run, all ranks and threads,
+# initialisation and warm-up included (on a loaded machine it moves much less than wall time,
+# and waiting threads that spin show up in it). lorampi runs with LORAMPI_PROFILE=1: its per-phase profile (rank 0, ms
 # per step) of each layout follows the table.
 # Usage: tests/bench/bench_vs_torch.sh BUILD_DIR [STEPS]     (STEPS >= 2, default 6: 5 timed)
 # Env: BENCH_MODELS ("gpt2 llama"), BENCH_MODES ("attn all full"), BENCH_LAYOUTS ("1x1 1x2
@@ -59,6 +61,8 @@ ini() {  # model mode B T steps -> the config on stdout (r, alpha as bench_torch
   printf '[train]\nsteps = %s\nbatch_size = %s\nseq_len = %s\n[data]\ntrain = d_train.bin\n[log]\nevery = 1\n' "$5" "$3" "$4"
 }
 
+cpu_s() { awk '/^cpu / { printf "%.0f", $2 + $3 }' cpu.txt; }  # user + system s of the run (all ranks, init included)
+
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # One table row: run label ranks threads ms rss trainable total loss1; plus GFLOP/s and of-sgemm.
@@ -67,13 +71,13 @@ row() {
   gf=$(awk -v f="$flop" -v ms="$5" 'BEGIN { printf "%.1f", f / (ms / 1e3) / 1e9 }')
   pct=—
   [ "$1" = "lorampi" ] || [ "$1" = "torch fp32" ] && pct=$(awk -v g="$gf" -v s="${sg[$(($3 * $4))]:-0}" 'BEGIN { if (s > 0) printf "%.0f%%", 100 * g / s; else printf "?" }')
-  echo "| $model | $mode | $1 | $2 | $(awk -v n="$ntok" -v ms="$5" 'BEGIN { printf "%.1f", n / (ms / 1e3) }') | $5 | $gf | $pct | $6 | $7 / $8 | $9 |" | tee -a "$out"
+  echo "| $model | $mode | $1 | $2 | $(awk -v n="$ntok" -v ms="$5" 'BEGIN { printf "%.1f", n / (ms / 1e3) }') | $5 | $gf | $pct | $6 | $7 / $8 | $9 | ${10} |" | tee -a "$out"
 }
 
 lmp() {  # layout -> one row; keeps the output in $logs
   local np=1 th=1 tp=1 log="$logs/$model-$mode-$1-r$r.log" o ms rss tr tot l1 lab
   case $1 in 1x1) lab="1 × 1" ;; 1x2) th=2 lab="1 × 2" ;; tp2) np=2 tp=2 lab="tp 2 × 1" ;; dp2) np=2 lab="dp 2 × 1" ;; esac
-  LORAMPI_PROFILE=1 OMP_NUM_THREADS=$th mpirun --oversubscribe --bind-to none -n $np "$build/lorampi" train "$model-$mode.ini" \
+  LORAMPI_PROFILE=1 OMP_NUM_THREADS=$th /usr/bin/time -f "cpu %U %S" -o cpu.txt mpirun --oversubscribe --bind-to none -n $np "$build/lorampi" train "$model-$mode.ini" \
     --set parallel.tp=$tp > "$log" 2>&1 || { echo "lorampi $model $mode $1 failed:" >&2; tail -5 "$log" >&2; return 0; }
   o=$(cat "$log")
   ms=$(echo "$o" | sed -nE 's/^step +([0-9]+)\/[0-9]+ .*\| ([0-9]+) ms \|.*/\1 \2/p' | awk '$1 > 1 { print $2 }' | median)
@@ -81,17 +85,17 @@ lmp() {  # layout -> one row; keeps the output in $logs
   tr=$(echo "$o" | sed -nE 's/^training: [^,]*, ([0-9]+) trainable.*/\1/p')
   tot=$(echo "$o" | sed -nE 's/^model: .*: ([0-9.]+)M parameters/\1M/p')
   l1=$(echo "$o" | sed -nE 's/^step +1\/[0-9]+ \| loss ([0-9.]+).*/\1/p')
-  row lorampi "$lab" "$th" "$np" "$ms" "$rss" "$tr" "$tot" "$l1"
+  row lorampi "$lab" "$th" "$np" "$ms" "$rss" "$tr" "$tot" "$l1" "$(cpu_s)"
 }
 
 pt() {  # fp32|bf16 -> one row (2 threads, as lorampi's 1 x 2)
   local log="$logs/$model-$mode-torch-$1-r$r.log" o flag=
   [ "$1" = bf16 ] && flag=--bf16
-  OMP_NUM_THREADS=2 $tb run "$model" "$mode" "$B" "$T" "$msteps" 2 $flag > "$log" 2>&1 ||
+  OMP_NUM_THREADS=2 /usr/bin/time -f "cpu %U %S" -o cpu.txt $tb run "$model" "$mode" "$B" "$T" "$msteps" 2 $flag > "$log" 2>&1 ||
     { echo "torch $model $mode $1 failed:" >&2; tail -5 "$log" >&2; return 0; }
   o=$(grep '^torch ' "$log")
   set -- "$1" $o
-  row "torch $1" "1 × $5" 2 1 "${7}" "${11}" "${15}" "$(awk -v t="${13}" 'BEGIN { printf "%.2fM", t / 1e6 }')" "${17}"
+  row "torch $1" "1 × $5" 2 1 "${7}" "${11}" "${15}" "$(awk -v t="${13}" 'BEGIN { printf "%.2fM", t / 1e6 }')" "${17}" "$(cpu_s)"
 }
 
 sgemm() {  # list threads -> GFLOP seconds (the step's GEMMs, best of 2 calls each)
@@ -127,8 +131,8 @@ for model in $models; do
       echo "$line  "
     done
     echo
-    echo "| model | mode | run | ranks × threads | tokens/s | ms/step | GFLOP/s | of sgemm | peak RSS/rank MB | trainable / total params | loss step 1 |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| model | mode | run | ranks × threads | tokens/s | ms/step | GFLOP/s | of sgemm | peak RSS/rank MB | trainable / total params | loss step 1 | CPU s/run |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   } | tee -a "$out"
   for mode in $modes; do
     ini "$model" "$mode" "$B" "$T" "$msteps" > "$model-$mode.ini"
