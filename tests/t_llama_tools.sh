@@ -45,7 +45,8 @@ val = $fx/llama/data.bin
 dir = ck
 every = 4
 INI
-loss() { tail -1 "$1" | sed -E 's/.*"loss": ?([-0-9.eE+]+).*/\1/'; }
+# The last line with a loss: eval's stderr (warnings) shares the file and may come after it.
+loss() { grep '"loss"' "$1" | tail -1 | sed -E 's/.*"loss": ?([-0-9.eE+]+).*/\1/'; }
 close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= t * a) }'; }
 ev() { local out=$1; shift; mpi 1 "$bin" eval run.ini --batches 1 "$@" > "$out" 2>&1 || { cat "$out"; fail "eval $out"; }; }
 # merged_ok NAME CKPT [SET...]: merge on 1 and 2 ranks, identical files; merged loss = base + adapter.

@@ -20,7 +20,7 @@
 # per step) of each layout follows the table.
 # Usage: tests/bench/bench_vs_torch.sh BUILD_DIR [STEPS]     (STEPS >= 2, default 6: 5 timed)
 # Env: BENCH_MODELS ("gpt2 llama"), BENCH_MODES ("attn all full"), BENCH_LAYOUTS ("1x1 1x2
-# tp2 dp2"), BENCH_TORCH ("fp32 bf16"; empty: no torch), BENCH_ROUNDS (1), BENCH_LLAMA_STEPS
+# l16 tp2 dp2"; l16: 1 x 2 with [model] dtype = bf16, frozen weights in bf16 through oneDNN), BENCH_TORCH ("fp32 bf16"; empty: no torch), BENCH_ROUNDS (1), BENCH_LLAMA_STEPS
 # (STEPS), BENCH_GPT2_BT ("4 256"), BENCH_LLAMA_BT ("2 128"), BENCH_OUT (file for the table,
 # default bench_vs_torch.md), BENCH_LOG (a directory that keeps every run's output).
 set -euo pipefail
@@ -29,7 +29,7 @@ build=$(cd "$1" && pwd); steps=${2:-6}
 [ "$steps" -ge 2 ] || { echo "$0: STEPS must be >= 2 (step 1 is the warm-up), got $steps" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd); py=/usr/bin/python3; tb="$py $here/bench_torch.py"
 models=${BENCH_MODELS:-gpt2 llama}; modes=${BENCH_MODES:-attn all full}
-layouts=${BENCH_LAYOUTS:-1x1 1x2 tp2 dp2}; torchs=${BENCH_TORCH-fp32 bf16}; rounds=${BENCH_ROUNDS:-1}
+layouts=${BENCH_LAYOUTS:-1x1 1x2 l16 tp2 dp2}; torchs=${BENCH_TORCH-fp32 bf16}; rounds=${BENCH_ROUNDS:-1}
 out=$(touch "${BENCH_OUT:-bench_vs_torch.md}" && cd "$(dirname "${BENCH_OUT:-bench_vs_torch.md}")" && pwd)/$(basename "${BENCH_OUT:-bench_vs_torch.md}")
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 [ -z "$torchs" ] || $py -c "import torch" 2> /dev/null ||
@@ -76,16 +76,18 @@ row() {
 
 lmp() {  # layout -> one row; keeps the output in $logs
   local np=1 th=1 tp=1 log="$logs/$model-$mode-$1-r$r.log" o ms rss tr tot l1 lab
-  case $1 in 1x1) lab="1 × 1" ;; 1x2) th=2 lab="1 × 2" ;; tp2) np=2 tp=2 lab="tp 2 × 1" ;; dp2) np=2 lab="dp 2 × 1" ;; esac
+  local dt=f32
+  case $1 in 1x1) lab="1 × 1" ;; 1x2) th=2 lab="1 × 2" ;; l16) th=2 dt=bf16 lab="1 × 2" ;;
+    tp2) np=2 tp=2 lab="tp 2 × 1" ;; dp2) np=2 lab="dp 2 × 1" ;; esac
   LORAMPI_PROFILE=1 OMP_NUM_THREADS=$th /usr/bin/time -f "cpu %U %S" -o cpu.txt mpirun --oversubscribe --bind-to none -n $np "$build/lorampi" train "$model-$mode.ini" \
-    --set parallel.tp=$tp > "$log" 2>&1 || { echo "lorampi $model $mode $1 failed:" >&2; tail -5 "$log" >&2; return 0; }
+    --set parallel.tp=$tp --set model.dtype=$dt > "$log" 2>&1 || { echo "lorampi $model $mode $1 failed:" >&2; tail -5 "$log" >&2; return 0; }
   o=$(cat "$log")
   ms=$(echo "$o" | sed -nE 's/^step +([0-9]+)\/[0-9]+ .*\| ([0-9]+) ms \|.*/\1 \2/p' | awk '$1 > 1 { print $2 }' | median)
   rss=$(echo "$o" | sed -nE 's/^peak RSS per rank: max ([0-9.]+) MB.*/\1/p')
   tr=$(echo "$o" | sed -nE 's/^training: [^,]*, ([0-9]+) trainable.*/\1/p')
   tot=$(echo "$o" | sed -nE 's/^model: .*: ([0-9.]+)M parameters/\1M/p')
   l1=$(echo "$o" | sed -nE 's/^step +1\/[0-9]+ \| loss ([0-9.]+).*/\1/p')
-  row lorampi "$lab" "$th" "$np" "$ms" "$rss" "$tr" "$tot" "$l1" "$(cpu_s)"
+  row "lorampi$([ $dt = f32 ] || echo " $dt")" "$lab" "$th" "$np" "$ms" "$rss" "$tr" "$tot" "$l1" "$(cpu_s)"
 }
 
 pt() {  # fp32|bf16 -> one row (2 threads, as lorampi's 1 x 2)
@@ -154,8 +156,9 @@ for model in $models; do
       fi
     done
     for r in $(seq "$rounds"); do
-      # Alternate: lorampi 1 x 2, torch fp32, lorampi 1 x 1, torch bf16, then the 2-rank layouts.
-      for x in 1x2 fp32 1x1 bf16 tp2 dp2; do
+      # Alternate: lorampi 1 x 2, torch fp32, lorampi 1 x 1, torch bf16, lorampi bf16 1 x 2,
+      # then the 2-rank layouts.
+      for x in 1x2 fp32 1x1 bf16 l16 tp2 dp2; do
         case $x in
           fp32|bf16) [[ " $torchs " == *" $x "* ]] && pt $x ;;
           *) [[ " $layouts " == *" $x "* ]] && lmp $x ;;
