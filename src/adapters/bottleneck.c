@@ -151,7 +151,7 @@ static void bottleneck_init(lmp_adapter *a, const lmp_registry *reg, uint64_t se
     uint64_t stream = lmp_hash_str(b->Wd->name);
     float bound = 1.0f / sqrtf((float)b->C);  // Kaiming-uniform, a = sqrt(5), fan_in C
     for (size_t i = 0; i < b->Wd->numel; i++)
-        b->Wd->data[i] = bound * (2.0f * lmp_rng_uniform(seed, stream, (uint64_t)lmp_param_global_index(b->Wd, i)) - 1.0f);
+        b->Wd->data[i] = lmp_rng_sym(seed, stream, (uint64_t)lmp_param_global_index(b->Wd, i), bound);
     memset(b->Wu->data, 0, b->Wu->numel * sizeof(float));
 }
 

@@ -20,7 +20,7 @@ void lmp_lora_init_params(lmp_lora *l, int gaussian, uint64_t seed) {
     for (size_t i = 0; i < A->numel; i++) {
         uint64_t gi = (uint64_t)lmp_param_global_index(A, i);
         A->data[i] = gaussian ? sd * lmp_rng_normal(seed, stream, gi)
-                              : bound * (2.0f * lmp_rng_uniform(seed, stream, gi) - 1.0f);
+                              : lmp_rng_sym(seed, stream, gi, bound);
     }
     memset(l->B->data, 0, l->B->numel * sizeof(float));
 }

@@ -63,7 +63,7 @@ static void encoder_init(lmp_adapter *a, const lmp_registry *reg, uint64_t seed,
         uint64_t stream = lmp_hash_str(x[k]->name);
         for (size_t i = 0; i < x[k]->numel; i++)
             x[k]->data[i] = k == 0 ? lmp_rng_normal(seed, stream, i)
-                                   : bound[k] * (2.0f * lmp_rng_uniform(seed, stream, i) - 1.0f);
+                                   : lmp_rng_sym(seed, stream, i, bound[k]);
     }
 }
 

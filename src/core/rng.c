@@ -14,6 +14,10 @@ float lmp_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index) {
     return (float)(lmp_rng_bits(seed, stream, index) >> 40) * (1.0f / 16777216.0f);
 }
 
+float lmp_rng_sym(uint64_t seed, uint64_t stream, uint64_t index, float bound) {
+    return bound * (2.0f * lmp_rng_uniform(seed, stream, index) - 1.0f);
+}
+
 float lmp_rng_normal(uint64_t seed, uint64_t stream, uint64_t index) {
     uint64_t b = lmp_rng_bits(seed, stream, index);
     double u1 = ((b >> 11) + 1.0) * (1.0 / 9007199254740993.0);   // (0, 1]

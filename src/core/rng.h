@@ -12,6 +12,9 @@
 uint64_t lmp_rng_bits(uint64_t seed, uint64_t stream, uint64_t index);
 // Uniform in [0, 1), 24-bit resolution (exact in float).
 float lmp_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index);
+// Uniform in [-bound, bound): torch's Kaiming-uniform (a = sqrt(5)) init of a Linear's weight
+// and bias with bound = 1/sqrt(fan_in), which LoRA's A, the bottlenecks and the prefix MLP share.
+float lmp_rng_sym(uint64_t seed, uint64_t stream, uint64_t index, float bound);
 // Standard normal (Box-Muller on two draws of the same index).
 float lmp_rng_normal(uint64_t seed, uint64_t stream, uint64_t index);
 // SplitMix64's finaliser: a bijection of 64-bit words that spreads every input bit. The one
