@@ -6,6 +6,7 @@
 //   dA_l   += du^T xd             dx += (du A_l) * mask/(1-p)
 #include "adapters/lora.h"
 #include "core/rng.h"
+#include "core/util.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -34,27 +35,30 @@ static inline float mask_at(const lmp_lora *l, const lmp_rng_ctx *rc, int n, int
     return lmp_rng_uniform(rc->seed, stream, idx) < l->dropout ? 0.0f : 1.0f / (1.0f - l->dropout);
 }
 
-// xd = x * mask / (1-p)
-static void dropout_apply(const lmp_lora *l, float *xd, const float *x, int N,
-                          const lmp_rng_ctx *rc) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
+// Rows [n0, n1) of xd = x * mask / (1-p).
+static void dropout_rows(const lmp_lora *l, float *xd, const float *x, int n0, int n1,
+                         const lmp_rng_ctx *rc) {
+    for (int n = n0; n < n1; n++)
         for (int j = 0; j < l->in_l; j++) {
             size_t k = (size_t)n * l->in_l + j;
             xd[k] = x[k] * mask_at(l, rc, n, j);
         }
 }
 
-static const float *dropped_input(const lmp_lora *l, const float *x, float *xd_scratch, int N,
-                                  const lmp_rng_ctx *rc) {
-    if (l->dropout <= 0.0f || !rc->training) return x;
-    dropout_apply(l, xd_scratch, x, N, rc);
-    return xd_scratch;
+static int dropping(const lmp_lora *l, const lmp_rng_ctx *rc) {
+    return l->dropout > 0.0f && rc->training;
 }
 
 const float *lmp_lora_dropped(const lmp_lora *l, const float *x, float *xd_scratch, int N,
                              const lmp_rng_ctx *rc) {
-    return dropped_input(l, x, xd_scratch, N, rc);
+    if (!dropping(l, rc)) return x;
+#pragma omp parallel
+    {
+        int n0, n1;
+        lmp_omp_range(N, &n0, &n1);
+        dropout_rows(l, xd_scratch, x, n0, n1, rc);
+    }
+    return xd_scratch;
 }
 
 void lmp_lora_dropout_add(const lmp_lora *l, float *dx, const float *g, int N, const lmp_rng_ctx *rc) {
@@ -66,62 +70,107 @@ void lmp_lora_dropout_add(const lmp_lora *l, float *dx, const float *g, int N, c
         }
 }
 
+// The adapter's products are skinny (r columns, r = 8 or 16): OpenBLAS's own threading of
+// them was slower on 2 threads than on 1 (GPT-2, LoRA on all linear layers: 250 -> 339 ms
+// per step). So each runs inside one OpenMP region over blocks of rows (or of A's/B's rows
+// for the weight gradients, which sum over all N rows in one sgemm), where OpenBLAS runs
+// single-threaded. Every output element is written by one thread: no partial sums to merge.
+
 void lmp_lora_forward(const lmp_lora *l, float *y, int ldy, const float *x, float *u,
                       float *xd_scratch, int N, const lmp_rng_ctx *rc) {
-    const float *xd = dropped_input(l, x, xd_scratch, N, rc);
+    int r = l->r, drop = dropping(l, rc);
+    const float *A = l->A->data + l->a0, *B = l->B->data, *xd = drop ? xd_scratch : x;
+#pragma omp parallel
+    {
+        int n0, n1;
+        lmp_omp_range(N, &n0, &n1);
+        if (n1 > n0) {
+            if (drop) dropout_rows(l, xd_scratch, x, n0, n1, rc);
+            // u[n0:n1] (rows, r) = xd[n0:n1] (rows, in_l) . A_l^T, A_l the columns
+            // [a0, a0+in_l) of A (r, in)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1 - n0, r, l->in_l, 1.0f,
+                        xd + (size_t)n0 * l->in_l, l->in_l, A, l->in, 0.0f, u + (size_t)n0 * r, r);
+            for (int s = 0; s < l->nseg; s++)  // y[n0:n1, ycol:+cnt] += scale * u . B[brow:+cnt]^T
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1 - n0, l->cnt[s], r,
+                            l->scale, u + (size_t)n0 * r, r, B + (size_t)l->brow[s] * r, r, 1.0f,
+                            y + (size_t)n0 * ldy + l->ycol[s], ldy);
+        }
+    }
+}
+
+// Rows [n0, n1): du = scale * sum_seg dy_seg . B_seg (rows, r), and xd's rows if dropped.
+static void backward_rows(const lmp_lora *l, float *du, float *xd_scratch, const float *dy,
+                          int ldy, const float *x, int n0, int n1, const lmp_rng_ctx *rc) {
     int r = l->r;
-    const float *A = l->A->data + l->a0, *B = l->B->data;
-    // u (N,r) = xd (N,in_l) . A_l^T, A_l the columns [a0, a0+in_l) of A (r,in)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, l->in_l, 1.0f, xd, l->in_l, A,
-                l->in, 0.0f, u, r);
-    for (int s = 0; s < l->nseg; s++)  // y[:, ycol:+cnt] += scale * u . B[brow:+cnt]^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, l->cnt[s], r, l->scale, u, r,
-                    B + (size_t)l->brow[s] * r, r, 1.0f, y + l->ycol[s], ldy);
+    for (int s = 0; s < l->nseg; s++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 - n0, r, l->cnt[s], l->scale,
+                    dy + (size_t)n0 * ldy + l->ycol[s], ldy, l->B->data + (size_t)l->brow[s] * r,
+                    r, s ? 1.0f : 0.0f, du + (size_t)n0 * r, r);
+    if (dropping(l, rc)) dropout_rows(l, xd_scratch, x, n0, n1, rc);
+}
+
+// This thread's rows of dB (B's rows of every segment, in one global count) and columns
+// of dA, each summed over all N rows by one sgemm.
+static void weight_grads(const lmp_lora *l, const float *dy, int ldy, const float *u,
+                         const float *du, const float *xd, int N) {
+    int r = l->r, total = 0, j0, j1;
+    float *dB = l->B->grad;
+    for (int s = 0; s < l->nseg; s++) total += l->cnt[s];
+    if (dB) {
+        int c0, c1;
+        lmp_omp_range(total, &c0, &c1);
+        for (int s = 0, base = 0; s < l->nseg; base += l->cnt[s], s++) {
+            int lo = c0 > base ? c0 - base : 0, hi = c1 - base < l->cnt[s] ? c1 - base : l->cnt[s];
+            if (hi <= lo) continue;
+            // dB[brow+lo : brow+hi] (rows, r) += scale * dy[:, ycol+lo : ycol+hi]^T . u (N, r)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, r, N, l->scale,
+                        dy + l->ycol[s] + lo, ldy, u, r, 1.0f, dB + (size_t)(l->brow[s] + lo) * r, r);
+        }
+    }
+    if (!l->A->grad) return;
+    lmp_omp_range(l->in_l, &j0, &j1);
+    if (j1 > j0)  // dA_l[:, j0:j1] (r, cols) += du^T (r, N) . xd[:, j0:j1]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, j1 - j0, N, 1.0f, du, r, xd + j0,
+                    l->in_l, 1.0f, l->A->grad + l->a0 + j0, l->in);
+}
+
+// Rows [n0, n1) of dx += (du . A_l) * mask/(1-p); with dropout the product goes through
+// xd_scratch's rows (the mask is redrawn from the counter RNG rather than stored).
+static void input_grad_rows(const lmp_lora *l, float *dx, const float *du, float *xd_scratch,
+                            int n0, int n1, const lmp_rng_ctx *rc) {
+    int drop = dropping(l, rc), in_l = l->in_l;
+    float *dst = drop ? xd_scratch : dx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 - n0, in_l, l->r, 1.0f,
+                du + (size_t)n0 * l->r, l->r, l->A->data + l->a0, l->in, drop ? 0.0f : 1.0f,
+                dst + (size_t)n0 * in_l, in_l);
+    if (!drop) return;
+    for (int n = n0; n < n1; n++)
+        for (int j = 0; j < in_l; j++) {
+            size_t k = (size_t)n * in_l + j;
+            dx[k] += xd_scratch[k] * mask_at(l, rc, n, j);
+        }
 }
 
 void lmp_lora_backward(const lmp_lora *l, float *dx, const float *dy, int ldy, const float *x,
                        const float *u, float *du, float *xd_scratch, int N,
                        const lmp_rng_ctx *rc) {
-    int r = l->r;
-    const float *A = l->A->data + l->a0, *B = l->B->data;
-    float *dA = l->A->grad ? l->A->grad + l->a0 : NULL, *dB = l->B->grad;
-    for (int s = 0; s < l->nseg; s++) {
-        const float *dys = dy + l->ycol[s];
-        const float *Bs = B + (size_t)l->brow[s] * r;
-        if (dB)  // dB_seg (cnt,r) += scale * dy_seg^T (cnt,N) . u (N,r)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, l->cnt[s], r, N, l->scale, dys,
-                        ldy, u, r, 1.0f, dB + (size_t)l->brow[s] * r, r);
-        // du (N,r) (+)= scale * dy_seg (N,cnt) . B_seg (cnt,r)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, l->cnt[s], l->scale, dys,
-                    ldy, Bs, r, s ? 1.0f : 0.0f, du, r);
+    const float *xd = dropping(l, rc) ? xd_scratch : x;
+#pragma omp parallel
+    {
+        int n0, n1;
+        lmp_omp_range(N, &n0, &n1);
+        if (n1 > n0) backward_rows(l, du, xd_scratch, dy, ldy, x, n0, n1, rc);
+#pragma omp barrier
+        weight_grads(l, dy, ldy, u, du, xd, N);
+        // xd_scratch is reused for dx's rows only after every thread has read xd.
+#pragma omp barrier
+        if (dx && n1 > n0) input_grad_rows(l, dx, du, xd_scratch, n0, n1, rc);
     }
-    int drop = l->dropout > 0.0f && rc->training;
-    const float *xd = dropped_input(l, x, xd_scratch, N, rc);
-    if (dA)  // dA_l (r,in_l) += du^T (r,N) . xd (N,in_l)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, l->in_l, N, 1.0f, du, r, xd,
-                    l->in_l, 1.0f, dA, l->in);
-    if (!dx) return;
-    if (!drop) {  // dx (N,in_l) += du (N,r) . A_l (r,in_l)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, l->in_l, r, 1.0f, du, r, A,
-                    l->in, 1.0f, dx, l->in_l);
-        return;
-    }
-    // With dropout the input gradient passes the same mask, d(xd)/dx = mask/(1-p): the mask
-    // is redrawn from the counter RNG rather than stored (N*in bytes per module).
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, l->in_l, r, 1.0f, du, r, A, l->in,
-                0.0f, xd_scratch, l->in_l);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < l->in_l; j++) {
-            size_t k = (size_t)n * l->in_l + j;
-            dx[k] += xd_scratch[k] * mask_at(l, rc, n, j);
-        }
 }
 
 // ---------------------------------------------------------------------------------------
 // The method behind the adapter interface (adapter.h): one instance per adapted module.
 
-#include "core/util.h"
 #include <stdlib.h>
 
 typedef struct {

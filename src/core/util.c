@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <mpi.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,12 @@ void lmp_warn(const char *fmt, ...) {
     va_start(ap, fmt);
     vreport("warning", fmt, ap);
     va_end(ap);
+}
+
+void lmp_omp_range(int n, int *lo, int *hi) {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    *lo = (int)((int64_t)n * t / nt);
+    *hi = (int)((int64_t)n * (t + 1) / nt);
 }
 
 double lmp_now(void) {

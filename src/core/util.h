@@ -67,6 +67,10 @@ void lmp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Wall clock in seconds (monotonic).
 double lmp_now(void);
 
+// Inside an OpenMP parallel region: this thread's share [*lo, *hi) of n items, contiguous
+// blocks in thread order (static, so a given thread count always splits the same way).
+void lmp_omp_range(int n, int *lo, int *hi);
+
 // Peak resident set size of this process in bytes (from /proc/self/status VmHWM).
 size_t lmp_peak_rss(void);
 
