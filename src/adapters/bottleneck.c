@@ -11,7 +11,7 @@
 #include "core/rng.h"
 #include "core/util.h"
 
-#include <cblas.h>
+#include "core/sgemm.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +58,12 @@ void lmp_bottleneck_forward(const lmp_bottleneck *b, float *h, const float *x, f
     int C = b->C, m = b->m;
     const float *bd = b->bd->data, *bu = b->bu->data;
     for (int n = 0; n < N; n++) memcpy(u + (size_t)n * m, bd, (size_t)m * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, m, C, 1.0f, x, C, b->Wd->data, C, 1.0f, u, m);
+    lmp_sgemm(0, 1, N, m, C, 1.0f, x, C, b->Wd->data, C, 1.0f, u, m);
     act_forward(b->relu, a, u, (size_t)N * m);
     // y = a Wu^T + bu, then h += s y: with Wu = bu = 0 (parallel's init) h is unchanged bitwise.
     float *y = a + (size_t)N * m;
     for (int n = 0; n < N; n++) memcpy(y + (size_t)n * C, bu, (size_t)C * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, m, 1.0f, a, m, b->Wu->data, m, 1.0f, y, C);
+    lmp_sgemm(0, 1, N, C, m, 1.0f, a, m, b->Wu->data, m, 1.0f, y, C);
     size_t NC = (size_t)N * C;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < NC; i++) h[i] += b->s * y[i];
@@ -76,15 +76,15 @@ void lmp_bottleneck_backward(const lmp_bottleneck *b, float *dx, const float *dh
     act_forward(b->relu, a, u, (size_t)N * m);  // recomputed rather than stored
     if (b->bu->grad) colsum(b->bu->grad, dh, N, C, s);
     if (b->Wu->grad)  // dWu (C,m) += s dh^T (C,N) a (N,m)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, m, N, s, dh, C, a, m, 1.0f, b->Wu->grad, m);
+        lmp_sgemm(1, 0, C, m, N, s, dh, C, a, m, 1.0f, b->Wu->grad, m);
     // du (N,m) = s dh (N,C) Wu (C,m), times f'(u)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m, C, s, dh, C, b->Wu->data, m, 0.0f, du, m);
+    lmp_sgemm(0, 0, N, m, C, s, dh, C, b->Wu->data, m, 0.0f, du, m);
     act_backward(b->relu, du, u, (size_t)N * m);
     if (b->bd->grad) colsum(b->bd->grad, du, N, m, 1.0f);
     if (b->Wd->grad)  // dWd (m,C) += du^T (m,N) x (N,C)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, C, N, 1.0f, du, m, x, C, 1.0f, b->Wd->grad, C);
+        lmp_sgemm(1, 0, m, C, N, 1.0f, du, m, x, C, 1.0f, b->Wd->grad, C);
     if (dx)  // dx (N,C) += du (N,m) Wd (m,C); dh is not read from here on (dx may be dh)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, m, 1.0f, du, m, b->Wd->data, C, 1.0f, dx, C);
+        lmp_sgemm(0, 0, N, C, m, 1.0f, du, m, b->Wd->data, C, 1.0f, dx, C);
 }
 
 // ---------------------------------------------------------------------------------------

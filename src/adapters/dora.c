@@ -22,7 +22,7 @@
 #include "core/util.h"
 #include "core/wgemm.h"
 
-#include <cblas.h>
+#include "core/sgemm.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,9 +79,8 @@ static void local_sq(dora_adapter *a, float *sq) {
     const lmp_param *W = a->w;  // either storage: widened element by element
     for (int s = 0; s < l->nseg; s++) {
         // D (cnt, in_l) = s B_seg (cnt, r) . A_l (r, in_l)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, l->cnt[s], l->in_l, l->r, l->scale,
-                    l->B->data + (size_t)l->brow[s] * l->r, l->r, l->A->data + l->a0, l->in, 0.0f,
-                    a->D, l->in_l);
+        lmp_sgemm(0, 0, l->cnt[s], l->in_l, l->r, l->scale, l->B->data + (size_t)l->brow[s] * l->r,
+                  l->r, l->A->data + l->a0, l->in, 0.0f, a->D, l->in_l);
         for (int k = 0; k < l->cnt[s]; k++) {
             int c = l->ycol[s] + k;
             double acc = 0;
@@ -152,11 +151,10 @@ static void dora_fwd(lmp_adapter *ad, float *y, int ldy, const float *x, float *
     const float *xd = lmp_lora_dropped(l, x, V + (size_t)N * a->out_l, N, rc);
     int drop = xd != x;  // PEFT: W0 applied to the dropped-out input
     if (drop) w0_times(a, V, xd, 0.0f, 0, N);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, l->in_l, 1.0f, xd, l->in_l,
-                l->A->data + l->a0, l->in, 0.0f, u, r);
+    lmp_sgemm(0, 1, N, r, l->in_l, 1.0f, xd, l->in_l, l->A->data + l->a0, l->in, 0.0f, u, r);
     for (int s = 0; s < l->nseg; s++)  // Z[:, seg] = s u B_seg^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, l->cnt[s], r, l->scale, u, r,
-                    l->B->data + (size_t)l->brow[s] * r, r, 0.0f, Z + a->qoff[s], K);
+        lmp_sgemm(0, 1, N, l->cnt[s], r, l->scale, u, r, l->B->data + (size_t)l->brow[s] * r, r,
+                  0.0f, Z + a->qoff[s], K);
     const float *m = a->m->data;
     for (int n = 0; n < N; n++)
         for (int s = 0; s < l->nseg; s++)

@@ -4,17 +4,21 @@
 // row-major), as tests/bench/bench_torch.py --gemms writes them for a model and mode.
 // Prints one line: "sgemm GFLOP <total> seconds <sum of best-time x count> GFLOP/s <rate>",
 // the rate a step made only of these GEMMs would reach (tests/bench/bench_vs_torch.sh).
-// Usage: bench_sgemm [REPS] < shapes      (best of REPS timed calls per shape, default 3)
+// Usage: bench_sgemm [REPS] [split] < shapes   (best of REPS timed calls per shape, default 3)
+// split: the threads of one OpenMP region each run a single-threaded sgemm on their block of
+// C's rows (lmp_omp_range), instead of one call that OpenBLAS threads itself.
 #include "core/util.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *openblas_get_corename(void);
 
 // Best wall time of reps calls of one shape (after one untimed call for the packing buffers).
-static double time_shape(int M, int N, int K, char ta, char tb, int reps) {
+static double time_shape(int M, int N, int K, char ta, char tb, int reps, int split) {
     float *a = lmp_calloc((size_t)M * K * sizeof(float)), *b = lmp_calloc((size_t)K * N * sizeof(float)),
           *c = lmp_calloc((size_t)M * N * sizeof(float));
     for (size_t i = 0; i < (size_t)M * K; i++) a[i] = 0.001f * (float)(i % 97);
@@ -26,7 +30,18 @@ static double time_shape(int M, int N, int K, char ta, char tb, int reps) {
     double best = 1e30;
     for (int r = 0; r <= reps; r++) {
         double t0 = lmp_now();
-        cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+        if (!split) cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
+        else {
+#pragma omp parallel
+            {
+                int m0, m1;  // rows m0..m1 of C: rows of A, or columns when A is transposed
+                lmp_omp_range(M, &m0, &m1);
+                if (m1 > m0)
+                    cblas_sgemm(CblasRowMajor, opa, opb, m1 - m0, N, K, 1.0f,
+                                a + (size_t)m0 * (ta == 'T' ? 1 : (size_t)K), lda, b, ldb, 0.0f,
+                                c + (size_t)m0 * N, N);
+            }
+        }
         double dt = lmp_now() - t0;
         if (r > 0 && dt < best) best = dt;
     }
@@ -37,6 +52,7 @@ static double time_shape(int M, int N, int K, char ta, char tb, int reps) {
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 3;
     if (reps < 1) reps = 1;
+    int split = argc > 2 && !strcmp(argv[2], "split");
     int M, N, K, n;
     char ta, tb;
     double flop = 0, secs = 0;
@@ -45,7 +61,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench_sgemm: bad shape line %d %d %d %c %c %d\n", M, N, K, ta, tb, n);
             return 1;
         }
-        double t = time_shape(M, N, K, ta, tb, reps);
+        double t = time_shape(M, N, K, ta, tb, reps, split);
         flop += 2.0 * M * N * K * n;
         secs += t * n;
         fprintf(stderr, "  %6d x %6d x %6d %c%c x%-4d %7.1f GFLOP/s\n", M, N, K, ta, tb, n,
