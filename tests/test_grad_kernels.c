@@ -914,7 +914,7 @@ static void test_qk_norm_attention(void) {
     free(c.scr), free(c.R), free(c.draw), free(c.dqn), free(c.dkn), free(c.dqkv);
 }
 
-// Attention with P prefix keys/values (prefix tuning, kernels_prefix.c), grouped-query: every
+// Attention with P prefix keys/values (prefix tuning, kernels_attn.c), grouped-query: every
 // query sees the P prefixes and its causal window; the prefixes sit in one (P, ldp) buffer
 // [keys | values | pad] shared by the batch.
 typedef struct {
