@@ -8,9 +8,10 @@
 #  - a none checkpoint resumes under block (the key is not compared on resume) to the
 #    same final checkpoint; generation (prefill fills the cache block by block) gives the
 #    same text under every setting;
-#  - `plan`: what attn and block save against none equals an independent count of the
-#    buffers each keeps (probabilities B NH/tp T (T+p) per layer; a block's buffers and its
-#    adapters' saved rows), for GPT-2 at tp 1 and 2, with prefixes, and for qwen3;
+#  - `plan`: attn saves nothing against none (the tiled attention keeps no probabilities);
+#    what block saves equals an independent count of the buffers it does not keep (a
+#    block's buffers and its adapters' saved rows); the attention tiles are 2 x 64 x (p + T)
+#    floats per thread; for GPT-2 at tp 1 and 2, with prefixes, and for qwen3;
 #  - a bad value is refused naming the key and the values it takes.
 set -u
 bin=$1; src=$2; work=$3
@@ -95,8 +96,8 @@ d=gpt2-lora+houlsby-n2-tp2; mkdir -p resume/ck && cp "$d/none/ck/ckpt-00000002.h
 
 # plan: the savings against a count of the buffers. B sequences of T tokens per replica,
 # p prefixes, tp ranks; per block and rank: two norms (out (N,C), mean, rstd (N)), q|k|v
-# (N, (NH + 2 KVH) hd / tp), the attention output (N, NH hd / tp), the probabilities
-# (B, NH/tp, T, T + p), the q/k norm's input and rstd (N, q|k|v) (N, (NH + KVH)/tp) where it
+# (N, (NH + 2 KVH) hd / tp), the attention output (N, NH hd / tp) (no probabilities: the
+# attention works in per-thread tiles of 64 query rows, counted apart), the q/k norm's input and rstd (N, q|k|v) (N, (NH + KVH)/tp) where it
 # exists, the residual after attention (N,C), the MLP's hidden before (GELU: H/tp; gated:
 # 2 H/tp) and after its activation (H/tp), and each LoRA module's x A^T (N, r).
 # plan runs nothing: long sequences and big batches cost nothing here (batch 8 global).
@@ -115,11 +116,14 @@ mb = {k: float(v) for k, v in re.findall(r"with \[train\] recompute = (\w+) +([0
 assert set(mb) == {"none", "attn", "block"}, log
 assert "recompute = block" in re.search(r".*\(this config\)", log).group(0)
 qkv = (NH + 2 * KVH) * hd // tp
-att = B * (NH // tp) * T * (T + P)
-block = (2 * (N * C + 2 * N) + N * qkv + N * NH * hd // tp + att
+block = (2 * (N * C + 2 * N) + N * qkv + N * NH * hd // tp
          + (N * qkv + N * (NH + KVH) // tp if qk else 0) + N * C
          + N * (2 if gated else 1) * H // tp + N * H // tp + N * r * mods)
-want = {"attn": 4 * (L - 1) * att / 1e6, "block": 4 * (L - 1) * block / 1e6}
+want = {"attn": 0.0, "block": 4 * (L - 1) * block / 1e6}
+threads, tiles = re.search(r"of which attention tiles \((\d+) threads?\) +([0-9.]+) MB", log).groups()
+counted = 4 * int(threads) * 2 * min(64, T) * (P + T) / 1e6
+print("%s: attention tiles %s MB, counted %.3f MB" % (sys.argv[1], tiles, counted))
+assert abs(float(tiles) - counted) <= 0.051, (tiles, counted)
 for k in want:
     got = mb["none"] - mb[k]
     print("%s: none - %s = %.3f MB, counted %.3f MB" % (sys.argv[1], k, got, want[k]))

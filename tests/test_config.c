@@ -262,7 +262,7 @@ int main(void) {
         {"adapter", "targets", "wq", "unknown target"},
         {"model", "path", "/data/a ;b", "cannot be written back"}, {"model", "path", ";b", "cannot be written back"},
         {"data", "train", "a\vb", "control character"}, {"adapter", "layers", "1,1", "twice"}, {"adapter", "layers", "-2", "layer"},
-        {"train", "schedule", "step", "cosine"}, {"train", "recompute", "full", "none, attn (recompute the attention"},
+        {"train", "schedule", "step", "cosine"}, {"train", "recompute", "full", "none, attn (kept for old configs"},
         {"train", "learning_rate", "1", "known keys"}, {"optim", "lr", "1", "unknown section"},
     };
     expect_refused(bad, sizeof bad / sizeof bad[0]);

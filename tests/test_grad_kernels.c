@@ -369,30 +369,30 @@ static void test_gelu(void) {
 // Causal self-attention
 typedef struct {
     int B, T, C, NH;
-    float *qkv, *out, *att, *R, *dqkv, *datt;
+    float *qkv, *out, *scr, *R, *dqkv;  // scr: the kernels' scratch (lmp_sdpa_scratch_floats)
 } att_ctx;
 
 static double att_loss(void *p) {
     att_ctx *c = p;
-    lmp_sdpa_forward(c->out, c->att, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, 3 * c->C, c->B, c->T, c->NH, c->NH, c->C / c->NH);
+    lmp_sdpa_forward(c->out, c->scr, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, 3 * c->C, c->B, c->T, c->NH, c->NH, c->C / c->NH);
     return dot_rd(c->out, c->R, (size_t)c->B * c->T * c->C);
 }
 static void att_bwd(void *p) {
     att_ctx *c = p;
-    att_loss(c);  // att of the current qkv
-    fill(c->datt, (size_t)c->B * c->NH * c->T * c->T, NAN);  // scratch: must not be read
-    lmp_sdpa_backward(c->dqkv, c->dqkv + c->C, c->dqkv + 2 * c->C, c->datt, c->R, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, c->att, 3 * c->C, c->B, c->T, c->NH, c->NH, c->C / c->NH);
+    att_loss(c);
+    fill(c->scr, lmp_sdpa_scratch_floats(0, c->T), NAN);  // scratch: never read before written
+    lmp_sdpa_backward(c->dqkv, c->dqkv + c->C, c->dqkv + 2 * c->C, c->scr, c->R, c->qkv, c->qkv + c->C, c->qkv + 2 * c->C, 3 * c->C, c->B, c->T, c->NH, c->NH, c->C / c->NH);
 }
 
 // T = 130 spans the kernel's row blocks of 64 queries (two whole, one partial).
 static void test_attention(int T) {
     printf("attention, T = %d\n", T);
     enum { B = 2, C = 8, NH = 2, hs = C / NH, C3 = 3 * C };
-    att_ctx c = {B, T, C, NH, randn(B * T * C3, 0, 1), zeros(B * T * C), zeros(B * NH * T * T),
-                 randn(B * T * C, 0, 1), zeros(B * T * C3), zeros(B * NH * T * T)};
+    att_ctx c = {B, T, C, NH, randn(B * T * C3, 0, 1), zeros(B * T * C),
+                 zeros(lmp_sdpa_scratch_floats(0, T)), randn(B * T * C, 0, 1), zeros(B * T * C3)};
     grad_t gs[] = {{"dqkv", &c.dqkv, B * T * C3}};
 
-    // Forward vs double reference: out and the probabilities (zero above the diagonal).
+    // Forward vs double reference.
     att_loss(&c);
     double *oref = malloc(sizeof(double) * B * T * C), *aref = malloc(sizeof(double) * B * NH * T * T);
     for (int b = 0; b < B; b++)
@@ -419,14 +419,9 @@ static void test_attention(int T) {
                     oref[(b * T + t) * C + h * hs + i] = o;
                 }
             }
-    float *of = from_double(oref, B * T * C), *af = from_double(aref, B * NH * T * T);
+    float *of = from_double(oref, B * T * C);
     T_CHECK(t_max_rel_diff(c.out, of, B * T * C) <= FWD_TOL, "attention out != reference");
-    T_CHECK(t_max_rel_diff(c.att, af, B * NH * T * T) <= FWD_TOL, "attention att != reference");
-    for (int r = 0; r < B * NH * T; r++)
-        for (int j = r % T + 1; j < T; j++)
-            T_CHECK(c.att[r * T + j] == 0.0f, "att above the diagonal not zero (row %d col %d)",
-                    r, j);
-    free(of), free(af), free(oref), free(aref);
+    free(of), free(oref), free(aref);
 
     // Causality: replacing q, k and v at every position > t leaves out at positions <= t
     // exactly unchanged (masked probabilities are exact zeros).
@@ -450,7 +445,7 @@ static void test_attention(int T) {
     att_bwd(&c);
     check_fd("attention dqkv", c.qkv, c.dqkv, B * T * C3, att_loss, &c, FD_H);
     check_accumulates("attention", att_bwd, &c, gs, 1);
-    free(c.qkv), free(c.out), free(c.att), free(c.R), free(c.dqkv), free(c.datt);
+    free(c.qkv), free(c.out), free(c.scr), free(c.R), free(c.dqkv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -592,29 +587,29 @@ static void test_xent(void) {
 // reads kv head h / 2), q|k|v of unequal widths in one buffer.
 typedef struct {
     int B, T, NH, KVH, hs, ld;
-    float *qkv, *out, *att, *R, *dqkv, *datt;
+    float *qkv, *out, *scr, *R, *dqkv;
 } gqa_ctx;
 
 static double gqa_loss(void *p) {
     gqa_ctx *c = p;
     int q = c->NH * c->hs, kv = c->KVH * c->hs;
-    lmp_sdpa_forward(c->out, c->att, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    lmp_sdpa_forward(c->out, c->scr, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
     return dot_rd(c->out, c->R, (size_t)c->B * c->T * q);
 }
 static void gqa_bwd(void *p) {
     gqa_ctx *c = p;
     int q = c->NH * c->hs, kv = c->KVH * c->hs;
     gqa_loss(c);
-    fill(c->datt, (size_t)c->B * c->NH * c->T * c->T, NAN);  // scratch: must not be read
-    lmp_sdpa_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->datt, c->R, c->qkv, c->qkv + q,
-                      c->qkv + q + kv, c->att, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    fill(c->scr, lmp_sdpa_scratch_floats(0, c->T), NAN);  // scratch: never read before written
+    lmp_sdpa_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->scr, c->R, c->qkv, c->qkv + q,
+                      c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
 }
 
 static void test_attention_gqa(void) {
     printf("attention, grouped-query\n");
     enum { B = 2, T = 5, NH = 4, KVH = 2, hs = 3, LD = (NH + 2 * KVH) * hs, C = NH * hs };
     gqa_ctx c = {B, T, NH, KVH, hs, LD, randn(B * T * LD, 0, 1), zeros(B * T * C),
-                 zeros(B * NH * T * T), randn(B * T * C, 0, 1), zeros(B * T * LD), zeros(B * NH * T * T)};
+                 zeros(lmp_sdpa_scratch_floats(0, T)), randn(B * T * C, 0, 1), zeros(B * T * LD)};
     grad_t gs[] = {{"dqkv", &c.dqkv, B * T * LD}};
     gqa_loss(&c);
     // Forward vs a double reference that reads kv head h / (NH / KVH).
@@ -646,7 +641,7 @@ static void test_attention_gqa(void) {
     gqa_bwd(&c);
     check_fd("grouped-query attention dqkv", c.qkv, c.dqkv, B * T * LD, gqa_loss, &c, FD_H);
     check_accumulates("grouped-query attention", gqa_bwd, &c, gs, 1);
-    free(c.qkv), free(c.out), free(c.att), free(c.R), free(c.dqkv), free(c.datt);
+    free(c.qkv), free(c.out), free(c.scr), free(c.R), free(c.dqkv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -871,7 +866,7 @@ static void test_matmul_oi(void) {
 typedef struct {
     int B, T, NH, KVH, hs, ld;
     const float *cs, *sn;
-    float *raw, *qn, *kn, *qkv, *rstd, *out, *att, *R, *draw, *dqn, *dkn, *dqkv, *datt;
+    float *raw, *qn, *kn, *qkv, *rstd, *out, *scr, *R, *draw, *dqn, *dkn, *dqkv;
 } qkn_ctx;
 
 static double qkn_loss(void *p) {
@@ -881,7 +876,7 @@ static double qkn_loss(void *p) {
     lmp_rmsnorm_forward(c->qkv, c->rstd, c->raw, c->qn, N, c->NH, c->hs, c->ld, LN_EPS);
     lmp_rmsnorm_forward(c->qkv + q, c->rstd + N * c->NH, c->raw + q, c->kn, N, c->KVH, c->hs, c->ld, LN_EPS);
     lmp_rope_forward(c->qkv, c->ld, N, c->T, 0, c->NH + c->KVH, c->hs, c->cs, c->sn);
-    lmp_sdpa_forward(c->out, c->att, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    lmp_sdpa_forward(c->out, c->scr, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
     return dot_rd(c->out, c->R, (size_t)N * q);
 }
 static void qkn_bwd(void *p) {
@@ -889,8 +884,8 @@ static void qkn_bwd(void *p) {
     int N = c->B * c->T, q = c->NH * c->hs, kv = c->KVH * c->hs;
     qkn_loss(c);
     memset(c->dqkv, 0, (size_t)N * c->ld * sizeof(float));
-    lmp_sdpa_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->datt, c->R, c->qkv, c->qkv + q,
-                      c->qkv + q + kv, c->att, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
+    lmp_sdpa_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->scr, c->R, c->qkv, c->qkv + q,
+                      c->qkv + q + kv, c->ld, c->B, c->T, c->NH, c->KVH, c->hs);
     lmp_rope_backward(c->dqkv, c->ld, N, c->T, 0, c->NH + c->KVH, c->hs, c->cs, c->sn);
     for (int n = 0; n < N; n++)  // v passes through the norm untouched
         for (int j = q + kv; j < c->ld; j++) c->draw[n * c->ld + j] += c->dqkv[n * c->ld + j];
@@ -907,8 +902,8 @@ static void test_qk_norm_attention(void) {
     lmp_rope_tables(cs, sn, T, hs, &def);
     qkn_ctx c = {B, T, NH, KVH, hs, LD, cs, sn, randn(N * LD, 0, 1), randn(hs, 1, 0.3f),
                  randn(hs, 1, 0.3f), zeros(N * LD), zeros(N * (NH + KVH)), zeros(N * NH * hs),
-                 zeros(B * NH * T * T), randn(N * NH * hs, 0, 1), zeros(N * LD), zeros(hs), zeros(hs),
-                 zeros(N * LD), zeros(B * NH * T * T)};
+                 zeros(lmp_sdpa_scratch_floats(0, T)), randn(N * NH * hs, 0, 1), zeros(N * LD), zeros(hs),
+                 zeros(hs), zeros(N * LD)};
     grad_t gs[] = {{"draw", &c.draw, N * LD}, {"dq_norm", &c.dqn, hs}, {"dk_norm", &c.dkn, hs}};
     zero_grads(gs, 3);
     qkn_bwd(&c);
@@ -916,21 +911,21 @@ static void test_qk_norm_attention(void) {
     check_fd("q/k norm attention dq_norm", c.qn, c.dqn, hs, qkn_loss, &c, FD_H);
     check_fd("q/k norm attention dk_norm", c.kn, c.dkn, hs, qkn_loss, &c, FD_H);
     free(cs), free(sn), free(c.raw), free(c.qn), free(c.kn), free(c.qkv), free(c.rstd), free(c.out);
-    free(c.att), free(c.R), free(c.draw), free(c.dqn), free(c.dkn), free(c.dqkv), free(c.datt);
+    free(c.scr), free(c.R), free(c.draw), free(c.dqn), free(c.dkn), free(c.dqkv);
 }
 
-// Attention with P prefix keys/values (prefix tuning, kernels_prefix.c), grouped-query: every
+// Attention with P prefix keys/values (prefix tuning, kernels_attn.c), grouped-query: every
 // query sees the P prefixes and its causal window; the prefixes sit in one (P, ldp) buffer
 // [keys | values | pad] shared by the batch.
 typedef struct {
     int B, T, NH, KVH, hs, ld, P, ldp;
-    float *qkv, *pre, *out, *att, *R, *dqkv, *dpk, *dpv, *datt;
+    float *qkv, *pre, *out, *scr, *R, *dqkv, *dpk, *dpv;
 } pfx_ctx;
 
 static double pfx_loss(void *p) {
     pfx_ctx *c = p;
     int q = c->NH * c->hs, kv = c->KVH * c->hs;
-    lmp_sdpa_prefix_forward(c->out, c->att, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->pre,
+    lmp_sdpa_prefix_forward(c->out, c->scr, c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->pre,
                             c->pre + kv, c->ldp, c->P, c->B, c->T, c->NH, c->KVH, c->hs);
     return dot_rd(c->out, c->R, (size_t)c->B * c->T * q);
 }
@@ -938,10 +933,10 @@ static void pfx_bwd(void *p) {
     pfx_ctx *c = p;
     int q = c->NH * c->hs, kv = c->KVH * c->hs;
     pfx_loss(c);
-    fill(c->datt, (size_t)c->B * c->NH * c->T * (c->T + c->P), NAN);  // scratch: must not be read
-    lmp_sdpa_prefix_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->dpk, c->dpv, c->datt, c->R,
+    fill(c->scr, lmp_sdpa_scratch_floats(c->P, c->T), NAN);  // scratch: never read before written
+    lmp_sdpa_prefix_backward(c->dqkv, c->dqkv + q, c->dqkv + q + kv, c->dpk, c->dpv, c->scr, c->R,
                              c->qkv, c->qkv + q, c->qkv + q + kv, c->ld, c->pre, c->pre + kv, c->ldp,
-                             c->att, c->P, c->B, c->T, c->NH, c->KVH, c->hs);
+                             c->P, c->B, c->T, c->NH, c->KVH, c->hs);
 }
 
 // out of query (b, t, h) in double: softmax over the P prefixes and keys 0..t.
@@ -971,10 +966,10 @@ static void pfx_ref_row(const pfx_ctx *c, int b, int t, int h, double *o) {
 static void test_attention_prefix(void) {
     printf("attention with prefix keys/values, grouped-query\n");
     enum { B = 2, T = 5, NH = 4, KVH = 2, hs = 3, P = 3, LD = (NH + 2 * KVH) * hs, C = NH * hs,
-           LDP = 2 * KVH * hs + 1, S = P + T };
+           LDP = 2 * KVH * hs + 1 };
     pfx_ctx c = {B, T, NH, KVH, hs, LD, P, LDP, randn(B * T * LD, 0, 1), randn(P * LDP, 0, 1),
-                 zeros(B * T * C), zeros(B * NH * T * S), randn(B * T * C, 0, 1), zeros(B * T * LD),
-                 zeros(P * LDP), zeros(P * LDP), zeros(B * NH * T * S)};
+                 zeros(B * T * C), zeros(lmp_sdpa_scratch_floats(P, T)), randn(B * T * C, 0, 1),
+                 zeros(B * T * LD), zeros(P * LDP), zeros(P * LDP)};
     grad_t gs[] = {{"dqkv", &c.dqkv, B * T * LD}, {"dpk", &c.dpk, P * LDP}, {"dpv", &c.dpv, P * LDP}};
     pfx_loss(&c);
     double oref[B * T * C];
@@ -998,8 +993,8 @@ static void test_attention_prefix(void) {
     free(g);
     check_accumulates("prefix attention", pfx_bwd, &c, gs, 3);
     check_null_grads("prefix attention", pfx_bwd, &c, gs, 3, 1u);
-    free(c.qkv), free(c.pre), free(c.out), free(c.att), free(c.R), free(c.dqkv), free(c.dpk);
-    free(c.dpv), free(c.datt);
+    free(c.qkv), free(c.pre), free(c.out), free(c.scr), free(c.R), free(c.dqkv), free(c.dpk);
+    free(c.dpv);
 }
 
 int main(void) {

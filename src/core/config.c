@@ -91,8 +91,8 @@ static const key_t_ KEYS[] = {
     // Bitwise the same results with every value (model.h): how this run spends memory, not
     // what it trains, so a checkpoint resumes under another.
     {"train", "recompute", K_RECOMPUTE, O(train.recompute), 0, 0, 0, 0, 0, "none",
-     "none, attn (recompute the attention probabilities in the backward) or block (recompute each "
-     "block's forward in the backward)", LMP_KEY_RUN_ONLY},
+     "none, attn (kept for old configs: the same as none, the attention keeps no probabilities) or "
+     "block (recompute each block's forward in the backward)", LMP_KEY_RUN_ONLY},
     {"train", "nonfinite", K_STR, O(train.nonfinite), S(train.nonfinite), 0, 0, 0, 0, "stop", "stop or skip", 0},
     {"data", "train", K_STR, O(data.train), S(data.train), 0, 0, 0, 0, "", "a path", 0},
     {"data", "val", K_STR, O(data.val), S(data.val), 0, 0, 0, 0, "", "a path", 0},

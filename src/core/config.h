@@ -22,8 +22,9 @@ typedef enum { LMP_INIT_KAIMING = 0, LMP_INIT_GAUSSIAN = 1 } lmp_lora_init;
 typedef enum { LMP_WDT_F32 = 0, LMP_WDT_BF16 = 1, LMP_WDT_AUTO = 2 } lmp_wdtype;
 typedef enum { LMP_SCHED_COSINE = 0, LMP_SCHED_LINEAR = 1, LMP_SCHED_CONSTANT = 2 } lmp_schedule;
 // [train] recompute: what the backward recomputes instead of keeping from the forward (the
-// model's activation table, model.c): nothing; the attention probabilities; every block
-// but its input (and the last block, still in place).
+// model's activation table, model.c): nothing; attn, once the attention probabilities, now the
+// same as none (the tiled attention kernels keep none; configs in the wild still name it);
+// every block but its input (and the last block, still in place).
 typedef enum { LMP_RECOMPUTE_NONE = 0, LMP_RECOMPUTE_ATTN = 1, LMP_RECOMPUTE_BLOCK = 2 } lmp_recompute;
 // Its name as the key takes it.
 const char *lmp_recompute_name(lmp_recompute r);

@@ -48,16 +48,10 @@ void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *
                         blocks[0], C, 1, NULL, 1, a->attn_out_bias, train, c);
 }
 
-size_t lmp_attention_att_floats(const lmp_attention *at, int B, int T) {
-    return (size_t)B * at->NH_l * T * (T + at->n_prefix);
-}
-
-void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T, int recompute) {
+void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T) {
     size_t N = (size_t)B * T;
-    at->recompute = recompute;
     lmp_acts_add(t, &at->qkv_buf, N * at->qkv_l);
     lmp_acts_add(t, &at->y, N * at->NH_l * at->hd);
-    lmp_acts_add(t, &at->att, recompute ? 0 : lmp_attention_att_floats(at, B, T));
     lmp_acts_add(t, &at->raw, at->q_norm ? N * at->qkv_l : 0);
     lmp_acts_add(t, &at->qk_rstd, at->q_norm ? N * (at->NH_l + at->KVH_l) : 0);
 }
@@ -90,14 +84,13 @@ void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_ru
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
     project(at, x, N, r->T, r->pos0, r);
     const float *Q = at->qkv_buf;
-    float *att = at->recompute ? r->att : at->att;
     if (at->kv) {
         at->kv->method->kv_forward(at->kv, &at->pf);
-        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_forward(at->y, att, Q, Q + q, Q + q + kv, at->qkv_l,
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_forward(at->y, r->att_scratch, Q, Q + q, Q + q + kv, at->qkv_l,
                                                         at->pf.k, at->pf.v, at->pf.ld, at->pf.p, r->B,
                                                         r->T, at->NH_l, at->KVH_l, at->hd));
     } else {
-        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_forward(at->y, att, Q, Q + q, Q + q + kv, at->qkv_l,
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_forward(at->y, r->att_scratch, Q, Q + q, Q + q + kv, at->qkv_l,
                                                  r->B, r->T, at->NH_l, at->KVH_l, at->hd));
     }
     lmp_linear_forward(&at->out, out, at->y, N, r->comm, r->rc, r->ad_scratch);
@@ -130,38 +123,23 @@ static void project_backward(lmp_attention *at, float *dx, const float *x, lmp_r
     lmp_allreduce_f(r->comm, dx, (size_t)N * at->part[0].in_l, r->comm->tp);
 }
 
-// The probabilities of the last forward: kept, or ([train] recompute = attn) computed again
-// into r->att by the forward's own kernel, from the saved q, k and this step's prefixes.
-static const float *probs(const lmp_attention *at, lmp_run *r) {
-    if (!at->recompute) return at->att;
-    int q = at->NH_l * at->hd;
-    const float *Q = at->qkv_buf;
-    if (at->kv)
-        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_probs(r->att, Q, Q + q, at->qkv_l, at->pf.k, at->pf.ld,
-                                                      at->pf.p, r->B, r->T, at->NH_l, at->KVH_l, at->hd));
-    else
-        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_probs(r->att, Q, Q + q, at->qkv_l, r->B, r->T, at->NH_l,
-                                               at->KVH_l, at->hd));
-    return r->att;
-}
-
 void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, const float *x,
                             lmp_run *r) {
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
     lmp_linear_backward(&at->out, r->dattn, dout, at->y, N, r->comm, r->rc, r->ad_scratch);
     memset(r->dqkv, 0, (size_t)N * at->qkv_l * sizeof(float));
-    const float *Q = at->qkv_buf, *att = probs(at, r);
+    const float *Q = at->qkv_buf;
     float *dQ = r->dqkv;
     if (at->kv) {
         const lmp_kv_prefix *pf = &at->pf;
-        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_backward(dQ, dQ + q, dQ + q + kv, pf->dk, pf->dv, r->datt,
-                                                         r->dattn, Q, Q + q, Q + q + kv, at->qkv_l, pf->k,
-                                                         pf->v, pf->ld, att, pf->p, r->B, r->T,
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_backward(dQ, dQ + q, dQ + q + kv, pf->dk, pf->dv,
+                                                         r->att_scratch, r->dattn, Q, Q + q, Q + q + kv,
+                                                         at->qkv_l, pf->k, pf->v, pf->ld, pf->p, r->B, r->T,
                                                          at->NH_l, at->KVH_l, at->hd));
         at->kv->method->kv_backward(at->kv);
     } else {
-        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->datt, r->dattn, Q,
-                                                  Q + q, Q + q + kv, att, at->qkv_l, r->B, r->T,
+        LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_backward(dQ, dQ + q, dQ + q + kv, r->att_scratch, r->dattn, Q,
+                                                  Q + q, Q + q + kv, at->qkv_l, r->B, r->T,
                                                   at->NH_l, at->KVH_l, at->hd));
     }
     project_backward(at, dx, x, r);

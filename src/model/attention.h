@@ -29,10 +29,8 @@ typedef struct {
     float *qk_rstd;               // (N,NH_l + KVH_l) the q/k norm's rstd (qk norm only)
     float *qkv_buf;               // (N,qkv_l) q|k|v of the local heads
     float *y;                     // (N,NH_l hd) attention output, input of the projection
-    float *att;                   // (B,NH_l,T,n_prefix+T) softmax probabilities; empty when
-                                  // recomputed (the forward writes the run's shared r->att,
-                                  // the backward computes them there again from q and k)
-    int recompute;                // [train] recompute = attn (lmp_attention_acts)
+    // No probabilities are kept: the attention kernels work in tiles of query rows in the
+    // run's r->att_scratch, and the backward computes each tile's probabilities again.
     // Prefix tuning (LMP_HOOK_KV): the method instance or NULL, its p (0: none) and the
     // prefixes of the current step (kv_forward's).
     lmp_adapter *kv;
@@ -44,10 +42,7 @@ typedef struct {
 // output projection (NH hd, C) split by input rows, named after layer `l`.
 void lmp_attention_register(lmp_attention *at, const lmp_arch *a, lmp_registry *reg, int l,
                             const lmp_comm *c, int train);
-// recompute: the probabilities are not kept (r->att serves every block in turn).
-void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T, int recompute);
-// Floats of one block's probabilities (B,NH_l,T,n_prefix+T).
-size_t lmp_attention_att_floats(const lmp_attention *at, int B, int T);
+void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T);
 // out (N,C) = attention(x), x (N,C) whole on every tp rank.
 void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_run *r);
 // Decoding (generation with a key/value cache): kc, vc (n_ctx, KVH_l hd) hold this rank's

@@ -35,35 +35,32 @@ void lmp_softmax_inplace(float *x, int n);
 void lmp_add_bias(float *y, const float *bias, int N, int OC);
 
 // Causal self-attention on NH query heads and KVH key/value heads of size hs (query head h
-// uses kv head h / (NH/KVH): grouped-query attention; NH = KVH is multi-head attention).
-// q, k, v are (B,T,*) with row stride ld, head h at column h*hs (GPT-2's fused q|k|v
-// buffer: k = q + NH*hs, v = k + KVH*hs, ld = (NH + 2 KVH) hs). out is (B,T,NH*hs); att
-// (B,NH,T,T) keeps the softmax probabilities for backward.
-void lmp_sdpa_forward(float *out, float *att, const float *q, const float *k,
-                           const float *v, int ld, int B, int T, int NH, int KVH, int hs);
-// att (B,NH,T,T) of lmp_sdpa_forward again from q and k, the same bits ([train] recompute =
-// attn: the backward's probabilities without keeping them).
-void lmp_sdpa_probs(float *att, const float *q, const float *k, int ld, int B, int T, int NH,
-                    int KVH, int hs);
-// dq, dk, dv (same layout as q, k, v) += ...; datt is scratch of (B,NH,T,T).
-void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
-                            const float *q, const float *k, const float *v, const float *att,
-                            int ld, int B, int T, int NH, int KVH, int hs);
+// uses kv head h / (NH/KVH): grouped-query attention; NH = KVH is multi-head attention),
+// kernels_attn.c. q, k, v are (B,T,*) with row stride ld, head h at column h*hs (GPT-2's
+// fused q|k|v buffer: k = q + NH*hs, v = k + KVH*hs, ld = (NH + 2 KVH) hs). out is
+// (B,T,NH*hs). Exact attention in tiles of 64 query rows: nothing of (T,T) is kept, the
+// backward computes each tile's probabilities again (the same bits). scratch holds
+// lmp_sdpa_scratch_floats(P, T) floats (two tiles per OpenMP thread; the kernels run on at
+// most omp_get_max_threads() threads as it was when the scratch was sized); its contents
+// are never read across calls.
+size_t lmp_sdpa_scratch_floats(int P, int T);
+void lmp_sdpa_forward(float *out, float *scratch, const float *q, const float *k, const float *v,
+                      int ld, int B, int T, int NH, int KVH, int hs);
+// dq, dk, dv (same layout as q, k, v) += ...
+void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                       const float *q, const float *k, const float *v, int ld, int B, int T,
+                       int NH, int KVH, int hs);
 
-// The same with P prefix keys/values in front of every sequence (prefix tuning,
-// kernels_prefix.c): pk, pv (P, *) with row stride ldp, kv head h at column h*hs, shared by
-// the batch; every query sees all P of them, then its causal window. att is (B,NH,T,P+T)
-// (columns 0..P-1 the prefixes). Backward: dpk, dpv (layout of pk, pv; NULL: skipped)
-// accumulate the sum over the batch; datt scratch of (B,NH,T,P+T).
-void lmp_sdpa_prefix_forward(float *out, float *att, const float *q, const float *k,
+// The same with P prefix keys/values in front of every sequence (prefix tuning): pk, pv
+// (P, *) with row stride ldp, kv head h at column h*hs, shared by the batch; every query sees
+// all P of them, then its causal window (P = 0: the plain kernel). Backward: dpk, dpv (layout
+// of pk, pv; NULL: skipped) accumulate the sum over the batch.
+void lmp_sdpa_prefix_forward(float *out, float *scratch, const float *q, const float *k,
                              const float *v, int ld, const float *pk, const float *pv, int ldp,
                              int P, int B, int T, int NH, int KVH, int hs);
-// att (B,NH,T,P+T) of lmp_sdpa_prefix_forward again, the same bits.
-void lmp_sdpa_prefix_probs(float *att, const float *q, const float *k, int ld, const float *pk,
-                           int ldp, int P, int B, int T, int NH, int KVH, int hs);
-void lmp_sdpa_prefix_backward(float *dq, float *dk, float *dv, float *dpk, float *dpv, float *datt,
-                              const float *dout, const float *q, const float *k, const float *v,
-                              int ld, const float *pk, const float *pv, int ldp, const float *att,
+void lmp_sdpa_prefix_backward(float *dq, float *dk, float *dv, float *dpk, float *dpv,
+                              float *scratch, const float *dout, const float *q, const float *k,
+                              const float *v, int ld, const float *pk, const float *pv, int ldp,
                               int P, int B, int T, int NH, int KVH, int hs);
 
 // out = a + b, (n).

@@ -231,7 +231,7 @@ static void block_acts(lmp_model *m, lmp_acts *t, int l, int B, int T) {
     size_t N = (size_t)B * T, C = m->arch.n_embd;
     lmp_block *b = &m->blocks[l];
     lmp_norm_acts(&b->ln1, t, N);
-    lmp_attention_acts(&b->attn, t, B, T, m->opts.recompute == LMP_RECOMPUTE_ATTN);
+    lmp_attention_acts(&b->attn, t, B, T);
     lmp_acts_add(t, &b->res2, N * C);
     lmp_norm_acts(&b->ln2, t, N);
     lmp_mlp_acts(&b->mlp, t, N);
@@ -266,14 +266,12 @@ static void run_acts(lmp_model *m, lmp_acts *t, int B, int T, size_t ad_scratch)
     int L = m->arch.n_layer, qk_norm = L && at->q_norm;
     size_t qkv_l = L ? (size_t)at->qkv_l : 0, y_l = L ? (size_t)at->NH_l * at->hd : 0;
     size_t H_l = L ? (size_t)m->blocks[0].mlp.H_l : 0, h_w = L ? (size_t)m->blocks[0].mlp.h_w : 0;
-    size_t att = L ? lmp_attention_att_floats(at, B, T) : 0;
     lmp_acts_add(t, &r->tmp, N * C);
     lmp_acts_add(t, &r->dres, N * C);
     lmp_acts_add(t, &r->dln, N * C);
     lmp_acts_add(t, &r->dqkv, N * qkv_l);
     lmp_acts_add(t, &r->dattn, N * y_l);
-    lmp_acts_add(t, &r->datt, att);
-    lmp_acts_add(t, &r->att, m->opts.recompute == LMP_RECOMPUTE_ATTN ? att : 0);
+    lmp_acts_add(t, &r->att_scratch, L ? lmp_sdpa_scratch_floats(m->n_prefix, T) : 0);
     lmp_acts_add(t, &r->dqkv_raw, qk_norm ? N * qkv_l : 0);
     lmp_acts_add(t, &r->dh, N * h_w);
     lmp_acts_add(t, &r->dh_act, N * H_l);

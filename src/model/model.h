@@ -30,7 +30,8 @@ typedef struct {
     // [train] recompute (lmp_recompute, core/config.h): which activations the backward
     // computes again instead of keeping. The recompute runs the forward's own code on the
     // same inputs (dropout masks come from the counter RNG), so losses and gradients are the
-    // same bits with every value; only the memory and the time differ.
+    // same bits with every value; only the memory and the time differ. attn keeps what none
+    // keeps: the attention kernels keep no probabilities to recompute (kernels.h).
     int recompute;
 } lmp_model_opts;
 

@@ -18,9 +18,8 @@ typedef struct {
     float *dres, *dln;            // (N,C) gradient of the residual stream, of a norm's output
     float *dqkv, *dattn;          // (N,qkv_l) (N,NH_l hd)
     float *dqkv_raw;              // (N,qkv_l) before the q/k norm (Qwen3), else empty
-    float *datt;                  // (B,NH_l,T,n_prefix+T)
-    float *att;                   // the same: the probabilities of the block at work when
-                                  // they are recomputed ([train] recompute = attn), else empty
+    float *att_scratch;           // the attention kernels' tiles: lmp_sdpa_scratch_floats
+                                  // (n_prefix, T), two (64, n_prefix+T) per OpenMP thread
     float *dh, *dh_act;           // (N,H_l) MLP hidden, before and after the activation
                                   // (gated: dh is (N, 2 H_l), gate | up)
 } lmp_run;

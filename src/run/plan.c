@@ -3,6 +3,9 @@
 #include "run/plan.h"
 #include "run/session.h"
 #include "core/util.h"
+#include "model/kernels.h"
+
+#include <omp.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +51,8 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
             p->trainable = 4.0 * nt;
             p->optim = 12.0 * nt;  // grad, m, v
             p->acts = acts;
+            p->att_tiles = m_cfg.n_layer ? 4.0 * lmp_sdpa_scratch_floats(m.n_prefix, T) : 0;
+            p->threads = omp_get_max_threads();
             p->runtime = LMP_RUNTIME_BYTES;
             p->total = total;
             p->grad_world = ranks > 1 ? 4.0 * (sum_kind[0] + sum_kind[1]) : 0;
@@ -83,9 +88,14 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
     row("trainable parameters", p->trainable);
     row("gradients + AdamW m and v", p->optim);
     row("activations and scratch", p->acts);
+    char what[64];  // the tiles are sized per OpenMP thread of this process (OMP_NUM_THREADS)
+    snprintf(what, sizeof what, "  of which attention tiles (%d thread%s)", p->threads, p->threads > 1 ? "s" : "");
+    row(what, p->att_tiles);
+    // attn keeps what none keeps: the tiled attention holds no probabilities to recompute.
     for (int k = 0; k < 3; k++)  // finer than row(): the settings may differ by little
-        lmp_log("    with [train] recompute = %-13s %14.3f MB%s\n", lmp_recompute_name((lmp_recompute)k),
-                p->acts_by[k] / 1e6, k == (int)cfg->train.recompute ? "  (this config)" : "");
+        lmp_log("    with [train] recompute = %-13s %14.3f MB%s%s\n", lmp_recompute_name((lmp_recompute)k),
+                p->acts_by[k] / 1e6, k == LMP_RECOMPUTE_ATTN ? "  (= none: no probabilities are kept)" : "",
+                k == (int)cfg->train.recompute ? "  (this config)" : "");
     row("runtime (MPI, OpenBLAS, code; measured)", p->runtime);
     row("total", p->total);
     lmp_log("all-reduce payload per optimizer step:\n");

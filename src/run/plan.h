@@ -9,6 +9,8 @@ typedef struct {
     double frozen, trainable, optim, acts, runtime, total;  // bytes per rank (worst rank)
     double frozen_bf16;            // the part of `frozen` held as bf16 ([model] dtype = bf16)
     double acts_by[3];             // acts under [train] recompute = none, attn, block
+    double att_tiles;              // of acts: the attention kernels' per-thread tiles
+    int threads;                   // the OpenMP threads they are sized for (this process's)
     double tp_fwd, tp_bwd;         // all-reduce payload per step within a tp group
     double grad_world, grad_dp;    // gradient all-reduce payloads per step
     double ckpt;                   // checkpoint file: trainable tensors + AdamW m, v (float32)
