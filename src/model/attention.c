@@ -80,10 +80,18 @@ static void project(lmp_attention *at, const float *x, int N, int T, int pos0, l
                          at->rope_cos, at->rope_sin);
 }
 
+// The tiles in r->att_scratch were sized for the thread count of the time (model.c).
+static void check_threads(const lmp_run *r) {
+    LMP_CHECK(lmp_sdpa_threads() <= r->att_threads,
+              "attention: %d OpenMP threads, but its tiles were sized for %d", lmp_sdpa_threads(),
+              r->att_threads);
+}
+
 void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_run *r) {
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
     project(at, x, N, r->T, r->pos0, r);
     const float *Q = at->qkv_buf;
+    check_threads(r);
     if (at->kv) {
         at->kv->method->kv_forward(at->kv, &at->pf);
         LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_forward(at->y, r->att_scratch, Q, Q + q, Q + q + kv, at->qkv_l,
@@ -130,6 +138,7 @@ void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, con
     memset(r->dqkv, 0, (size_t)N * at->qkv_l * sizeof(float));
     const float *Q = at->qkv_buf;
     float *dQ = r->dqkv;
+    check_threads(r);
     if (at->kv) {
         const lmp_kv_prefix *pf = &at->pf;
         LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_prefix_backward(dQ, dQ + q, dQ + q + kv, pf->dk, pf->dv,

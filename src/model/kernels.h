@@ -44,6 +44,8 @@ void lmp_add_bias(float *y, const float *bias, int N, int OC);
 // most omp_get_max_threads() threads as it was when the scratch was sized); its contents
 // are never read across calls.
 size_t lmp_sdpa_scratch_floats(int P, int T);
+// The thread count lmp_sdpa_scratch_floats sizes for: omp_get_max_threads() now.
+int lmp_sdpa_threads(void);
 void lmp_sdpa_forward(float *out, float *scratch, const float *q, const float *k, const float *v,
                       int ld, int B, int T, int NH, int KVH, int hs);
 // dq, dk, dv (same layout as q, k, v) += ...

@@ -25,6 +25,8 @@
 
 static int tile_rows(int T) { return T < ATT_TB ? T : ATT_TB; }
 
+int lmp_sdpa_threads(void) { return omp_get_max_threads(); }
+
 size_t lmp_sdpa_scratch_floats(int P, int T) {
     return (size_t)omp_get_max_threads() * 2 * tile_rows(T) * (size_t)(P + T);
 }

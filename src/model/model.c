@@ -272,6 +272,7 @@ static void run_acts(lmp_model *m, lmp_acts *t, int B, int T, size_t ad_scratch)
     lmp_acts_add(t, &r->dqkv, N * qkv_l);
     lmp_acts_add(t, &r->dattn, N * y_l);
     lmp_acts_add(t, &r->att_scratch, L ? lmp_sdpa_scratch_floats(m->n_prefix, T) : 0);
+    r->att_threads = lmp_sdpa_threads();
     lmp_acts_add(t, &r->dqkv_raw, qk_norm ? N * qkv_l : 0);
     lmp_acts_add(t, &r->dh, N * h_w);
     lmp_acts_add(t, &r->dh_act, N * H_l);

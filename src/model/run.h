@@ -20,6 +20,7 @@ typedef struct {
     float *dqkv_raw;              // (N,qkv_l) before the q/k norm (Qwen3), else empty
     float *att_scratch;           // the attention kernels' tiles: lmp_sdpa_scratch_floats
                                   // (n_prefix, T), two (64, n_prefix+T) per OpenMP thread
+    int att_threads;              // ... for this many threads (more would overrun it)
     float *dh, *dh_act;           // (N,H_l) MLP hidden, before and after the activation
                                   // (gated: dh is (N, 2 H_l), gate | up)
 } lmp_run;
