@@ -27,6 +27,7 @@ void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp) {
     LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->tp, MPI_ERRORS_RETURN));
     LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->dp, MPI_ERRORS_RETURN));
     c->comm_seconds = 0;
+    c->grad_seconds = 0;
     c->comm_bytes = 0;
     lmp_prof_init(c->rank);
 }
@@ -100,6 +101,7 @@ void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm com
 // power of two); SHARD gets one all-reduce over dp only. TP_SUM and TP_SAME are adjacent in
 // grad_mem, so the adapter gradients take exactly one collective per step.
 void lmp_reduce_grads(lmp_comm *c, lmp_registry *r) {
+    double t0 = lmp_now();
     float *same = r->grad_mem + r->kind_off[LMP_GRAD_TP_SAME];
     size_t nsame = r->kind_len[LMP_GRAD_TP_SAME];
     if (c->tp_size > 1) {
@@ -109,6 +111,7 @@ void lmp_reduce_grads(lmp_comm *c, lmp_registry *r) {
     lmp_allreduce_f(c, r->grad_mem, r->kind_len[LMP_GRAD_TP_SUM] + nsame, c->world);
     lmp_allreduce_f(c, r->grad_mem + r->kind_off[LMP_GRAD_SHARD], r->kind_len[LMP_GRAD_SHARD],
                     c->dp);
+    c->grad_seconds += lmp_now() - t0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -222,6 +225,7 @@ void lmp_buckets_block_done(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk, 
     int done;
     if (bk->n_req) LMP_CHECK_MPI(MPI_Testall(bk->n_req, bk->req, &done, MPI_STATUSES_IGNORE));
     c->comm_seconds += lmp_now() - t0;
+    c->grad_seconds += lmp_now() - t0;
     if (lmp_prof_on) lmp_prof_pop();
 }
 
@@ -233,6 +237,7 @@ void lmp_buckets_finish(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk) {
     bk->n_req = 0;
     bk->next = 0;
     c->comm_seconds += lmp_now() - t0;
+    c->grad_seconds += lmp_now() - t0;
     if (lmp_prof_on) lmp_prof_pop();
 }
 

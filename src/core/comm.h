@@ -15,6 +15,7 @@ typedef struct {
     double comm_seconds;   // time spent in collectives since the last reset (the bucketed
                            // gradient all-reduce: in its MPI calls only, launch, progress
                            // polls and the final wait, not the time it overlaps the backward)
+    double grad_seconds;   // of which the gradient reduction's (lmp_reduce_grads, lmp_buckets_*)
     size_t comm_bytes;     // payload bytes all-reduced since the last reset
 } lmp_comm;
 
