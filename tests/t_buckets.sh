@@ -8,6 +8,7 @@
 #    final checkpoint (every dataset) bit for bit (two ranks: a + b = b + a, so any
 #    reduction order gives the same sums; a bucket started in the first micro-step would
 #    reduce partial gradients and change them), and the same bytes all-reduced per step;
+#  - the same with [train] recompute = block (LoRA + prefix, tp 2, 1e-6);
 #  - on tp 2 x dp 2 with 1e-6: stop at step 4 + the same command = the uninterrupted run,
 #    bit for bit; every rank up in every run;
 #  - a negative or non-numeric bucket_mb: every rank non-zero, one message naming the key.
@@ -71,6 +72,14 @@ for mode in lora_prefix full; do
     done
   done
 done
+
+# [train] recompute = block (each block's forward again just before its backward, after the
+# bucket of the block above started): the same bits as without, bucketed or not.
+d=lora_prefix.n2_tp2.recompute
+run "$d" 2 2 1e-6 --set train.recompute=block
+[ "$(series lora_prefix.n2_tp2.b0/m.jsonl)" = "$(series "$d/m.jsonl")" ] && ok || fail "$d: metrics differ from bucket_mb = 0"
+/usr/bin/python3 "$src/tests/ckpt_check.py" same lora_prefix.n2_tp2.b0/ck/ckpt-00000008.h5 "$d/ck/ckpt-00000008.h5" \
+  > "$d/same.log" 2>&1 && ok || { fail "$d: final checkpoint differs from bucket_mb = 0"; cat "$d/same.log"; }
 
 # Bitwise restart on tp 2 x dp 2 with one bucket per block.
 run whole 4 2 1e-6
