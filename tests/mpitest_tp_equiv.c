@@ -1,5 +1,5 @@
 // Tensor- and data-parallel equivalence (run on 4 ranks): for every layout (tp, dp) in
-// {(1,1), (2,1), (1,2), (2,2), (4,1)} the loss, every reduced gradient, and the logits after
+// {(1,1), (2,1), (1,2), (2,2), (4,1), (1,4)} the loss, every reduced gradient, and the logits after
 // one AdamW step equal the 1-rank run's within 1e-5 relative (max abs difference over max
 // abs reference value), in LoRA mode (all targets, with dropout), LoRA on q/v slices, and
 // full fine-tuning; and for grouped-query attention (4 query heads over 2 key/value heads,
@@ -12,7 +12,9 @@
 // GPT-2 with 2 KV heads and the Llama-family model, and with prefix_projection's MLP (its
 // gradient from each tp rank's KV-head columns, summed over tp; GPT-2, GQA, Llama); IA³ (non-unit vectors; feed-forward
 // mlp.c_proj / down_proj) and DoRA (non-zero B, magnitudes; GPT-2 with dropout) on every target
-// of either family and on q/v or k/v slices. Also: each rank's
+// of either family and on q/v or k/v slices. The 2-rank layouts reduce the gradients after
+// the backward (lmp_reduce_grads, [parallel] bucket_mb = 0), the 4-rank ones in buckets of
+// one block each started during the backward (lmp_buckets_*). Also: each rank's
 // frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
@@ -81,6 +83,26 @@ static float *gather_global(lmp_model *m, lmp_comm *c, int grads, size_t *n_out)
 // A model family's description from a model config (model/gpt2.h's lmp_gpt2_arch, ...).
 typedef void (*family_fn)(const lmp_model_config *cfg, lmp_arch *a);
 
+// One training step's loss and reduced gradients: bucketed (bucket_mb > 0: the all-reduces
+// start during the backward) or one all-reduce after it (0).
+static double step(lmp_model *m, lmp_comm *c, const int *tok, const int *tgt, const float *scale,
+                   const lmp_rng_ctx *rc, double bucket_mb) {
+    lmp_grad_buckets bk;
+    lmp_buckets_plan(&bk, c, &m->reg, bucket_mb);
+    // Tiny buckets: every block with gradients its own, and the rest: at least 2 on > 1 rank.
+    T_CHECK(bucket_mb == 0 || c->size == 1 || bk.n >= 2, "tp=%d dp=%d: %d gradient buckets", c->tp_size,
+            c->dp_size, bk.n);
+    m->bk = bk.n ? &bk : NULL;
+    lmp_registry_zero_grad(&m->reg);
+    double loss = lmp_model_step(m, tok, tgt, scale, rc, 1);
+    m->bk = NULL;
+    lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
+    if (bk.n) lmp_buckets_finish(c, &m->reg, &bk);
+    else lmp_reduce_grads(c, &m->reg);
+    lmp_buckets_free(&bk);
+    return loss;
+}
+
 static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, const char *method,
                 family_fn family, int proj, result *res) {
     lmp_comm c;
@@ -135,10 +157,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
     for (int n = 0; n < BG * T; n++) scale[n] = n % 7 == 3 ? 0.0f : 1.0f / (BG * T);
     int off = c.dp_rank * N;
     lmp_rng_ctx rc = {9, 0, off, 1};
-    lmp_registry_zero_grad(&m.reg);
-    double loss = lmp_model_step(&m, tok + off, tgt + off, scale + off, &rc, 1);
-    lmp_allreduce_d(&c, &loss, 1, MPI_SUM, c.dp);
-    lmp_reduce_grads(&c, &m.reg);
+    double loss = step(&m, &c, tok + off, tgt + off, scale + off, &rc, c.size == 4 ? 1e-9 : 0);
 
     size_t ng;
     float *g = gather_global(&m, &c, 1, &ng);
@@ -201,11 +220,11 @@ int main(int argc, char **argv) {
         {"llama dora", 0, LMP_T_ALL_LINEAR, 0.0f, 2, "dora", llama_family},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
-    int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}};
+    int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}, {1, 4}};
     int ran_layouts = 0;
     for (int mo = 0; mo < n_modes; mo++) {
         result ref = {0};
-        for (size_t li = 0; li < 5; li++) {
+        for (size_t li = 0; li < sizeof layouts / sizeof layouts[0]; li++) {
             int tp = layouts[li][0], np = tp * layouts[li][1];
             int kvh = modes[mo].kv < 0 ? -modes[mo].kv : modes[mo].kv;
             if (kvh && kvh % tp) continue;  // tp must divide the kv heads

@@ -27,6 +27,7 @@ void lmp_comm_init(lmp_comm *c, MPI_Comm world, int tp) {
     LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->tp, MPI_ERRORS_RETURN));
     LMP_CHECK_MPI(MPI_Comm_set_errhandler(c->dp, MPI_ERRORS_RETURN));
     c->comm_seconds = 0;
+    c->grad_seconds = 0;
     c->comm_bytes = 0;
     lmp_prof_init(c->rank);
 }
@@ -100,6 +101,7 @@ void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm com
 // power of two); SHARD gets one all-reduce over dp only. TP_SUM and TP_SAME are adjacent in
 // grad_mem, so the adapter gradients take exactly one collective per step.
 void lmp_reduce_grads(lmp_comm *c, lmp_registry *r) {
+    double t0 = lmp_now();
     float *same = r->grad_mem + r->kind_off[LMP_GRAD_TP_SAME];
     size_t nsame = r->kind_len[LMP_GRAD_TP_SAME];
     if (c->tp_size > 1) {
@@ -109,6 +111,134 @@ void lmp_reduce_grads(lmp_comm *c, lmp_registry *r) {
     lmp_allreduce_f(c, r->grad_mem, r->kind_len[LMP_GRAD_TP_SUM] + nsame, c->world);
     lmp_allreduce_f(c, r->grad_mem + r->kind_off[LMP_GRAD_SHARD], r->kind_len[LMP_GRAD_SHARD],
                     c->dp);
+    c->grad_seconds += lmp_now() - t0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bucketed gradient reduction (comm.h)
+
+#define LMP_MPI_CHUNK ((size_t)1 << 30)  // MPI counts are int: larger spans go in pieces
+
+// This rank's trainable floats per (kind, block): cnt[k * (L + 1) + b], the rest at b = L.
+static size_t *block_counts(const lmp_registry *r) {
+    int L = r->n_block;
+    size_t *cnt = lmp_calloc(3 * (size_t)(L + 1) * sizeof(size_t));
+    for (int i = 0; i < r->n; i++) {
+        const lmp_param *p = &r->p[i];
+        if (p->trainable) cnt[p->grad_kind * (L + 1) + (p->block < 0 ? L : p->block)] += p->numel;
+    }
+    return cnt;
+}
+
+// The spans must be those the registry carved (by kind, then block in backward order): each
+// trainable entry lies inside the span of its block's bucket. A registry change that broke
+// the order would reduce the wrong gradients; it stops here instead.
+static void check_spans(const lmp_grad_buckets *bk, const lmp_registry *r) {
+    for (int i = 0; i < r->n; i++) {
+        const lmp_param *p = &r->p[i];
+        if (!p->trainable || !p->numel) continue;
+        size_t g = (size_t)(p->grad - r->grad_mem), k = p->grad_kind;
+        int in = 0;
+        for (int j = 0; j < bk->n && !in; j++) {
+            const lmp_bucket *b = &bk->b[j];
+            int blocks_ok = b->block < 0 ? p->block < 0 : p->block >= b->block &&
+                            (j == 0 || p->block < bk->b[j - 1].block);
+            in = blocks_ok && g >= b->off[k] && g + p->numel <= b->off[k] + b->len[k];
+        }
+        LMP_CHECK(in, "gradient buckets: %s (block %d) is not in its bucket's span", p->name, p->block);
+    }
+}
+
+static MPI_Comm kind_comm(lmp_comm *c, int k) { return k == LMP_GRAD_SHARD ? c->dp : c->world; }
+
+// Requests bucket b needs on this rank: one per MPI_CHUNK of each span over > 1 rank.
+static int bucket_requests(lmp_comm *c, const lmp_bucket *b) {
+    int n = 0;
+    for (int k = 0; k < 3; k++)
+        if (comm_size(kind_comm(c, k)) > 1) n += (int)((b->len[k] + LMP_MPI_CHUNK - 1) / LMP_MPI_CHUNK);
+    return n;
+}
+
+void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, double bucket_mb) {
+    memset(bk, 0, sizeof *bk);
+    if (bucket_mb <= 0 || c->size == 1) return;
+    int L = r->n_block;
+    size_t *cnt = block_counts(r);
+    // Bucket bounds from sizes equal on every rank (a shard's size may differ over tp).
+    double *bytes = lmp_calloc((size_t)(L + 1) * sizeof(double));
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 3; k++) bytes[l] += 4.0 * (double)cnt[k * (L + 1) + l];
+    LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, bytes, L + 1, MPI_DOUBLE, MPI_MAX, c->world));
+    bk->b = lmp_calloc((size_t)(L + 1) * sizeof(lmp_bucket));
+    size_t pos[3] = {r->kind_off[0], r->kind_off[1], r->kind_off[2]};
+    for (int l = L - 1; l >= -1;) {
+        lmp_bucket *b = &bk->b[bk->n++];
+        double acc = 0;
+        for (int k = 0; k < 3; k++) b->off[k] = pos[k];
+        do {  // blocks l, l-1, ... until the bucket reaches the cap; the rest alone
+            for (int k = 0; k < 3; k++) b->len[k] += cnt[k * (L + 1) + (l < 0 ? L : l)];
+            acc += l < 0 ? 0 : bytes[l];
+            b->block = l--;
+        } while (b->block >= 0 && l >= 0 && acc < bucket_mb * 1048576.0);
+        for (int k = 0; k < 3; k++) pos[k] += b->len[k];
+        bk->cap_req += bucket_requests(c, b);
+    }
+    for (int k = 0; k < 3; k++)
+        LMP_CHECK(pos[k] == r->kind_off[k] + r->kind_len[k], "gradient buckets: kind %d spans %zu of %zu",
+                  k, pos[k] - r->kind_off[k], r->kind_len[k]);
+    check_spans(bk, r);
+    bk->req = lmp_malloc(((size_t)bk->cap_req + 1) * sizeof(MPI_Request));
+    free(bytes);
+    free(cnt);
+}
+
+void lmp_buckets_free(lmp_grad_buckets *bk) {
+    free(bk->b);
+    free(bk->req);
+    memset(bk, 0, sizeof *bk);
+}
+
+// Starts bucket j: TP_SAME scaled by 1/tp as lmp_reduce_grads does, then its collectives.
+static void bucket_start(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk, int j) {
+    const lmp_bucket *b = &bk->b[j];
+    if (c->tp_size > 1) {
+        float inv = 1.0f / (float)c->tp_size, *same = r->grad_mem + b->off[LMP_GRAD_TP_SAME];
+        for (size_t i = 0; i < b->len[LMP_GRAD_TP_SAME]; i++) same[i] *= inv;
+    }
+    for (int k = 0; k < 3; k++) {
+        MPI_Comm comm = kind_comm(c, k);
+        if (!b->len[k] || comm_size(comm) == 1) continue;
+        for (size_t off = 0; off < b->len[k]; off += LMP_MPI_CHUNK) {
+            size_t n = b->len[k] - off < LMP_MPI_CHUNK ? b->len[k] - off : LMP_MPI_CHUNK;
+            LMP_CHECK(bk->n_req < bk->cap_req, "gradient buckets: more requests than planned (%d)", bk->cap_req);
+            LMP_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, r->grad_mem + b->off[k] + off, (int)n, MPI_FLOAT,
+                                         MPI_SUM, comm, &bk->req[bk->n_req++]));
+        }
+        c->comm_bytes += b->len[k] * sizeof(float);
+    }
+}
+
+void lmp_buckets_block_done(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk, int l) {
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
+    double t0 = lmp_now();
+    if (bk->next < bk->n && bk->b[bk->next].block == l) bucket_start(c, r, bk, bk->next++);
+    int done;
+    if (bk->n_req) LMP_CHECK_MPI(MPI_Testall(bk->n_req, bk->req, &done, MPI_STATUSES_IGNORE));
+    c->comm_seconds += lmp_now() - t0;
+    c->grad_seconds += lmp_now() - t0;
+    if (lmp_prof_on) lmp_prof_pop();
+}
+
+void lmp_buckets_finish(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk) {
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
+    double t0 = lmp_now();
+    while (bk->next < bk->n) bucket_start(c, r, bk, bk->next++);
+    if (bk->n_req) LMP_CHECK_MPI(MPI_Waitall(bk->n_req, bk->req, MPI_STATUSES_IGNORE));
+    bk->n_req = 0;
+    bk->next = 0;
+    c->comm_seconds += lmp_now() - t0;
+    c->grad_seconds += lmp_now() - t0;
+    if (lmp_prof_on) lmp_prof_pop();
 }
 
 double lmp_grad_norm(lmp_comm *c, const lmp_registry *r) {

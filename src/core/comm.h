@@ -12,7 +12,10 @@ typedef struct {
     MPI_Comm world, tp, dp;
     int rank, size;
     int tp_rank, tp_size, dp_rank, dp_size;
-    double comm_seconds;   // time spent in collectives since the last reset
+    double comm_seconds;   // time spent in collectives since the last reset (the bucketed
+                           // gradient all-reduce: in its MPI calls only, launch, progress
+                           // polls and the final wait, not the time it overlaps the backward)
+    double grad_seconds;   // of which the gradient reduction's (lmp_reduce_grads, lmp_buckets_*)
     size_t comm_bytes;     // payload bytes all-reduced since the last reset
 } lmp_comm;
 
@@ -32,6 +35,38 @@ void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm com
 // Reduces every trainable gradient so that all ranks hold the gradient of the global-batch
 // loss (the derivation is in comm.c).
 void lmp_reduce_grads(lmp_comm *c, lmp_registry *r);
+
+// The bucketed gradient reduction ([parallel] bucket_mb): the same sums as lmp_reduce_grads,
+// started during the last micro-step's backward. As the backward finishes block l (blocks
+// run L-1 -> 0) the gradients it completed (that block's adapters, norms, shards) are final;
+// consecutive blocks are merged into a bucket until it holds >= bucket_mb MiB, and a bucket
+// is all-reduced with MPI_Iallreduce (TP_SUM and TP_SAME over the world, TP_SAME scaled by
+// 1/tp first; SHARD over dp) while the backward goes on. The rest (embeddings, final norm,
+// head, a shared prefix encoder) is a last bucket, started after the backward.
+typedef struct {
+    int block;             // started once the backward of this block is done; -1: the rest
+    size_t off[3], len[3]; // its span of each grad kind in grad_mem (registry.h's order)
+} lmp_bucket;
+
+typedef struct {
+    lmp_bucket *b;         // in launch order: the last blocks' first, the rest last
+    int n;                 // 0: no buckets (bucket_mb = 0, or one rank): lmp_reduce_grads
+    MPI_Request *req;      // the requests of the buckets started this step (cap_req)
+    int n_req, cap_req;
+    int next;              // next bucket to start
+} lmp_grad_buckets;
+
+// Splits the registry's gradients into buckets of >= bucket_mb MiB (0: none). The split
+// depends on the layout and the model only (each block's largest size over the ranks), so
+// every rank starts the same collectives in the same order.
+void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, double bucket_mb);
+void lmp_buckets_free(lmp_grad_buckets *bk);
+// After the backward of block l: starts the bucket that block l completes, if any, and
+// polls the started ones (Open MPI progresses nonblocking collectives only inside MPI calls).
+void lmp_buckets_block_done(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk, int l);
+// After the backward: starts the buckets not started (the rest) and waits for all. The
+// gradients are then those lmp_reduce_grads gives.
+void lmp_buckets_finish(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk);
 
 // Global L2 norm of all trainable gradients (after lmp_reduce_grads), accumulated in
 // double in a fixed order.

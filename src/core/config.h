@@ -87,6 +87,8 @@ typedef struct {
     } log;
     struct {
         int tp;                      // tensor-parallel size; dp = world size / tp
+        float bucket_mb;             // gradient all-reduce buckets started in the backward
+                                     // (MiB, comm.h); 0: one all-reduce after the backward
     } parallel;
     struct {
         char dir[LMP_PATH_MAX];      // DIR/ckpt-<step>.h5; empty: no checkpoints, no resume

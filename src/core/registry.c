@@ -8,6 +8,7 @@
 void lmp_registry_init(lmp_registry *r, int capacity) {
     memset(r, 0, sizeof *r);
     r->cap = capacity;
+    r->cur_block = -1;
     r->p = lmp_calloc((size_t)capacity * sizeof *r->p);
 }
 
@@ -60,6 +61,7 @@ lmp_param *lmp_registry_add_split(lmp_registry *r, const char *name, int ndim,
     p->ndim = ndim;
     p->numel = 1;
     p->rec = -1;
+    p->block = r->cur_block;
     p->groups = 1;
     p->split_dim = -1;
     for (int d = 0; d < ndim; d++) p->shape[d] = p->local_shape[d] = shape[d];
@@ -138,12 +140,36 @@ lmp_param *lmp_rec_tensor(const lmp_registry *r, const lmp_adapter_rec *rec, int
     return &r->p[rec->tensor[k]];
 }
 
+// Carves grads, m and v of the trainable entries by (grad kind, block in backward order):
+// blocks n_block - 1 down to 0, then the entries of no block, registration order within each.
+// Trainable data stays in registration order.
+static void carve_grads(lmp_registry *r, const size_t *nk) {
+    r->kind_off[0] = 0;
+    for (int k = 0; k < 3; k++) {
+        if (k) r->kind_off[k] = r->kind_off[k - 1] + nk[k - 1];
+        r->kind_len[k] = nk[k];
+    }
+    size_t g = 0;
+    for (int k = 0; k < 3; k++)
+        for (int b = r->n_block - 1; b >= -1; b--)
+            for (int i = 0; i < r->n; i++) {
+                lmp_param *p = &r->p[i];
+                if (!p->trainable || (int)p->grad_kind != k || p->block != b) continue;
+                p->grad = r->grad_mem + g;
+                p->m = r->m_mem + g;
+                p->v = r->v_mem + g;
+                g += p->numel;
+            }
+}
+
 void lmp_registry_alloc(lmp_registry *r) {
     size_t nf = 0, nh = 0, nt = 0, nk[3] = {0, 0, 0};
+    r->n_block = 0;
     for (int i = 0; i < r->n; i++) {
         if (r->p[i].trainable) { nt += r->p[i].numel; nk[r->p[i].grad_kind] += r->p[i].numel; }
         else if (r->p[i].bf16) nh += r->p[i].numel;
         else nf += r->p[i].numel;
+        if (r->p[i].block + 1 > r->n_block) r->n_block = r->p[i].block + 1;
     }
     r->n_frozen = nf;
     r->n_frozen16 = nh;
@@ -154,26 +180,15 @@ void lmp_registry_alloc(lmp_registry *r) {
     r->grad_mem = lmp_calloc(nt * sizeof(float));
     r->m_mem = lmp_calloc(nt * sizeof(float));
     r->v_mem = lmp_calloc(nt * sizeof(float));
-    r->kind_off[0] = 0;
-    for (int k = 0; k < 3; k++) {
-        if (k) r->kind_off[k] = r->kind_off[k - 1] + nk[k - 1];
-        r->kind_len[k] = nk[k];
-    }
-    // Trainable data follows registration order; grads/m/v are grouped by grad kind so each
-    // kind's gradients are one contiguous span for its collective.
-    size_t of = 0, oh = 0, ot = 0, ok[3] = {r->kind_off[0], r->kind_off[1], r->kind_off[2]};
+    size_t of = 0, oh = 0, ot = 0;
     for (int i = 0; i < r->n; i++) {
         lmp_param *p = &r->p[i];
         if (!p->trainable && p->bf16) { p->h = r->frozen16_mem + oh; oh += p->numel; continue; }
         if (!p->trainable) { p->data = r->frozen_mem + of; of += p->numel; continue; }
         p->data = r->train_mem + ot;
         ot += p->numel;
-        size_t g = ok[p->grad_kind];
-        ok[p->grad_kind] += p->numel;
-        p->grad = r->grad_mem + g;
-        p->m = r->m_mem + g;
-        p->v = r->v_mem + g;
     }
+    carve_grads(r, nk);
 }
 
 lmp_param *lmp_registry_find(lmp_registry *r, const char *name) {

@@ -51,6 +51,9 @@ typedef struct {
     uint16_t *h;
     int decay;                   // 1: AdamW weight decay applies (matrices), 0: biases, norms
     int rec;                     // index of its adapter record (lmp_adapter_rec), -1: base tensor
+    int block;                   // the model block whose backward completes its gradient (its
+                                 // layer's norms, weights, adapters); -1: none (embeddings,
+                                 // final norm, head, a shared prefix encoder)
 } lmp_param;
 
 // How a tensor is split along one dim over the ranks of a tensor-parallel group: the dim is
@@ -92,12 +95,18 @@ typedef struct {
     lmp_param *p;
     int n, cap;
     // One allocation per kind, carved into the entries: frozen data, trainable data, grads,
-    // m, v. Grads are laid out grouped by grad_kind so each kind is one contiguous span.
+    // m, v. Grads are laid out grouped by grad_kind so each kind is one contiguous span, and
+    // within a kind by block in backward order (n_block - 1 first, then down to 0, then the
+    // entries of no block), so the gradients that a block's backward completes are one span
+    // of each kind's region (the bucketed all-reduce, comm.h).
     float *frozen_mem, *train_mem, *grad_mem, *m_mem, *v_mem;
     uint16_t *frozen16_mem;                // the bf16 frozen entries
     size_t n_frozen, n_frozen16, n_train;  // local element counts (n_frozen: fp32 ones)
     int frozen_bf16;                       // the model builder's choice: frozen linear,
                                            // embedding and head weights registered next are bf16
+    int cur_block;                         // the model builder's block: entries registered next
+                                           // get it as their block (-1 after lmp_registry_init)
+    int n_block;                           // 1 + the largest block of an entry (set by alloc)
     size_t kind_off[3], kind_len[3];       // span of each grad_kind inside grad_mem
     lmp_adapter_rec *rec;                  // adapted modules, in registration order
     int n_rec, cap_rec;

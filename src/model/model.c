@@ -87,8 +87,11 @@ static void add_kv_adapter(lmp_model *m, const lmp_adapter_method *meth, lmp_blo
     lmp_kv_view v = {.n_kv_head = a->n_kv_head, .kv0 = m->comm->tp_rank * at->KVH_l,
                      .KVH_l = at->KVH_l, .hd = at->hd};
     if (l == 0 && meth->add_kv_shared) {  // prefix projection's MLP, before the blocks it feeds
+        // Its gradient gathers every block's: owned by none (complete after the backward).
+        m->reg.cur_block = -1;
         m->kv_shared = meth->add_kv_shared(&m->reg, a->n_layer, &v, &m->opts.ad);
         if (m->kv_shared) m->ad[m->n_ad++] = m->kv_shared;
+        m->reg.cur_block = l;
     }
     lmp_adapter_opts ad = m->opts.ad;
     ad.kv_shared = m->kv_shared;
@@ -175,12 +178,14 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);
     for (int l = 0; l < L; l++) {
         lmp_block *b = &m->blocks[l];
+        m->reg.cur_block = l;  // the block's backward completes these gradients (registry.h)
         lmp_norm_register(&b->ln1, a, &m->reg, lmp_fmt(name, sizeof name, a->ln1, l), train);
         lmp_attention_register(&b->attn, a, &m->reg, l, comm, train);
         lmp_norm_register(&b->ln2, a, &m->reg, lmp_fmt(name, sizeof name, a->ln2, l), train);
         lmp_mlp_register(&b->mlp, a, &m->reg, l, comm, train);
         if (m->opts.targets || opts->method) add_adapters(m, b, l);
     }
+    m->reg.cur_block = -1;
     lmp_norm_register(&m->lnf, a, &m->reg, a->lnf, train);
 }
 
@@ -430,6 +435,8 @@ static double model_step(lmp_model *m, const int *tokens, const int *targets, co
         if (m->opts.recompute == LMP_RECOMPUTE_BLOCK && l < L - 1)
             block_forward(&m->blocks[l], block_input(m, l), r);
         block_backward(&m->blocks[l], block_input(m, l), r);
+        // Block l's gradients are complete: its bucket's all-reduce may start (comm.h).
+        if (m->bk) lmp_buckets_block_done(m->comm, &m->reg, m->bk, l);
     }
     // Embedding: dres is whole on every tp rank; each rank updates its vocab rows.
     lmp_embed_backward(&m->emb, r->dres, tokens, r);

@@ -82,6 +82,9 @@ typedef struct {
     lmp_run run;                    // scratch buffers shared by the blocks
     lmp_kv_cache cache;
     float *rope_cos;                // rotary tables (n_ctx, hd/2): cos, then sin; or NULL
+    lmp_grad_buckets *bk;           // set for the last micro-step of a training step: the
+                                    // backward starts each bucket's gradient all-reduce as
+                                    // its blocks finish (comm.h); NULL: no reduction inside
 } lmp_model;
 
 // The description of the model of cfg: its family's (model/gpt2.c, model/llama.c).

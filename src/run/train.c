@@ -168,6 +168,7 @@ typedef struct {
     FILE *metrics;
     int skip_nonfinite;        // [train] nonfinite = skip
     float *backup;             // skip: trainable tensors, m, v before the step (3 x n_train)
+    lmp_grad_buckets bk;       // [parallel] bucket_mb's buckets (none: one all-reduce after)
 } run_state;
 
 static void find_nonfinite(const lmp_registry *r, char *err, size_t n);
@@ -200,6 +201,7 @@ static void setup(run_state *st) {
     if (st->ckpt_on && trains) check_ckpt_dir(cfg, c, &m->reg);
     lmp_model_set_batch(m, st->bb.B, T);
     if (st->skip_nonfinite) st->backup = lmp_malloc(3 * m->reg.n_train * sizeof(float));
+    lmp_buckets_plan(&st->bk, c, &m->reg, cfg->parallel.bucket_mb);
     lmp_loader_open(&st->train, cfg->data.train, T, st->s.mc.vocab_size, cfg->train.seed, 1);
     st->have_val = cfg->data.val[0] != 0;
     if (st->have_val) lmp_loader_open(&st->val, cfg->data.val, T, st->s.mc.vocab_size, 0, 0);
@@ -231,6 +233,9 @@ static void report_setup(run_state *st, lmp_train_result *res) {
             "%.1f MB ([train] recompute = %s)\n", lmp_registry_frozen_bytes(&m->reg) / 1e6,
             m->reg.n_frozen16 ? " (bf16 linear and embedding weights)" : "", m->reg.n_train * 4 / 1e6,
             m->reg.n_train * 12 / 1e6, m->act_floats * 4 / 1e6, lmp_recompute_name(cfg->train.recompute));
+    if (st->bk.n)
+        lmp_log("gradient all-reduce: %d buckets of >= %g MiB ([parallel] bucket_mb), started as the "
+                "last micro-step's backward completes them\n", st->bk.n, (double)cfg->parallel.bucket_mb);
     const char *restarts = getenv("SLURM_RESTART_COUNT");
     if (restarts && atoi(restarts) > 0)
         lmp_log("Slurm restart %s of job %s\n", restarts, getenv("SLURM_JOB_ID") ? getenv("SLURM_JOB_ID") : "?");
@@ -318,11 +323,16 @@ static double train_step(run_state *st, int step, double *norm, float *lr) {
     if (weight == 0.0f)  // a batch of prompts only: its loss would read as a perfect 0
         lmp_warn("step %d: the loss mask selects no target in its %d sequences: loss 0, nothing "
                  "learnt but weight decay", step + 1, Bg * accum);
-    for (int a = 0; a < accum; a++)
+    for (int a = 0; a < accum; a++) {
+        // Gradients are final only in the last micro-step: its backward starts the buckets.
+        m->bk = a == accum - 1 && st->bk.n ? &st->bk : NULL;
         loss += lmp_batches_micro(m, c, &st->train, &st->bb, (int64_t)step * accum + a, weight,
                           cfg->train.seed, 1);
+    }
+    m->bk = NULL;
     lmp_allreduce_d(c, &loss, 1, MPI_SUM, c->dp);
-    lmp_reduce_grads(c, &m->reg);
+    if (st->bk.n) lmp_buckets_finish(c, &m->reg, &st->bk);
+    else lmp_reduce_grads(c, &m->reg);
     *norm = lmp_grad_norm(c, &m->reg);
     if (!isfinite(loss) || !isfinite(*norm))
         lmp_die_all("training diverged at step %d: loss = %g, gradient norm = %g (lower "
@@ -444,8 +454,10 @@ static void finish(run_state *st, lmp_train_result *res) {
     }
     int ran = res->steps - res->start_step;
     if (ran > 0)
-        lmp_log("communication: %.1f ms per step in collectives, %.1f MB all-reduced per step\n",
-                1e3 * c->comm_seconds / ran, c->comm_bytes / 1e6 / ran);
+        lmp_log("communication: %.1f ms per step in collectives, of which the gradient all-reduce %.1f ms%s; "
+                "%.1f MB all-reduced per step\n", 1e3 * c->comm_seconds / ran, 1e3 * c->grad_seconds / ran,
+                st->bk.n ? " (exposed: its buckets' overlap with the backward not counted)" : "",
+                c->comm_bytes / 1e6 / ran);
     double rss[2] = {(double)lmp_peak_rss(), -(double)lmp_peak_rss()};
     lmp_allreduce_d(c, rss, 2, MPI_MAX, c->world);
     lmp_log("peak RSS per rank: max %.1f MB, min %.1f MB\n", rss[0] / 1e6, -rss[1] / 1e6);
@@ -489,6 +501,7 @@ int lmp_train(const lmp_config *cfg, const lmp_train_opts *o, lmp_train_result *
     if (st.have_val) lmp_loader_close(&st.val);
     lmp_batches_free(&st.bb);
     free(st.backup);
+    lmp_buckets_free(&st.bk);
     lmp_session_close(&st.s);
     return 0;
 }
