@@ -11,21 +11,14 @@
 # Usage: tests/bench/bench_buckets.sh BUILD_DIR [STEPS]   Env: BENCH_MODELS ("gpt2 llama"),
 # BENCH_BUCKETS, BENCH_LOG (a directory that keeps every run's output).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd); steps=${2:-4}
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 logs=${BENCH_LOG:-$work/logs}; mkdir -p "$logs"; logs=$(cd "$logs" && pwd); cd "$work"
 awk 'BEGIN { for (i = 0; i < 20000; i++) printf "benchmark text line %d\n", i }' > t.txt
 "$build/lorampi" tokenize --bytes --out d t.txt > /dev/null
-mkdir -p llama && cat > llama/config.json <<'JSON'
-{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
- "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
- "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "max_position_embeddings": 2048,
- "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "hidden_act": "silu",
- "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 32.0,
- "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
- "torch_dtype": "float32"}
-JSON
+mkdir -p llama && cp "$here/llama-3.2-1b.json" llama/config.json  # Llama-3.2-1B's shape
 printf '[model]\nn_layer = 12\nn_head = 12\nn_embd = 768\nvocab_size = 50257\nn_ctx = 1024\n[adapter]\nr = 8\nalpha = 16\ntargets = all\n[train]\nbatch_size = 4\nseq_len = 256\n' > gpt2.ini
 printf '[model]\npath = llama\nrandom_init = true\ndtype = bf16\n[adapter]\nr = 16\nalpha = 32\ntargets = all-linear\n[train]\nbatch_size = 2\nseq_len = 128\n' > llama.ini
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

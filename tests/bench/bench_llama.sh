@@ -9,21 +9,14 @@
 # LAYOUT 1rank, tp2 or dp2: that one only, no table header). BENCH_LOG=DIR keeps each run's
 # output there (DIR/<layout>.log).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-build}" && pwd); steps=${2:-4}; only=${3:-}
 logdir=${BENCH_LOG:+$(mkdir -p "$BENCH_LOG" && cd "$BENCH_LOG" && pwd)}
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; cd "$work"
 awk 'BEGIN { for (i = 0; i < 20000; i++) printf "benchmark text line %d\n", i }' > t.txt
 "$build/lorampi" tokenize --bytes --out d t.txt > /dev/null
-mkdir -p m && cat > m/config.json <<'JSON'
-{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
- "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
- "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "max_position_embeddings": 2048,
- "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "hidden_act": "silu",
- "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 32.0,
- "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
- "torch_dtype": "float32"}
-JSON
+mkdir -p m && cp "$here/llama-3.2-1b.json" m/config.json  # Llama-3.2-1B's shape
 cat > b.ini <<INI
 [model]
 path = m

@@ -38,15 +38,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 logs=${BENCH_LOG:-$work/logs}; mkdir -p "$logs"; logs=$(cd "$logs" && pwd); cd "$work"
 awk 'BEGIN { for (i = 0; i < 20000; i++) printf "benchmark text line %d\n", i }' > t.txt
 "$build/lorampi" tokenize --bytes --out d t.txt > /dev/null
-mkdir -p llama && cat > llama/config.json <<'JSON'
-{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 2048,
- "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
- "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "max_position_embeddings": 2048,
- "rms_norm_eps": 1e-05, "tie_word_embeddings": false, "hidden_act": "silu",
- "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 32.0,
- "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
- "torch_dtype": "float32"}
-JSON
+mkdir -p llama && cp "$here/llama-3.2-1b.json" llama/config.json  # Llama-3.2-1B's shape
 
 ini() {  # model mode B T steps -> the config on stdout (r, alpha as bench_torch.py's SHAPES)
   local model=$1 mode=$2
