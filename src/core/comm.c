@@ -54,6 +54,8 @@ void lmp_comm_free(lmp_comm *c) {
     LMP_CHECK_MPI(MPI_Comm_free(&c->dp));
 }
 
+#define LMP_MPI_CHUNK ((size_t)1 << 30)  // MPI counts are int: larger spans go in pieces
+
 static int comm_size(MPI_Comm comm) {
     int s;
     LMP_CHECK_MPI(MPI_Comm_size(comm, &s));
@@ -64,9 +66,8 @@ void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm) {
     if (n == 0 || comm_size(comm) == 1) return;
     if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
     double t0 = lmp_now();
-    // MPI counts are int: reduce in pieces for buffers past 2^31 elements.
-    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
-        size_t k = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+    for (size_t off = 0; off < n; off += LMP_MPI_CHUNK) {
+        size_t k = n - off < LMP_MPI_CHUNK ? n - off : LMP_MPI_CHUNK;
         LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, comm));
     }
     c->comm_seconds += lmp_now() - t0;
@@ -100,14 +101,17 @@ void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm com
 // reduced in the same world all-reduce (tp equal copies sum back to one; exact when tp is a
 // power of two); SHARD gets one all-reduce over dp only. TP_SUM and TP_SAME are adjacent in
 // grad_mem, so the adapter gradients take exactly one collective per step.
+// TP_SAME gradients same (n) before their world all-reduce: times 1/tp (see above).
+static void scale_tp_same(const lmp_comm *c, float *same, size_t n) {
+    if (c->tp_size == 1) return;
+    float inv = 1.0f / (float)c->tp_size;
+    for (size_t i = 0; i < n; i++) same[i] *= inv;
+}
+
 void lmp_reduce_grads(lmp_comm *c, lmp_registry *r) {
     double t0 = lmp_now();
-    float *same = r->grad_mem + r->kind_off[LMP_GRAD_TP_SAME];
     size_t nsame = r->kind_len[LMP_GRAD_TP_SAME];
-    if (c->tp_size > 1) {
-        float inv = 1.0f / (float)c->tp_size;
-        for (size_t i = 0; i < nsame; i++) same[i] *= inv;
-    }
+    scale_tp_same(c, r->grad_mem + r->kind_off[LMP_GRAD_TP_SAME], nsame);
     lmp_allreduce_f(c, r->grad_mem, r->kind_len[LMP_GRAD_TP_SUM] + nsame, c->world);
     lmp_allreduce_f(c, r->grad_mem + r->kind_off[LMP_GRAD_SHARD], r->kind_len[LMP_GRAD_SHARD],
                     c->dp);
@@ -116,8 +120,6 @@ void lmp_reduce_grads(lmp_comm *c, lmp_registry *r) {
 
 // ---------------------------------------------------------------------------------------
 // Bucketed gradient reduction (comm.h)
-
-#define LMP_MPI_CHUNK ((size_t)1 << 30)  // MPI counts are int: larger spans go in pieces
 
 // This rank's trainable floats per (kind, block): cnt[k * (L + 1) + b], the rest at b = L.
 static size_t *block_counts(const lmp_registry *r) {
@@ -201,10 +203,7 @@ void lmp_buckets_free(lmp_grad_buckets *bk) {
 // Starts bucket j: TP_SAME scaled by 1/tp as lmp_reduce_grads does, then its collectives.
 static void bucket_start(lmp_comm *c, lmp_registry *r, lmp_grad_buckets *bk, int j) {
     const lmp_bucket *b = &bk->b[j];
-    if (c->tp_size > 1) {
-        float inv = 1.0f / (float)c->tp_size, *same = r->grad_mem + b->off[LMP_GRAD_TP_SAME];
-        for (size_t i = 0; i < b->len[LMP_GRAD_TP_SAME]; i++) same[i] *= inv;
-    }
+    scale_tp_same(c, r->grad_mem + b->off[LMP_GRAD_TP_SAME], b->len[LMP_GRAD_TP_SAME]);
     for (int k = 0; k < 3; k++) {
         MPI_Comm comm = kind_comm(c, k);
         if (!b->len[k] || comm_size(comm) == 1) continue;

@@ -5,8 +5,6 @@
 #include "core/util.h"
 #include "model/kernels.h"
 
-#include <omp.h>
-
 #include <stdio.h>
 #include <string.h>
 
@@ -52,7 +50,7 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
             p->optim = 12.0 * nt;  // grad, m, v
             p->acts = acts;
             p->att_tiles = m_cfg.n_layer ? 4.0 * lmp_sdpa_scratch_floats(m.n_prefix, T) : 0;
-            p->threads = omp_get_max_threads();
+            p->threads = lmp_sdpa_threads();
             p->runtime = LMP_RUNTIME_BYTES;
             p->total = total;
             p->grad_world = ranks > 1 ? 4.0 * (sum_kind[0] + sum_kind[1]) : 0;
