@@ -5,12 +5,13 @@
 // Prints one line: "sgemm GFLOP <total> seconds <sum of best-time x count> GFLOP/s <rate>",
 // the rate a step made only of these GEMMs would reach (tests/bench/bench_vs_torch.sh).
 // Usage: bench_sgemm [REPS] [split] < shapes   (best of REPS timed calls per shape, default 3)
-// split: the threads of one OpenMP region each run a single-threaded sgemm on their block of
-// C's rows (lmp_omp_range), instead of one call that OpenBLAS threads itself.
+// split: through lmp_sgemm (core/sgemm.c: the threads of one OpenMP region each run a
+// single-threaded sgemm on their block of C's rows, or columns when C is wider than tall),
+// instead of one call that OpenBLAS threads itself.
+#include "core/sgemm.h"
 #include "core/util.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,17 +32,7 @@ static double time_shape(int M, int N, int K, char ta, char tb, int reps, int sp
     for (int r = 0; r <= reps; r++) {
         double t0 = lmp_now();
         if (!split) cblas_sgemm(CblasRowMajor, opa, opb, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
-        else {
-#pragma omp parallel
-            {
-                int m0, m1;  // rows m0..m1 of C: rows of A, or columns when A is transposed
-                lmp_omp_range(M, &m0, &m1);
-                if (m1 > m0)
-                    cblas_sgemm(CblasRowMajor, opa, opb, m1 - m0, N, K, 1.0f,
-                                a + (size_t)m0 * (ta == 'T' ? 1 : (size_t)K), lda, b, ldb, 0.0f,
-                                c + (size_t)m0 * N, N);
-            }
-        }
+        else lmp_sgemm(ta == 'T', tb == 'T', M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, N);
         double dt = lmp_now() - t0;
         if (r > 0 && dt < best) best = dt;
     }
