@@ -163,16 +163,10 @@ static void unit_backward(const sdpa_args *a, int b, int kh) {
 }
 
 // The products inside run single-threaded: OpenMP OpenBLAS does not nest inside our region.
-static void forward_all(const sdpa_args *a, int B) {
-#pragma omp parallel for schedule(static)
-    for (int bk = 0; bk < B * a->KVH; bk++) unit_forward(a, bk / a->KVH, bk % a->KVH);
-}
-
+// The plain kernels are the prefix kernels with P = 0 and no prefix gradients.
 void lmp_sdpa_forward(float *out, float *scratch, const float *q, const float *k, const float *v,
                       int ld, int B, int T, int NH, int KVH, int hs) {
-    sdpa_args a = {.q = q, .k = k, .v = v, .out = out, .scratch = scratch, .ld = ld, .T = T,
-                   .NH = NH, .KVH = KVH, .hs = hs};
-    forward_all(&a, B);
+    lmp_sdpa_prefix_forward(out, scratch, q, k, v, ld, NULL, NULL, 0, 0, B, T, NH, KVH, hs);
 }
 
 void lmp_sdpa_prefix_forward(float *out, float *scratch, const float *q, const float *k,
@@ -180,20 +174,20 @@ void lmp_sdpa_prefix_forward(float *out, float *scratch, const float *q, const f
                              int P, int B, int T, int NH, int KVH, int hs) {
     sdpa_args a = {.q = q, .k = k, .v = v, .pk = pk, .pv = pv, .out = out, .scratch = scratch,
                    .ld = ld, .ldp = ldp, .P = P, .T = T, .NH = NH, .KVH = KVH, .hs = hs};
-    forward_all(&a, B);
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * KVH; bk++) unit_forward(&a, bk / KVH, bk % KVH);
 }
 
 void lmp_sdpa_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
                        const float *q, const float *k, const float *v, int ld, int B, int T,
                        int NH, int KVH, int hs) {
-    sdpa_args a = {.q = q, .k = k, .v = v, .dy = dout, .dq = dq, .dk = dk, .dv = dv,
-                   .scratch = scratch, .ld = ld, .T = T, .NH = NH, .KVH = KVH, .hs = hs};
-#pragma omp parallel for schedule(static)
-    for (int bk = 0; bk < B * KVH; bk++) unit_backward(&a, bk / KVH, bk % KVH);
+    lmp_sdpa_prefix_backward(dq, dk, dv, NULL, NULL, scratch, dout, q, k, v, ld, NULL, NULL, 0, 0,
+                             B, T, NH, KVH, hs);
 }
 
-// Parallel over kv heads only: the prefix gradients of a kv head sum over the batch, in b
-// order inside one thread (reproducible), and no two threads write the same columns.
+// Parallel over (b, kv head) units; with prefix gradients over kv heads only: those sum over
+// the batch, in b order inside one thread (reproducible), and no two threads write the same
+// columns. A unit's own sums (dk, dv) run in the same order either way.
 void lmp_sdpa_prefix_backward(float *dq, float *dk, float *dv, float *dpk, float *dpv,
                               float *scratch, const float *dout, const float *q, const float *k,
                               const float *v, int ld, const float *pk, const float *pv, int ldp,
@@ -201,7 +195,12 @@ void lmp_sdpa_prefix_backward(float *dq, float *dk, float *dv, float *dpk, float
     sdpa_args a = {.q = q, .k = k, .v = v, .pk = pk, .pv = pv, .dy = dout, .dq = dq, .dk = dk,
                    .dv = dv, .dpk = dpk, .dpv = dpv, .scratch = scratch, .ld = ld, .ldp = ldp,
                    .P = P, .T = T, .NH = NH, .KVH = KVH, .hs = hs};
+    if (P && (dpk || dpv)) {
 #pragma omp parallel for schedule(static)
-    for (int kh = 0; kh < KVH; kh++)
-        for (int b = 0; b < B; b++) unit_backward(&a, b, kh);
+        for (int kh = 0; kh < KVH; kh++)
+            for (int b = 0; b < B; b++) unit_backward(&a, b, kh);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < B * KVH; bk++) unit_backward(&a, bk / KVH, bk % KVH);
 }
