@@ -98,8 +98,9 @@ d=gpt2-lora+houlsby-n2-tp2; mkdir -p resume/ck && cp "$d/none/ck/ckpt-00000002.h
 # p prefixes, tp ranks; per block and rank: two norms (out (N,C), mean, rstd (N)), q|k|v
 # (N, (NH + 2 KVH) hd / tp), the attention output (N, NH hd / tp) (no probabilities: the
 # attention works in per-thread tiles of 64 query rows, counted apart), the q/k norm's input
-# and rstd (N, q|k|v) (N, (NH + KVH)/tp) where it exists, the residual after attention (N,C), the MLP's hidden before (GELU: H/tp; gated:
-# 2 H/tp) and after its activation (H/tp), and each LoRA module's x A^T (N, r).
+# and rstd (N, q|k|v) (N, (NH + KVH)/tp) where it exists, the residual after attention
+# (N,C), the MLP's hidden before (GELU: H/tp; gated: 2 H/tp) and after its activation (H/tp),
+# and each LoRA module's x A^T (N, r).
 # plan runs nothing: long sequences and big batches cost nothing here (batch 8 global).
 plan_check() {  # name family n_layer C NH KVH hd H qk gated lora_modules ranks tp P T sets...
   local name=$1 fam=$2 L=$3 C=$4 NH=$5 KVH=$6 hd=$7 H=$8 qk=$9 gated=${10} mods=${11} ranks=${12} tp=${13} P=${14} T=${15}
