@@ -21,13 +21,14 @@
 # Usage: tests/bench/bench_vs_torch.sh BUILD_DIR [STEPS]     (STEPS >= 2, default 6: 5 timed)
 # Env: BENCH_MODELS ("gpt2 llama"), BENCH_MODES ("attn all full"), BENCH_LAYOUTS ("1x1 1x2
 # l16 tp2 dp2"; l16: 1 x 2 with [model] dtype = bf16, frozen weights in bf16 through oneDNN), BENCH_TORCH ("fp32 bf16"; empty: no torch), BENCH_ROUNDS (1), BENCH_LLAMA_STEPS
-# (STEPS), BENCH_GPT2_BT ("4 256"), BENCH_LLAMA_BT ("2 128"), BENCH_OUT (file for the table,
+# (STEPS), BENCH_GPT2_BT ("4 256"), BENCH_LLAMA_BT ("2 128"), BENCH_PY (/usr/bin/python3: the
+# Python with torch), BENCH_OUT (file for the table,
 # default bench_vs_torch.md), BENCH_LOG (a directory that keeps every run's output).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [STEPS]" >&2; exit 2; }
 build=$(cd "$1" && pwd); steps=${2:-6}
 [ "$steps" -ge 2 ] || { echo "$0: STEPS must be >= 2 (step 1 is the warm-up), got $steps" >&2; exit 2; }
-here=$(cd "$(dirname "$0")" && pwd); py=/usr/bin/python3; tb="$py $here/bench_torch.py"
+here=$(cd "$(dirname "$0")" && pwd); py=${BENCH_PY:-/usr/bin/python3}; tb="$py $here/bench_torch.py"
 models=${BENCH_MODELS:-gpt2 llama}; modes=${BENCH_MODES:-attn all full}
 layouts=${BENCH_LAYOUTS:-1x1 1x2 l16 tp2 dp2}; torchs=${BENCH_TORCH-fp32 bf16}; rounds=${BENCH_ROUNDS:-1}
 out=$(touch "${BENCH_OUT:-bench_vs_torch.md}" && cd "$(dirname "${BENCH_OUT:-bench_vs_torch.md}")" && pwd)/$(basename "${BENCH_OUT:-bench_vs_torch.md}")
