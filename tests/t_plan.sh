@@ -40,6 +40,19 @@ for tp in 1 2 4; do
   fi
   prev=$measured
 done
+# The gradient buckets plan prints are the ones training makes. LoRA r = 8 on all four linear
+# layers of a 512-wide block holds 8 * (512 + 1536 + 512 + 512 + 512 + 2048 + 2048 + 512) =
+# 65536 floats = 0.2621 MB; bucket_mb = 0.4 (MiB) closes a bucket at two blocks: 0.52 MB each,
+# launched blocks 3-2, then 1-0, then the rest (nothing trainable outside the blocks).
+"$bin" plan p.ini --ranks 2 --set parallel.bucket_mb=0.4 > bk.log 2>&1
+got=$(sed -n '/^gradient buckets/,/^checkpoint/p' bk.log | awk '/^  / { sub(/^ +/, ""); gsub(/ +/, " "); print }' | tr '\n' ';')
+[ "$got" = "blocks 3-2 0.5 MB;blocks 1-0 0.5 MB;rest (embeddings, final norm, head), after 0.0 MB;" ] && ok \
+  || { fail "plan's buckets: $got"; cat bk.log; }
+"${MPIEXEC:-mpiexec}" --oversubscribe -n 2 "$bin" train p.ini --set train.steps=1 --set parallel.bucket_mb=0.4 > bk_train.log 2>&1
+grep -q "gradient all-reduce: 3 buckets" bk_train.log && ok || fail "training's buckets: $(grep -i bucket bk_train.log)"
+"$bin" plan p.ini --ranks 1 | grep -q "gradient buckets: none (one rank)" && ok || fail "plan on 1 rank: buckets"
+"$bin" plan p.ini --ranks 2 --set parallel.bucket_mb=0 | grep -q "gradient buckets: none (\[parallel\] bucket_mb = 0)" \
+  && ok || fail "plan with bucket_mb = 0: buckets"
 # Extreme sizes (issue 12): refused with a clear message, never printed wrapped.
 "$bin" plan p.ini --ranks 1 --set model.n_layer=128 --set model.n_embd=1000000 --set model.n_head=1 \
   --set model.n_ctx=1000000 --set train.seq_len=1000000 --set train.batch_size=10000000 > extreme.log 2>&1

@@ -161,6 +161,17 @@ static int bucket_requests(lmp_comm *c, const lmp_bucket *b) {
     return n;
 }
 
+int lmp_bucket_split(const double *bytes, int L, double bucket_mb, int *low) {
+    int n = 0;
+    for (int l = L - 1; l >= 0; n++) {  // blocks l, l-1, ... until the bucket reaches the cap
+        double acc = bytes[l--];
+        while (l >= 0 && acc < bucket_mb * 1048576.0) acc += bytes[l--];
+        low[n] = l + 1;
+    }
+    low[n++] = -1;  // the rest alone
+    return n;
+}
+
 void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, double bucket_mb) {
     memset(bk, 0, sizeof *bk);
     if (bucket_mb <= 0 || c->size == 1) return;
@@ -171,18 +182,19 @@ void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, 
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 3; k++) bytes[l] += 4.0 * (double)cnt[k * (L + 1) + l];
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, bytes, L + 1, MPI_DOUBLE, MPI_MAX, c->world));
-    bk->b = lmp_calloc((size_t)(L + 1) * sizeof(lmp_bucket));
+    int *low = lmp_malloc((size_t)(L + 1) * sizeof(int));
+    bk->n = lmp_bucket_split(bytes, L, bucket_mb, low);
+    bk->b = lmp_calloc((size_t)bk->n * sizeof(lmp_bucket));
     size_t pos[3] = {r->kind_off[0], r->kind_off[1], r->kind_off[2]};
-    for (int l = L - 1; l >= -1;) {
-        lmp_bucket *b = &bk->b[bk->n++];
-        double acc = 0;
-        for (int k = 0; k < 3; k++) b->off[k] = pos[k];
-        do {  // blocks l, l-1, ... until the bucket reaches the cap; the rest alone
+    for (int j = 0, hi = L - 1; j < bk->n; hi = low[j++] - 1) {
+        lmp_bucket *b = &bk->b[j];
+        b->block = low[j];
+        for (int l = hi; l >= low[j]; l--)  // the rest (low -1, hi -1) is counted at index L
             for (int k = 0; k < 3; k++) b->len[k] += cnt[k * (L + 1) + (l < 0 ? L : l)];
-            acc += l < 0 ? 0 : bytes[l];
-            b->block = l--;
-        } while (b->block >= 0 && l >= 0 && acc < bucket_mb * 1048576.0);
-        for (int k = 0; k < 3; k++) pos[k] += b->len[k];
+        for (int k = 0; k < 3; k++) {
+            b->off[k] = pos[k];
+            pos[k] += b->len[k];
+        }
         bk->cap_req += bucket_requests(c, b);
     }
     for (int k = 0; k < 3; k++)
@@ -190,6 +202,7 @@ void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, 
                   k, pos[k] - r->kind_off[k], r->kind_len[k]);
     check_spans(bk, r);
     bk->req = lmp_malloc(((size_t)bk->cap_req + 1) * sizeof(MPI_Request));
+    free(low);
     free(bytes);
     free(cnt);
 }

@@ -60,6 +60,11 @@ typedef struct {
 // depends on the layout and the model only (each block's largest size over the ranks), so
 // every rank starts the same collectives in the same order.
 void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, double bucket_mb);
+// The split alone (also `lorampi plan`'s): bytes[l] = block l's gradient bytes (l < L; the
+// largest over the ranks), the rest at bytes[L]. Bucket j spans blocks from low[j - 1] - 1
+// (L - 1 for j = 0) down to low[j]; the last bucket (low = -1) is the rest alone. low has
+// room for L + 1 entries; returns the number of buckets.
+int lmp_bucket_split(const double *bytes, int L, double bucket_mb, int *low);
 void lmp_buckets_free(lmp_grad_buckets *bk);
 // After the backward of block l: starts the bucket that block l completes, if any, and
 // polls the started ones (Open MPI progresses nonblocking collectives only inside MPI calls).

@@ -2,11 +2,27 @@
 // (nothing is allocated, so it runs for models far larger than the machine).
 #include "run/plan.h"
 #include "run/session.h"
+#include "core/comm.h"
 #include "core/util.h"
 #include "model/kernels.h"
 
 #include <stdio.h>
 #include <string.h>
+
+// Each block's trainable bytes (the rest at index n_block) into bytes[], keeping the largest
+// seen: a shard's size may differ over the tp ranks, and the buckets are split by the largest.
+// Returns n_block as lmp_registry_alloc counts it (plan allocates nothing).
+static int grad_block_bytes(const lmp_registry *reg, double *bytes) {
+    int L = 0;
+    for (int i = 0; i < reg->n; i++)
+        if (reg->p[i].block + 1 > L) L = reg->p[i].block + 1;
+    double mine[LMP_MAX_LAYERS + 1] = {0};
+    for (int i = 0; i < reg->n; i++)
+        if (reg->p[i].trainable) mine[reg->p[i].block < 0 ? L : reg->p[i].block] += 4.0 * reg->p[i].numel;
+    for (int l = 0; l <= L; l++)
+        if (mine[l] > bytes[l]) bytes[l] = mine[l];
+    return L;
+}
 
 void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
     int tp = cfg->parallel.tp;
@@ -24,6 +40,7 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
     lmp_model_opts opts;
     unsigned char layer_on[LMP_MAX_LAYERS];
     lmp_session_resolve(cfg, &m_cfg, &opts, layer_on);
+    double block_bytes[LMP_MAX_LAYERS + 1] = {0};  // gradient bytes per block, largest over tp
     // Every tp rank's shard (the vocab split can be uneven): report the largest.
     for (int r = 0; r < tp; r++) {
         lmp_comm c = {.tp_size = tp, .tp_rank = r, .size = ranks};
@@ -56,10 +73,16 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
             p->grad_world = ranks > 1 ? 4.0 * (sum_kind[0] + sum_kind[1]) : 0;
             p->grad_dp = p->dp > 1 ? 4.0 * sum_kind[2] : 0;
         }
+        p->n_block = grad_block_bytes(&m.reg, block_bytes);
         int64_t n_train;
         lmp_registry_counts(&m.reg, &n_train, NULL);
         p->ckpt = 12.0 * (double)n_train;
         lmp_model_free(&m);
+    }
+    if (ranks > 1 && cfg->parallel.bucket_mb > 0) {  // as lmp_buckets_plan splits them
+        p->n_bucket = lmp_bucket_split(block_bytes, p->n_block, cfg->parallel.bucket_mb, p->bucket_low);
+        for (int j = 0, hi = p->n_block - 1; j < p->n_bucket; hi = p->bucket_low[j++] - 1)
+            for (int l = hi; l >= p->bucket_low[j]; l--) p->bucket_bytes[j] += block_bytes[l < 0 ? p->n_block : l];
     }
     if (tp > 1) {
         // Per micro-step: embedding + 2 row-parallel outputs per layer + loss statistics
@@ -75,6 +98,24 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
 
 static void row(const char *what, double bytes) {
     lmp_log("  %-42s %12.1f MB\n", what, bytes / 1e6);
+}
+
+// The gradient buckets in launch order: each starts as the backward completes its lowest block.
+static void print_buckets(const lmp_config *cfg, const lmp_plan_t *p) {
+    if (!p->n_bucket) {
+        lmp_log("gradient buckets: none (%s): one all-reduce after the backward\n",
+                p->tp * p->dp == 1 ? "one rank" : "[parallel] bucket_mb = 0");
+        return;
+    }
+    lmp_log("gradient buckets ([parallel] bucket_mb = %g), in launch order:\n", (double)cfg->parallel.bucket_mb);
+    char what[64];
+    for (int j = 0, hi = p->n_block - 1; j < p->n_bucket; hi = p->bucket_low[j++] - 1) {
+        int lo = p->bucket_low[j];
+        if (lo < 0) snprintf(what, sizeof what, "rest (embeddings, final norm, head), after");
+        else if (hi == lo) snprintf(what, sizeof what, "block %d", lo);
+        else snprintf(what, sizeof what, "blocks %d-%d", hi, lo);
+        row(what, p->bucket_bytes[j]);
+    }
 }
 
 void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
@@ -102,6 +143,7 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
     row("all ranks, adapter/replicated gradients", p->grad_world);
     row("dp group, sharded gradients", p->grad_dp);
     lmp_log("(a ring all-reduce sends and receives about 2(n-1)/n times its payload per rank)\n");
+    print_buckets(cfg, p);
     lmp_log("checkpoint file (trainable tensors + AdamW m, v):\n");
     row("size of one ckpt-<step>.h5", p->ckpt);
 }

@@ -14,6 +14,11 @@ typedef struct {
     double tp_fwd, tp_bwd;         // all-reduce payload per step within a tp group
     double grad_world, grad_dp;    // gradient all-reduce payloads per step
     double ckpt;                   // checkpoint file: trainable tensors + AdamW m, v (float32)
+    // [parallel] bucket_mb's split (as training makes it; n_bucket 0: one rank or bucket_mb 0):
+    // bucket j spans blocks bucket_low[j - 1] - 1 (the last block for j = 0) down to
+    // bucket_low[j]; -1 is the rest (embeddings, final norm, head) alone.
+    int n_block, n_bucket, bucket_low[LMP_MAX_LAYERS + 1];
+    double bucket_bytes[LMP_MAX_LAYERS + 1];
 } lmp_plan_t;
 
 // Memory of the rank with the largest shard and collective payloads for `ranks` ranks
