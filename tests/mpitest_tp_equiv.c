@@ -14,7 +14,10 @@
 // mlp.c_proj / down_proj) and DoRA (non-zero B, magnitudes; GPT-2 with dropout) on every target
 // of either family and on q/v or k/v slices. The 2-rank layouts reduce the gradients after
 // the backward (lmp_reduce_grads, [parallel] bucket_mb = 0), the 4-rank ones in buckets of
-// one block each started during the backward (lmp_buckets_*). Also: each rank's
+// one block each started during the backward (lmp_buckets_*). The layouts (2,1), (2,2) and
+// (4,1) run again with sequence parallelism (model opts sp: the residual stream, norms and
+// bottleneck adapters split by rows over tp, all-gather / reduce-scatter in place of the tp
+// all-reduces), every mode, against the same 1-rank run. Also: each rank's
 // frozen bytes equal its shard size computed from the shapes, and every rank took part.
 #include "testutil.h"
 #include "model/gpt2.h"
@@ -103,14 +106,15 @@ static double step(lmp_model *m, lmp_comm *c, const int *tok, const int *tgt, co
     return loss;
 }
 
-static void run(MPI_Comm world, int tp, int full, int targets, float dropout, int kv, const char *method,
+static void run(MPI_Comm world, int tp, int sp, int full, int targets, float dropout, int kv, const char *method,
                 family_fn family, int proj, result *res) {
     lmp_comm c;
     lmp_comm_init(&c, world, tp);
     lmp_model_opts o = {.full_finetune = full, .targets = targets, .method = method, .sublayers = 3,
                         .ad = {.r = 4, .alpha = 8, .dropout = dropout, .size = 5, .init_scale = 1e-3f, .bscale = 4,
                                .virtual_tokens = 2, .projection = proj, .enc_hidden = 6,
-                               .feedforward = LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ}};
+                               .feedforward = LMP_T_MLP_PROJ | LMP_T_DOWN_PROJ},
+                        .sp = sp};
     lmp_model m;
     lmp_arch a;
     (family ? family : lmp_gpt2_arch)(&CFG, &a);
@@ -151,6 +155,7 @@ static void run(MPI_Comm world, int tp, int full, int targets, float dropout, in
 
     int B = BG / c.dp_size, N = B * T;
     lmp_model_set_batch(&m, B, T);
+    T_CHECK(m.run.sp == (sp && tp > 1), "tp=%d: sequence parallelism %s", tp, m.run.sp ? "on" : "off");
     int tok[BG * T], tgt[BG * T];
     float scale[BG * T];
     make_batch(tok, tgt);
@@ -220,12 +225,13 @@ int main(int argc, char **argv) {
         {"llama dora", 0, LMP_T_ALL_LINEAR, 0.0f, 2, "dora", llama_family},
     };
     int n_modes = (int)(sizeof modes / sizeof modes[0]), expect_runs = 0;
-    int layouts[][2] = {{1, 1}, {2, 1}, {1, 2}, {2, 2}, {4, 1}, {1, 4}};
+    int layouts[][3] = {{1, 1, 0}, {2, 1, 0}, {1, 2, 0}, {2, 2, 0}, {4, 1, 0}, {1, 4, 0},
+                        {2, 1, 1}, {2, 2, 1}, {4, 1, 1}};  // tp, dp, sequence parallel
     int ran_layouts = 0;
     for (int mo = 0; mo < n_modes; mo++) {
         result ref = {0};
         for (size_t li = 0; li < sizeof layouts / sizeof layouts[0]; li++) {
-            int tp = layouts[li][0], np = tp * layouts[li][1];
+            int tp = layouts[li][0], np = tp * layouts[li][1], sp = layouts[li][2];
             int kvh = modes[mo].kv < 0 ? -modes[mo].kv : modes[mo].kv;
             if (kvh && kvh % tp) continue;  // tp must divide the kv heads
             expect_runs++;
@@ -233,13 +239,14 @@ int main(int argc, char **argv) {
             MPI_Comm_split(MPI_COMM_WORLD, rank < np ? 0 : MPI_UNDEFINED, rank, &sub);
             if (sub == MPI_COMM_NULL) continue;
             result r = {0};
-            run(sub, tp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method,
+            run(sub, tp, sp, modes[mo].full, modes[mo].targets, modes[mo].dropout, modes[mo].kv, modes[mo].method,
                 modes[mo].family, strstr(modes[mo].what, "proj") != NULL, &r);
             MPI_Comm_free(&sub);
             if (rank == 0) {
                 ran_layouts++;
                 if (li == 0) { ref = r; continue; }
-                const char *w = modes[mo].what;
+                char w[48];
+                snprintf(w, sizeof w, "%s%s", modes[mo].what, sp ? " sp" : "");
                 T_CHECK(fabs(r.loss - ref.loss) <= 1e-5 * fabs(ref.loss),
                         "%s tp=%d dp=%d: loss %.9g vs %.9g", w, tp, np / tp, r.loss, ref.loss);
                 double dg = t_max_rel_diff(r.grads, ref.grads, ref.ngrad);

@@ -81,6 +81,10 @@ typedef struct {
     // IA³ (adapters/ia3.h): the LMP_T_* targets that are feed-forward (PEFT's
     // feedforward_modules: their input is scaled), and whether this module is one (model.c).
     int feedforward, ff;
+    // [parallel] sequence_parallel: the residual stream is split by rows over the tp group, so
+    // a block-level (bottleneck) adapter sees this rank's rows only and its gradients are
+    // partial sums over tp (LMP_GRAD_TP_SUM) instead of tp-identical (TP_SAME).
+    int sp;
 } lmp_adapter_opts;
 
 // LMP_HOOK_KV: how one block's attention meets the prefixes: n_kv_head key/value heads of

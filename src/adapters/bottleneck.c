@@ -91,11 +91,11 @@ void lmp_bottleneck_backward(const lmp_bottleneck *b, float *dx, const float *dh
 // The two methods behind the adapter interface.
 
 static lmp_param *add_tensor(lmp_registry *reg, lmp_adapter_rec *x, const char *leaf, int ndim,
-                             int64_t d0, int64_t d1) {
+                             int64_t d0, int64_t d1, lmp_grad_kind kind) {
     char name[LMP_NAME_MAX + 16];
     int64_t shape[2] = {d0, d1};
     lmp_param *p = lmp_registry_add(reg, lmp_fmt(name, sizeof name, "%s.%s", x->name, leaf), ndim, shape,
-                                    -1, 1, 0, 0, LMP_ROLE_ADAPTER, 1, LMP_GRAD_TP_SAME, ndim == 2);
+                                    -1, 1, 0, 0, LMP_ROLE_ADAPTER, 1, kind, ndim == 2);
     lmp_registry_attach(reg, x, p);
     return p;
 }
@@ -111,10 +111,11 @@ static lmp_adapter *add_block(lmp_registry *reg, const lmp_adapter_rec *rec, int
     lmp_adapter_rec *x = lmp_registry_add_rec(reg, &r);
     *b = (lmp_bottleneck){.base = {.method = meth, .rec = (int)(x - reg->rec)}, .C = C, .m = o->size,
                           .relu = o->relu, .series = series, .s = r.scale, .init_scale = o->init_scale};
-    b->Wd = add_tensor(reg, x, "down.weight", 2, o->size, C);
-    b->bd = add_tensor(reg, x, "down.bias", 1, o->size, 0);
-    b->Wu = add_tensor(reg, x, "up.weight", 2, C, o->size);
-    b->bu = add_tensor(reg, x, "up.bias", 1, C, 0);
+    lmp_grad_kind kind = o->sp ? LMP_GRAD_TP_SUM : LMP_GRAD_TP_SAME;  // adapter.h
+    b->Wd = add_tensor(reg, x, "down.weight", 2, o->size, C, kind);
+    b->bd = add_tensor(reg, x, "down.bias", 1, o->size, 0, kind);
+    b->Wu = add_tensor(reg, x, "up.weight", 2, C, o->size, kind);
+    b->bu = add_tensor(reg, x, "up.bias", 1, C, 0, kind);
     return &b->base;
 }
 

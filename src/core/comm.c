@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,6 +76,42 @@ void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm) {
     if (lmp_prof_on) lmp_prof_pop();
 }
 
+// Sequence parallelism's two collectives over the tp group (comm.h). Rows are whole floats
+// of `width`; each rank's block is N/tp rows, contiguous, in rank order.
+static int rows_count(size_t N, size_t width, int tp) {
+    LMP_CHECK(N % (size_t)tp == 0, "internal: %zu rows do not split over tp = %d", N, tp);
+    size_t n = N / (size_t)tp * width;
+    LMP_CHECK(n <= (size_t)INT_MAX, "sequence parallelism: %zu floats per rank exceed one MPI call", n);
+    return (int)n;
+}
+
+void lmp_reduce_scatter_rows(lmp_comm *c, float *buf, size_t N, size_t width) {
+    if (c->tp_size == 1 || N == 0) return;
+    int n = rows_count(N, width, c->tp_size);
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
+    double t0 = lmp_now();
+    LMP_CHECK_MPI(MPI_Reduce_scatter_block(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, c->tp));
+    c->comm_seconds += lmp_now() - t0;
+    c->comm_bytes += N * width * sizeof(float);
+    if (lmp_prof_on) lmp_prof_pop();
+}
+
+void lmp_allgather_rows(lmp_comm *c, float *out, const float *mine, size_t N, size_t width) {
+    int n = rows_count(N, width, c->tp_size);
+    if (c->tp_size == 1 || N == 0) {
+        if (out != mine && n) memcpy(out, mine, (size_t)n * sizeof(float));
+        return;
+    }
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
+    double t0 = lmp_now();
+    float *own = out + (size_t)c->tp_rank * n;
+    if (own != mine) memcpy(own, mine, (size_t)n * sizeof(float));
+    LMP_CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, n, MPI_FLOAT, out, n, MPI_FLOAT, c->tp));
+    c->comm_seconds += lmp_now() - t0;
+    c->comm_bytes += N * width * sizeof(float);
+    if (lmp_prof_on) lmp_prof_pop();
+}
+
 void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm comm) {
     if (n == 0 || comm_size(comm) == 1) return;
     if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
@@ -95,7 +132,8 @@ void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm com
 //    features p: dA gets only its columns, and dB = s dy^T u_p with u_p = xd_p A_p^T, the
 //    partial product whose tp-sum is u. Either way the full gradient is the SUM over tp.
 //  - TP_SAME: replicated tensors (LayerNorms, row-parallel biases, wpe) whose gradient is
-//    computed from tp-identical activations: already whole on each tp rank.
+//    computed from tp-identical activations: already whole on each tp rank. Under sequence
+//    parallelism the norms and the bottleneck adapters see only this rank's rows: TP_SUM.
 //  - SHARD: a rank's own slice of a sharded weight (full fine-tuning): whole for its slice.
 // So TP_SUM needs one all-reduce over the world (tp x dp). TP_SAME is scaled by 1/tp and
 // reduced in the same world all-reduce (tp equal copies sum back to one; exact when tp is a

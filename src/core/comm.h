@@ -32,6 +32,16 @@ void lmp_comm_report(lmp_comm *c);
 void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm);
 void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm comm);
 
+// Sequence parallelism ([parallel] sequence_parallel, Megatron): between the tensor-parallel
+// sublayers the residual stream is split by rows over the tp group, rank q holding rows
+// [q N/tp, (q+1) N/tp) of the N = B T rows. In place: buf (N, width) holds this rank's partial
+// sums; afterwards its first N/tp rows hold this rank's rows of the sum (replaces the
+// all-reduce of a row-parallel output or a column-parallel input gradient).
+void lmp_reduce_scatter_rows(lmp_comm *c, float *buf, size_t N, size_t width);
+// out (N, width) = every rank's rows in rank order; mine (N/tp, width) is this rank's, and
+// may already sit at its place in out.
+void lmp_allgather_rows(lmp_comm *c, float *out, const float *mine, size_t N, size_t width);
+
 // Reduces every trainable gradient so that all ranks hold the gradient of the global-batch
 // loss (the derivation is in comm.c).
 void lmp_reduce_grads(lmp_comm *c, lmp_registry *r);

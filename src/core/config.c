@@ -101,6 +101,7 @@ static const key_t_ KEYS[] = {
     {"parallel", "tp", K_INT, O(parallel.tp), 0, 1, 1e6, 0, 0, "1", "a positive integer", LMP_KEY_RUN_ONLY},
     {"parallel", "bucket_mb", K_FLOAT, O(parallel.bucket_mb), 0, 0, 1e6, 0, 0, "25",
      "a non-negative number of MiB (0: one all-reduce after the backward)", LMP_KEY_RUN_ONLY},
+    {"parallel", "sequence_parallel", K_BOOL, O(parallel.sequence_parallel), 0, 0, 0, 0, 0, "false", "true or false", LMP_KEY_RUN_ONLY},
     {"checkpoint", "dir", K_STR, O(checkpoint.dir), S(checkpoint.dir), 0, 0, 0, 0, "", "a directory", LMP_KEY_RUN_ONLY},
     {"checkpoint", "every", K_INT, O(checkpoint.every), 0, 0, 2e9, 0, 0, "0", "a non-negative integer (0: only at the end)", LMP_KEY_RUN_ONLY},
     {"checkpoint", "keep", K_INT, O(checkpoint.keep), 0, 0, 1e6, 0, 0, "3", "a non-negative integer (0: keep all)", LMP_KEY_RUN_ONLY},

@@ -89,6 +89,7 @@ typedef struct {
         int tp;                      // tensor-parallel size; dp = world size / tp
         float bucket_mb;             // gradient all-reduce buckets started in the backward
                                      // (MiB, comm.h); 0: one all-reduce after the backward
+        int sequence_parallel;       // Megatron's sequence parallelism over the tp group
     } parallel;
     struct {
         char dir[LMP_PATH_MAX];      // DIR/ckpt-<step>.h5; empty: no checkpoints, no resume

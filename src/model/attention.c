@@ -60,13 +60,13 @@ void lmp_attention_acts(lmp_attention *at, lmp_acts *t, int B, int T) {
 // projection(s), then (Llama family) the q/k norm and the rotary embedding of q and k.
 static void project(lmp_attention *at, const float *x, int N, int T, int pos0, lmp_run *r) {
     if (!at->parts) {
-        lmp_linear_forward(&at->qkv, at->qkv_buf, x, N, r->comm, r->rc, r->ad_scratch);
+        lmp_linear_forward(&at->qkv, at->qkv_buf, x, N, r);
         return;
     }
     int q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, off[3] = {0, q, q + kv};
     float *dst = at->q_norm ? at->raw : at->qkv_buf;
     for (int k = 0; k < 3; k++)
-        lmp_linear_forward(&at->part[k], dst + off[k], x, N, r->comm, r->rc, r->ad_scratch);
+        lmp_linear_forward(&at->part[k], dst + off[k], x, N, r);
     if (at->q_norm) {  // v passes unchanged; q and k heads normalised from raw
         memcpy(at->qkv_buf, at->raw, (size_t)N * at->qkv_l * sizeof(float));
         lmp_rmsnorm_forward(at->qkv_buf, at->qk_rstd, at->raw, at->q_norm->data, N, at->NH_l,
@@ -101,14 +101,14 @@ void lmp_attention_forward(lmp_attention *at, float *out, const float *x, lmp_ru
         LMP_PROF(LMP_PROF_ATTN, lmp_sdpa_forward(at->y, r->att_scratch, Q, Q + q, Q + q + kv, at->qkv_l,
                                                  r->B, r->T, at->NH_l, at->KVH_l, at->hd));
     }
-    lmp_linear_forward(&at->out, out, at->y, N, r->comm, r->rc, r->ad_scratch);
+    lmp_linear_forward(&at->out, out, at->y, N, r);
 }
 
 // project's backward from dq|dk|dv (r->dqkv, after the rotation): dx (N,C), reduced over tp.
 static void project_backward(lmp_attention *at, float *dx, const float *x, lmp_run *r) {
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd, off[3] = {0, q, q + kv};
     if (!at->parts) {
-        lmp_linear_backward(&at->qkv, dx, r->dqkv, x, N, r->comm, r->rc, r->ad_scratch);
+        lmp_linear_backward(&at->qkv, dx, r->dqkv, x, N, r);
         return;
     }
     if (at->rope_cos)
@@ -127,14 +127,14 @@ static void project_backward(lmp_attention *at, float *dx, const float *x, lmp_r
     }
     // The three parts' input gradients sum into dx, reduced over tp once (Megatron's f).
     memset(dx, 0, (size_t)N * at->part[0].in_l * sizeof(float));
-    for (int k = 0; k < 3; k++) lmp_linear_backward_part(&at->part[k], dx, dy + off[k], x, N, r->rc, r->ad_scratch);
-    lmp_allreduce_f(r->comm, dx, (size_t)N * at->part[0].in_l, r->comm->tp);
+    for (int k = 0; k < 3; k++) lmp_linear_backward_part(&at->part[k], dx, dy + off[k], x, N, r);
+    lmp_tp_reduce(r, dx, N, at->part[0].in_l);
 }
 
 void lmp_attention_backward(lmp_attention *at, float *dx, const float *dout, const float *x,
                             lmp_run *r) {
     int N = r->B * r->T, q = at->NH_l * at->hd, kv = at->KVH_l * at->hd;
-    lmp_linear_backward(&at->out, r->dattn, dout, at->y, N, r->comm, r->rc, r->ad_scratch);
+    lmp_linear_backward(&at->out, r->dattn, dout, at->y, N, r);
     memset(r->dqkv, 0, (size_t)N * at->qkv_l * sizeof(float));
     const float *Q = at->qkv_buf;
     float *dQ = r->dqkv;
@@ -188,5 +188,5 @@ void lmp_attention_decode(lmp_attention *at, float *out, const float *x, float *
         decode_head(at->y + (size_t)h * at->hd, at->qkv_buf + (size_t)h * at->hd,
                     kc + (size_t)kh * at->hd, vc + (size_t)kh * at->hd, kv, pos, at->hd, sc);
     }
-    lmp_linear_forward(&at->out, out, at->y, 1, r->comm, r->rc, r->ad_scratch);
+    lmp_linear_forward(&at->out, out, at->y, 1, r);
 }

@@ -72,7 +72,9 @@ void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
     else
         LMP_PROF(LMP_PROF_EMBED, lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B,
                                                        r->T, e->C, e->v0, e->V_l));
-    lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
+    // Sequence parallelism: reduce-scattered, this rank's rows first (the blocks' input).
+    if (r->sp) lmp_reduce_scatter_rows(c, e->encoded, (size_t)r->B * r->T, (size_t)e->C);
+    else lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
 }
 
 void lmp_embed_backward(lmp_embed *e, const float *dout, const int *tokens, lmp_run *r) {
@@ -121,7 +123,8 @@ double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets
                         x + (size_t)n0 * C, C, 1.0f, e->head->grad, C);
         if (lmp_prof_on) lmp_prof_pop();
     }
-    if (backward) lmp_allreduce_f(r->comm, dx, (size_t)N * C, r->comm->tp);
+    if (backward && r->sp) lmp_reduce_scatter_rows(r->comm, dx, (size_t)N, (size_t)C);  // this rank's rows first
+    else if (backward) lmp_allreduce_f(r->comm, dx, (size_t)N * C, r->comm->tp);
     return loss;
 }
 

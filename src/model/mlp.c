@@ -43,29 +43,29 @@ void lmp_mlp_acts(lmp_mlp *m, lmp_acts *t, size_t N) {
 void lmp_mlp_forward(lmp_mlp *m, float *out, const float *x, lmp_run *r) {
     int N = r->B * r->T;
     if (m->kind == LMP_MLP_GATED_SILU) {
-        lmp_linear_forward(&m->gate, m->h, x, N, r->comm, r->rc, r->ad_scratch);
-        lmp_linear_forward(&m->in, m->h + m->H_l, x, N, r->comm, r->rc, r->ad_scratch);
+        lmp_linear_forward(&m->gate, m->h, x, N, r);
+        lmp_linear_forward(&m->in, m->h + m->H_l, x, N, r);
         LMP_PROF(LMP_PROF_ELEM, lmp_swiglu_forward(m->h_act, m->h, N, m->H_l));
     } else {
-        lmp_linear_forward(&m->in, m->h, x, N, r->comm, r->rc, r->ad_scratch);
+        lmp_linear_forward(&m->in, m->h, x, N, r);
         LMP_PROF(LMP_PROF_ELEM, lmp_gelu_forward(m->h_act, m->h, (size_t)N * m->H_l));
     }
-    lmp_linear_forward(&m->out, out, m->h_act, N, r->comm, r->rc, r->ad_scratch);
+    lmp_linear_forward(&m->out, out, m->h_act, N, r);
 }
 
 void lmp_mlp_backward(lmp_mlp *m, float *dx, const float *dout, const float *x, lmp_run *r) {
     int N = r->B * r->T;
-    lmp_linear_backward(&m->out, r->dh_act, dout, m->h_act, N, r->comm, r->rc, r->ad_scratch);
+    lmp_linear_backward(&m->out, r->dh_act, dout, m->h_act, N, r);
     memset(r->dh, 0, (size_t)N * m->h_w * sizeof(float));
     if (m->kind != LMP_MLP_GATED_SILU) {
         LMP_PROF(LMP_PROF_ELEM, lmp_gelu_backward(r->dh, m->h, r->dh_act, (size_t)N * m->H_l));
-        lmp_linear_backward(&m->in, dx, r->dh, x, N, r->comm, r->rc, r->ad_scratch);
+        lmp_linear_backward(&m->in, dx, r->dh, x, N, r);
         return;
     }
     LMP_PROF(LMP_PROF_ELEM, lmp_swiglu_backward(r->dh, m->h, r->dh_act, N, m->H_l));
     // gate and up share the input: their gradients sum into dx, reduced over tp once.
     memset(dx, 0, (size_t)N * m->in.in_l * sizeof(float));
-    lmp_linear_backward_part(&m->gate, dx, r->dh, x, N, r->rc, r->ad_scratch);
-    lmp_linear_backward_part(&m->in, dx, r->dh + m->H_l, x, N, r->rc, r->ad_scratch);
-    lmp_allreduce_f(r->comm, dx, (size_t)N * m->in.in_l, r->comm->tp);
+    lmp_linear_backward_part(&m->gate, dx, r->dh, x, N, r);
+    lmp_linear_backward_part(&m->in, dx, r->dh + m->H_l, x, N, r);
+    lmp_tp_reduce(r, dx, N, m->in.in_l);
 }

@@ -176,17 +176,21 @@ void lmp_model_register_arch(lmp_model *m, const lmp_arch *arch, const lmp_model
     m->blocks = lmp_calloc((size_t)L * sizeof(lmp_block));
     m->ad = lmp_calloc((size_t)(L * (a->n_targets + 3) + 2) * sizeof(lmp_adapter *));
     lmp_embed_register(&m->emb, a, &m->reg, comm, train);
+    // Under sequence parallelism what sees only this rank's rows has partial-sum gradients.
+    m->opts.sp = opts->sp && comm->tp_size > 1;
+    m->opts.ad.sp = m->opts.sp;
+    lmp_grad_kind nk = m->opts.sp ? LMP_GRAD_TP_SUM : LMP_GRAD_TP_SAME;
     for (int l = 0; l < L; l++) {
         lmp_block *b = &m->blocks[l];
         m->reg.cur_block = l;  // the block's backward completes these gradients (registry.h)
-        lmp_norm_register(&b->ln1, a, &m->reg, lmp_fmt(name, sizeof name, a->ln1, l), train);
+        lmp_norm_register(&b->ln1, a, &m->reg, lmp_fmt(name, sizeof name, a->ln1, l), train, nk);
         lmp_attention_register(&b->attn, a, &m->reg, l, comm, train);
-        lmp_norm_register(&b->ln2, a, &m->reg, lmp_fmt(name, sizeof name, a->ln2, l), train);
+        lmp_norm_register(&b->ln2, a, &m->reg, lmp_fmt(name, sizeof name, a->ln2, l), train, nk);
         lmp_mlp_register(&b->mlp, a, &m->reg, l, comm, train);
         if (m->opts.targets || opts->method) add_adapters(m, b, l);
     }
     m->reg.cur_block = -1;
-    lmp_norm_register(&m->lnf, a, &m->reg, a->lnf, train);
+    lmp_norm_register(&m->lnf, a, &m->reg, a->lnf, train, nk);
 }
 
 void lmp_model_build(lmp_model *m, const lmp_model_config *cfg, const lmp_model_opts *opts,
@@ -231,14 +235,25 @@ void lmp_model_refresh_adapters(lmp_model *m) {
 // ---------------------------------------------------------------------------------------
 // Activations: one table sizes and carves them
 
-// The buffers block l keeps from its forward for its backward, but its output res3.
+// Sequence parallelism for a batch of B x T: asked for, and the rows split evenly (run.h).
+static int batch_sp(const lmp_model *m, int B, int T) {
+    return m->opts.sp && !m->cache.mem && (size_t)B * T % (size_t)m->comm->tp_size == 0;
+}
+
+// Rows of the residual stream this rank holds for a batch (lmp_run_rows, before set_batch).
+static size_t stream_rows(const lmp_model *m, int B, int T) {
+    return (size_t)B * T / (batch_sp(m, B, T) ? (size_t)m->comm->tp_size : 1);
+}
+
+// The buffers block l keeps from its forward for its backward, but its output res3: the
+// norms and the residual on this rank's rows, attention and MLP on all N.
 static void block_acts(lmp_model *m, lmp_acts *t, int l, int B, int T) {
-    size_t N = (size_t)B * T, C = m->arch.n_embd;
+    size_t N = (size_t)B * T, R = stream_rows(m, B, T), C = m->arch.n_embd;
     lmp_block *b = &m->blocks[l];
-    lmp_norm_acts(&b->ln1, t, N);
+    lmp_norm_acts(&b->ln1, t, R);
     lmp_attention_acts(&b->attn, t, B, T);
-    lmp_acts_add(t, &b->res2, N * C);
-    lmp_norm_acts(&b->ln2, t, N);
+    lmp_acts_add(t, &b->res2, R * C);
+    lmp_norm_acts(&b->ln2, t, R);
     lmp_mlp_acts(&b->mlp, t, N);
 }
 
@@ -250,8 +265,8 @@ static void adapter_acts(lmp_acts *t, lmp_adapter *a, size_t N) {
 // inside a block, its adapters' included, share one region (as large as the largest block's)
 // that each block fills in turn: in the forward, and again just before its backward.
 static void shared_block_acts(lmp_model *m, lmp_acts *t, int B, int T) {
-    size_t N = (size_t)B * T, C = m->arch.n_embd;
-    for (int l = 0; l < m->arch.n_layer; l++) lmp_acts_add(t, &m->blocks[l].res3, N * C);
+    size_t N = (size_t)B * T, C = m->arch.n_embd, R = stream_rows(m, B, T);
+    for (int l = 0; l < m->arch.n_layer; l++) lmp_acts_add(t, &m->blocks[l].res3, R * C);
     if (m->kv_shared) adapter_acts(t, m->kv_shared, N);  // every block's: kept whole
     size_t work = lmp_acts_mark(t);
     for (int l = 0; l < m->arch.n_layer; l++) {
@@ -282,6 +297,9 @@ static void run_acts(lmp_model *m, lmp_acts *t, int B, int T, size_t ad_scratch)
     lmp_acts_add(t, &r->dh, N * h_w);
     lmp_acts_add(t, &r->dh_act, N * H_l);
     lmp_acts_add(t, &r->ad_scratch, N * ad_scratch);
+    int sp = batch_sp(m, B, T);  // a norm's output and a stream gradient, all rows gathered
+    lmp_acts_add(t, &r->xg, sp ? N * C : 0);
+    lmp_acts_add(t, &r->dg, sp ? N * C : 0);
 }
 
 static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
@@ -292,7 +310,7 @@ static void act_table(lmp_model *m, lmp_acts *t, int B, int T) {
     } else {
         for (int l = 0; l < m->arch.n_layer; l++) {
             block_acts(m, t, l, B, T);
-            lmp_acts_add(t, &m->blocks[l].res3, N * C);
+            lmp_acts_add(t, &m->blocks[l].res3, stream_rows(m, B, T) * C);
         }
         for (int i = 0; i < m->n_ad; i++) adapter_acts(t, m->ad[i], N);
     }
@@ -334,6 +352,7 @@ void lmp_model_set_batch(lmp_model *m, int B, int T) {
     m->run.C = m->arch.n_embd;
     m->T = m->run.T = T;
     m->run.comm = m->comm;
+    m->run.sp = batch_sp(m, B, T);
     lmp_acts t = {0};
     act_table(m, &t, B, T);
     m->act_floats = lmp_acts_floats(&t);
@@ -349,7 +368,7 @@ void lmp_model_set_batch(lmp_model *m, int B, int T) {
 
 // h (N,C), the output of sublayer s fed by x (N,C): the block-level adapters' turn.
 static void hooks_forward(const lmp_sublayer_hooks *k, float *h, const float *x, lmp_run *r) {
-    int N = r->B * r->T;
+    int N = lmp_run_rows(r);
     for (int i = 0; i < k->n_series; i++)
         k->series[i]->method->sublayer_forward(k->series[i], h, k->series[i]->saved, r->ad_scratch, N, r->rc);
     for (int i = 0; i < k->n_beside; i++)
@@ -360,7 +379,7 @@ static void hooks_forward(const lmp_sublayer_hooks *k, float *h, const float *x,
 // or dh itself when no series adapter sits there (dh is the residual's and stays intact).
 static const float *hooks_backward_out(const lmp_sublayer_hooks *k, const float *dh, lmp_run *r) {
     if (!k->n_series) return dh;
-    int N = r->B * r->T;
+    int N = lmp_run_rows(r);
     memcpy(r->tmp, dh, (size_t)N * r->C * sizeof(float));
     for (int i = k->n_series - 1; i >= 0; i--)
         k->series[i]->method->sublayer_backward(k->series[i], r->tmp, k->series[i]->saved, r->ad_scratch, N, r->rc);
@@ -372,32 +391,49 @@ static void hooks_backward_in(const lmp_sublayer_hooks *k, float *dx, const floa
                               lmp_run *r) {
     for (int i = 0; i < k->n_beside; i++)
         k->beside[i]->method->beside_backward(k->beside[i], dx, dh, x, k->beside[i]->saved,
-                                              r->ad_scratch, r->B * r->T, r->rc);
+                                              r->ad_scratch, lmp_run_rows(r), r->rc);
 }
 
+// Sequence parallelism: this rank's rows (R, C) of a norm's output or a stream gradient
+// gathered into all N rows (buf: r->xg or r->dg); without it, rows itself.
+static const float *gathered(lmp_run *r, float *buf, const float *rows) {
+    if (!r->sp) return rows;
+    lmp_allgather_rows(r->comm, buf, rows, (size_t)r->B * r->T, (size_t)r->C);
+    return buf;
+}
+
+// x, res2, res3 and the norms hold this rank's R rows (all N without sequence parallelism);
+// attention and MLP read their norm's output gathered, and their row-parallel output leaves
+// this rank's rows of the sum first in r->tmp (lmp_tp_reduce).
 static void block_forward(lmp_block *b, const float *x, lmp_run *r) {
-    int N = r->B * r->T;
-    size_t NC = (size_t)N * b->ln1.C;
-    lmp_norm_forward(&b->ln1, x, N);
-    lmp_attention_forward(&b->attn, r->tmp, b->ln1.out, r);
+    int R = lmp_run_rows(r);
+    size_t RC = (size_t)R * b->ln1.C;
+    lmp_norm_forward(&b->ln1, x, R);
+    lmp_attention_forward(&b->attn, r->tmp, gathered(r, r->xg, b->ln1.out), r);
     LMP_PROF(LMP_PROF_ADAPTER, hooks_forward(&b->hooks[0], r->tmp, b->ln1.out, r));
-    LMP_PROF(LMP_PROF_ELEM, lmp_residual_forward(b->res2, x, r->tmp, NC));
-    lmp_norm_forward(&b->ln2, b->res2, N);
-    lmp_mlp_forward(&b->mlp, r->tmp, b->ln2.out, r);
+    LMP_PROF(LMP_PROF_ELEM, lmp_residual_forward(b->res2, x, r->tmp, RC));
+    lmp_norm_forward(&b->ln2, b->res2, R);
+    lmp_mlp_forward(&b->mlp, r->tmp, gathered(r, r->xg, b->ln2.out), r);
     LMP_PROF(LMP_PROF_ADAPTER, hooks_forward(&b->hooks[1], r->tmp, b->ln2.out, r));
-    LMP_PROF(LMP_PROF_ELEM, lmp_residual_forward(b->res3, b->res2, r->tmp, NC));
+    LMP_PROF(LMP_PROF_ELEM, lmp_residual_forward(b->res3, b->res2, r->tmp, RC));
 }
 
 // r->dres holds d(loss)/d(block output) on entry and d(loss)/d(block input) on exit (the
 // residual passes it through; each sublayer's norm adds its part).
+// Sequence parallelism: dres holds this rank's rows; a sublayer's output gradient is gathered
+// (r->dg) and its input recomputed by gathering its norm's output again (r->xg: not kept
+// whole, which is the memory the split saves); its input gradient comes back reduce-
+// scattered, this rank's rows first in r->dln.
 static void block_backward(lmp_block *b, const float *x, lmp_run *r) {
-    int N = r->B * r->T;
-    lmp_mlp_backward(&b->mlp, r->dln, hooks_backward_out(&b->hooks[1], r->dres, r), b->ln2.out, r);
+    int R = lmp_run_rows(r);
+    const float *dh = gathered(r, r->dg, hooks_backward_out(&b->hooks[1], r->dres, r));
+    lmp_mlp_backward(&b->mlp, r->dln, dh, gathered(r, r->xg, b->ln2.out), r);
     hooks_backward_in(&b->hooks[1], r->dln, r->dres, b->ln2.out, r);
-    lmp_norm_backward(&b->ln2, r->dres, r->dln, b->res2, N);
-    lmp_attention_backward(&b->attn, r->dln, hooks_backward_out(&b->hooks[0], r->dres, r), b->ln1.out, r);
+    lmp_norm_backward(&b->ln2, r->dres, r->dln, b->res2, R);
+    dh = gathered(r, r->dg, hooks_backward_out(&b->hooks[0], r->dres, r));
+    lmp_attention_backward(&b->attn, r->dln, dh, gathered(r, r->xg, b->ln1.out), r);
     hooks_backward_in(&b->hooks[0], r->dln, r->dres, b->ln1.out, r);
-    lmp_norm_backward(&b->ln1, r->dres, r->dln, x, N);
+    lmp_norm_backward(&b->ln1, r->dres, r->dln, x, R);
 }
 
 static const float *block_input(const lmp_model *m, int l) {
@@ -416,7 +452,16 @@ static void forward_trunk(lmp_model *m, const int *tokens, int fill_cache) {
         block_forward(&m->blocks[l], block_input(m, l), &m->run);
         if (fill_cache) lmp_attention_fill_cache(&m->blocks[l].attn, cache_k(m, l), cache_v(m, l), m->T);
     }
-    lmp_norm_forward(&m->lnf, block_input(m, L), m->B * m->T);
+    lmp_run *r = &m->run;
+    if (!r->sp) {
+        lmp_norm_forward(&m->lnf, block_input(m, L), m->B * m->T);
+        return;
+    }
+    // The head needs all rows: this rank's go to their place in lnf.out, then gathered.
+    int R = lmp_run_rows(r);
+    float *mine = m->lnf.out + (size_t)m->comm->tp_rank * R * m->arch.n_embd;
+    lmp_norm_forward_to(&m->lnf, mine, block_input(m, L), R);
+    lmp_allgather_rows(m->comm, m->lnf.out, mine, (size_t)m->B * m->T, (size_t)m->arch.n_embd);
 }
 
 static double model_step(lmp_model *m, const int *tokens, const int *targets, const float *scale,
@@ -428,7 +473,7 @@ static double model_step(lmp_model *m, const int *tokens, const int *targets, co
     double loss = lmp_head_loss(&m->emb, m->lnf.out, r->dln, targets, scale, backward, r);
     if (!backward) return loss;
     memset(r->dres, 0, (size_t)N * m->arch.n_embd * sizeof(float));
-    lmp_norm_backward(&m->lnf, r->dres, r->dln, block_input(m, L), N);
+    lmp_norm_backward(&m->lnf, r->dres, r->dln, block_input(m, L), lmp_run_rows(r));
     for (int l = L - 1; l >= 0; l--) {
         // [train] recompute = block: the block's activations again from its kept input, by
         // the same code (the last block's are still in place).
@@ -438,8 +483,9 @@ static double model_step(lmp_model *m, const int *tokens, const int *targets, co
         // Block l's gradients are complete: its bucket's all-reduce may start (comm.h).
         if (m->bk) lmp_buckets_block_done(m->comm, &m->reg, m->bk, l);
     }
-    // Embedding: dres is whole on every tp rank; each rank updates its vocab rows.
-    lmp_embed_backward(&m->emb, r->dres, tokens, r);
+    // Embedding: dres is whole on every tp rank (gathered under sequence parallelism); each
+    // rank updates its vocab rows.
+    lmp_embed_backward(&m->emb, gathered(r, r->dg, r->dres), tokens, r);
     return loss;
 }
 

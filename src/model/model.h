@@ -33,6 +33,10 @@ typedef struct {
     // same bits with every value; only the memory and the time differ. attn keeps what none
     // keeps: the attention kernels keep no probabilities to recompute (kernels.h).
     int recompute;
+    // [parallel] sequence_parallel (comm.h, run.h): with tp > 1, the residual stream, norms and
+    // block-level adapters split by rows over the tp group in training and evaluation steps
+    // whose B T rows divide by tp (generation never: its cache decodes one row at a time).
+    int sp;
 } lmp_model_opts;
 
 #define LMP_BLOCK_MAX_ADAPTERS 4

@@ -114,8 +114,16 @@ static void bf16_backward(const lmp_linear *L, float *dx, float *db, const float
         for (int j = 0; j < L->out_l; j++) db[j] += dy[(size_t)n * L->ldy + j];
 }
 
-void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm *c,
-                        const lmp_rng_ctx *rc, float *scratch) {
+int lmp_tp_reduce(const lmp_run *r, float *buf, int N, int width) {
+    if (r->sp) {
+        lmp_reduce_scatter_rows(r->comm, buf, (size_t)N, (size_t)width);
+        return N / r->comm->tp_size;
+    }
+    lmp_allreduce_f(r->comm, buf, (size_t)N * width, r->comm->tp);
+    return N;
+}
+
+void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, const lmp_run *r) {
     // Row-parallel: the bias is added once, after the partial products are summed.
     const float *bias = L->b && !L->row_parallel ? L->b->data : NULL;
     if (lmp_prof_on) lmp_prof_push(LMP_PROF_GEMM);
@@ -127,23 +135,24 @@ void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm
     // in them, so they ride on the same all-reduce as the base product.
     for (int i = 0; i < L->n_ad; i++)
         LMP_PROF(LMP_PROF_ADAPTER, L->ad[i]->method->linear_forward(L->ad[i], y, L->ldy, x,
-                                                                    L->ad[i]->saved, scratch, N, rc));
+                                                                    L->ad[i]->saved, r->ad_scratch, N, r->rc));
     if (L->row_parallel) {
-        // Row-parallel outputs are whole rows (o_proj, down_proj): ldy = out_l.
-        lmp_allreduce_f(c, y, (size_t)N * L->out_l, c->tp);
-        if (L->b) LMP_PROF(LMP_PROF_GEMM, lmp_add_bias(y, L->b->data, N, L->out_l));
+        // Row-parallel outputs are whole rows (o_proj, down_proj): ldy = out_l. Under
+        // sequence parallelism this rank keeps its rows of the sum (the first N/tp).
+        int rows = lmp_tp_reduce(r, y, N, L->out_l);
+        if (L->b) LMP_PROF(LMP_PROF_GEMM, lmp_add_bias(y, L->b->data, rows, L->out_l));
     }
 }
 
 void lmp_linear_backward(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
-                         lmp_comm *c, const lmp_rng_ctx *rc, float *scratch) {
+                         const lmp_run *r) {
     memset(dx, 0, (size_t)N * L->in_l * sizeof(float));
-    lmp_linear_backward_part(L, dx, dy, x, N, rc, scratch);
-    if (!L->row_parallel) lmp_allreduce_f(c, dx, (size_t)N * L->in_l, c->tp);
+    lmp_linear_backward_part(L, dx, dy, x, N, r);
+    if (!L->row_parallel) lmp_tp_reduce(r, dx, N, L->in_l);
 }
 
 void lmp_linear_backward_part(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
-                              const lmp_rng_ctx *rc, float *scratch) {
+                              const lmp_run *r) {
     float *db = L->b ? L->b->grad : NULL;
     if (lmp_prof_on) lmp_prof_push(LMP_PROF_GEMM);
     if (L->w->h) bf16_backward(L, dx, db, dy, N);
@@ -153,5 +162,5 @@ void lmp_linear_backward_part(lmp_linear *L, float *dx, const float *dy, const f
     if (lmp_prof_on) lmp_prof_pop();
     for (int i = 0; i < L->n_ad; i++)
         LMP_PROF(LMP_PROF_ADAPTER, L->ad[i]->method->linear_backward(L->ad[i], dx, dy, L->ldy, x,
-                                                                     L->ad[i]->saved, scratch, N, rc));
+                                                                     L->ad[i]->saved, r->ad_scratch, N, r->rc));
 }

@@ -11,6 +11,7 @@
 #define LORAMPI_TP_LINEAR_H
 #include "adapters/adapter.h"
 #include "core/comm.h"
+#include "model/run.h"
 
 #define LMP_LINEAR_MAX_ADAPTERS 4
 
@@ -45,17 +46,21 @@ lmp_linear_view lmp_linear_view_of(const lmp_linear *L, int slice);
 // Hooks an adapter instance onto L (its forward/backward run with the layer's).
 void lmp_linear_attach(lmp_linear *L, lmp_adapter *a);
 
-// y (N,out_l) = x . w (+ b) (+ adapters), reduced over tp for row-parallel layers.
-// scratch: shared adapter scratch (N x the largest scratch_per_row).
-void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, lmp_comm *c,
-                        const lmp_rng_ctx *rc, float *scratch);
+// The tp group's reduction of a row-parallel output or a column-parallel input gradient
+// buf (N,width): an all-reduce, or under sequence parallelism (r->sp) a reduce-scatter that
+// leaves this rank's N/tp rows of the sum first in buf. Returns the rows held (N or N/tp).
+int lmp_tp_reduce(const lmp_run *r, float *buf, int N, int width);
+// y (N,out_l) = x . w (+ b) (+ adapters), reduced over tp for row-parallel layers
+// (lmp_tp_reduce: under sequence parallelism y's first N/tp rows are this rank's). r gives
+// the grid, the RNG and the adapters' shared scratch (N x the largest scratch_per_row).
+void lmp_linear_forward(lmp_linear *L, float *y, const float *x, int N, const lmp_run *r);
 // dx (N,in_l) = dy . w^T (+ adapters), OVERWRITTEN (then reduced over tp for column-parallel
 // layers); accumulates dw, db and the adapters' gradients where they exist.
 void lmp_linear_backward(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
-                         lmp_comm *c, const lmp_rng_ctx *rc, float *scratch);
+                         const lmp_run *r);
 // The same without zeroing dx first and without the column-parallel reduction: the parts
 // of one input (q, k, v; gate, up) accumulate into one dx, reduced once by the caller.
 void lmp_linear_backward_part(lmp_linear *L, float *dx, const float *dy, const float *x, int N,
-                              const lmp_rng_ctx *rc, float *scratch);
+                              const lmp_run *r);
 
 #endif

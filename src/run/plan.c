@@ -93,6 +93,10 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
         // recompute = block runs the forward of every block but the last again
         if (cfg->train.recompute == LMP_RECOMPUTE_BLOCK) p->tp_fwd += accum * 4.0 * N * C * 2 * (L - 1);
         p->tp_bwd = accum * 4.0 * N * C * (2 * L + 1);
+        // Sequence parallelism gathers each sublayer's output gradient and its input again in
+        // the backward, and the stream's gradient once for the embedding.
+        p->sp = cfg->parallel.sequence_parallel;
+        if (p->sp) p->sp_gather = accum * 4.0 * N * C * (4 * L + 1);
     }
 }
 
@@ -119,8 +123,8 @@ static void print_buckets(const lmp_config *cfg, const lmp_plan_t *p) {
 }
 
 void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
-    lmp_log("plan: %d ranks = tp %d x dp %d, %d sequences x %d tokens per replica per micro-step\n",
-            p->tp * p->dp, p->tp, p->dp, p->B, cfg->train.seq_len);
+    lmp_log("plan: %d ranks = tp %d x dp %d%s, %d sequences x %d tokens per replica per micro-step\n",
+            p->tp * p->dp, p->tp, p->dp, p->sp ? " (sequence parallel)" : "", p->B, cfg->train.seq_len);
     lmp_log("memory per rank (largest shard):\n");
     row("frozen weights (1/tp of the base model)", p->frozen);
     if (p->frozen_bf16 > 0) row("  of which bf16 (linear, embedding, head)", p->frozen_bf16);
@@ -142,6 +146,12 @@ void lmp_plan_print(const lmp_config *cfg, const lmp_plan_t *p) {
     row("tp group, backward (input gradients)", p->tp_bwd);
     row("all ranks, adapter/replicated gradients", p->grad_world);
     row("dp group, sharded gradients", p->grad_dp);
+    if (p->sp) {
+        lmp_log("  (sequence parallel: the tp all-reduces above are reduce-scatters, in the forward each\n"
+                "   followed by an all-gather of the next norm's output: about half an all-reduce each\n"
+                "   on the wire; the backward adds all-gathers of each sublayer's output gradient and input:)\n");
+        row("tp group, backward all-gathers", p->sp_gather);
+    }
     lmp_log("(a ring all-reduce sends and receives about 2(n-1)/n times its payload per rank)\n");
     print_buckets(cfg, p);
     lmp_log("checkpoint file (trainable tensors + AdamW m, v):\n");

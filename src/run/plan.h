@@ -12,6 +12,8 @@ typedef struct {
     double att_tiles;              // of acts: the attention kernels' per-thread tiles
     int threads;                   // the OpenMP threads they are sized for (this process's)
     double tp_fwd, tp_bwd;         // all-reduce payload per step within a tp group
+    int sp;                        // [parallel] sequence_parallel in force (tp > 1)
+    double sp_gather;              // its backward's extra all-gathers per step (bytes)
     double grad_world, grad_dp;    // gradient all-reduce payloads per step
     double ckpt;                   // checkpoint file: trainable tensors + AdamW m, v (float32)
     // [parallel] bucket_mb's split (as training makes it; n_bucket 0: one rank or bucket_mb 0):

@@ -116,7 +116,8 @@ void lmp_session_resolve(const lmp_config *cfg, lmp_model_config *mc, lmp_model_
                .virtual_tokens = cfg->adapter.virtual_tokens, .projection = cfg->adapter.prefix_projection,
                .enc_hidden = cfg->adapter.encoder_hidden_size, .feedforward = ia3_feedforward(cfg)},
         .r_at = &cfg->adapter.r_at[0][0], .alpha_at = &cfg->adapter.alpha_at[0][0],
-        .layer_on = layer_on, .recompute = cfg->train.recompute};
+        .layer_on = layer_on, .recompute = cfg->train.recompute,
+        .sp = cfg->parallel.sequence_parallel};
     if (cfg->train.seq_len > mc->n_ctx)
         lmp_die_all("[train] seq_len = %d exceeds the model's context length %d",
                     cfg->train.seq_len, mc->n_ctx);

@@ -181,6 +181,10 @@ static void setup(run_state *st) {
     lmp_check_blas_core();
     int T = cfg->train.seq_len, Bg = cfg->train.batch_size;
     lmp_batches_init(&st->bb, Bg, T, c);
+    if (cfg->parallel.sequence_parallel && c->tp_size > 1 && (long long)st->bb.B * T % c->tp_size)
+        lmp_die_all("[parallel] sequence_parallel = true splits each replica's batch of %d x %d rows "
+                    "([train] batch_size / dp x seq_len) over the tp = %d ranks: they must divide "
+                    "evenly", st->bb.B, T, c->tp_size);
     if (!cfg->data.train[0]) lmp_die_all("[data] train is not set: give a token file");
     st->skip_nonfinite = !strcmp(cfg->train.nonfinite, "skip");
     if (!st->skip_nonfinite && strcmp(cfg->train.nonfinite, "stop"))
@@ -226,9 +230,9 @@ static void report_setup(run_state *st, lmp_train_result *res) {
             100.0 * res->trainable / res->total, m->n_ad - (m->kv_shared != NULL),
             lmp_config_methods(cfg->adapter.method, methods, sizeof methods),
             m->kv_shared ? " + their projection's MLP" : "");
-    lmp_log("layout: %d ranks = tp %d x dp %d; global batch %d x %d tokens x %d accumulation\n",
-            c->size, c->tp_size, c->dp_size, cfg->train.batch_size, cfg->train.seq_len,
-            cfg->train.grad_accum);
+    lmp_log("layout: %d ranks = tp %d x dp %d%s; global batch %d x %d tokens x %d accumulation\n",
+            c->size, c->tp_size, c->dp_size, m->run.sp ? ", sequence parallel" : "",
+            cfg->train.batch_size, cfg->train.seq_len, cfg->train.grad_accum);
     lmp_log("memory per rank: frozen %.1f MB%s, trainable %.1f MB (+ grad, m, v %.1f MB), activations "
             "%.1f MB ([train] recompute = %s)\n", lmp_registry_frozen_bytes(&m->reg) / 1e6,
             m->reg.n_frozen16 ? " (bf16 linear and embedding weights)" : "", m->reg.n_train * 4 / 1e6,

@@ -20,7 +20,8 @@
 # per step) of each layout follows the table.
 # Usage: tests/bench/bench_vs_torch.sh BUILD_DIR [STEPS]     (STEPS >= 2, default 6: 5 timed)
 # Env: BENCH_MODELS ("gpt2 llama"), BENCH_MODES ("attn all full"), BENCH_LAYOUTS ("1x1 1x2
-# l16 tp2 dp2"; l16: 1 x 2 with [model] dtype = bf16, frozen weights in bf16 through oneDNN), BENCH_TORCH ("fp32 bf16"; empty: no torch), BENCH_ROUNDS (1), BENCH_LLAMA_STEPS
+# l16 tp2 dp2"; l16: 1 x 2 with [model] dtype = bf16, frozen weights in bf16 through oneDNN;
+# also sp2: tp = 2 with [parallel] sequence_parallel = true), BENCH_TORCH ("fp32 bf16"; empty: no torch), BENCH_ROUNDS (1), BENCH_LLAMA_STEPS
 # (STEPS), BENCH_GPT2_BT ("4 256"), BENCH_LLAMA_BT ("2 128"), BENCH_PY (/usr/bin/python3: the
 # Python with torch), BENCH_OUT (file for the table,
 # default bench_vs_torch.md), BENCH_LOG (a directory that keeps every run's output).
@@ -69,11 +70,11 @@ row() {
 
 lmp() {  # layout -> one row; keeps the output in $logs
   local np=1 th=1 tp=1 log="$logs/$model-$mode-$1-r$r.log" o ms rss tr tot l1 lab
-  local dt=f32
+  local dt=f32 sp=false
   case $1 in 1x1) lab="1 × 1" ;; 1x2) th=2 lab="1 × 2" ;; l16) th=2 dt=bf16 lab="1 × 2" ;;
-    tp2) np=2 tp=2 lab="tp 2 × 1" ;; dp2) np=2 lab="dp 2 × 1" ;; esac
+    tp2) np=2 tp=2 lab="tp 2 × 1" ;; sp2) np=2 tp=2 sp=true lab="tp 2 × 1, SP" ;; dp2) np=2 lab="dp 2 × 1" ;; esac
   LORAMPI_PROFILE=1 OMP_NUM_THREADS=$th /usr/bin/time -f "cpu %U %S" -o cpu.txt mpirun --oversubscribe --bind-to none -n $np "$build/lorampi" train "$model-$mode.ini" \
-    --set parallel.tp=$tp --set model.dtype=$dt > "$log" 2>&1 || { echo "lorampi $model $mode $1 failed:" >&2; tail -5 "$log" >&2; return 0; }
+    --set parallel.tp=$tp --set parallel.sequence_parallel=$sp --set model.dtype=$dt > "$log" 2>&1 || { echo "lorampi $model $mode $1 failed:" >&2; tail -5 "$log" >&2; return 0; }
   o=$(cat "$log")
   ms=$(echo "$o" | sed -nE 's/^step +([0-9]+)\/[0-9]+ .*\| ([0-9]+) ms \|.*/\1 \2/p' | awk '$1 > 1 { print $2 }' | median)
   rss=$(echo "$o" | sed -nE 's/^peak RSS per rank: max ([0-9.]+) MB.*/\1/p')
@@ -151,7 +152,7 @@ for model in $models; do
     for r in $(seq "$rounds"); do
       # Alternate: lorampi 1 x 2, torch fp32, lorampi 1 x 1, torch bf16, lorampi bf16 1 x 2,
       # then the 2-rank layouts.
-      for x in 1x2 fp32 1x1 bf16 l16 tp2 dp2; do
+      for x in 1x2 fp32 1x1 bf16 l16 tp2 sp2 dp2; do
         case $x in
           fp32|bf16) [[ " $torchs " == *" $x "* ]] && pt $x ;;
           *) [[ " $layouts " == *" $x "* ]] && lmp $x ;;
