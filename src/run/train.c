@@ -459,9 +459,10 @@ static void finish(run_state *st, lmp_train_result *res) {
     int ran = res->steps - res->start_step;
     if (ran > 0)
         lmp_log("communication: %.1f ms per step in collectives, of which the gradient all-reduce %.1f ms%s; "
-                "%.1f MB all-reduced per step\n", 1e3 * c->comm_seconds / ran, 1e3 * c->grad_seconds / ran,
+                "%.1f MB %s per step\n", 1e3 * c->comm_seconds / ran, 1e3 * c->grad_seconds / ran,
                 st->bk.n ? " (exposed: its buckets' overlap with the backward not counted)" : "",
-                c->comm_bytes / 1e6 / ran);
+                c->comm_bytes / 1e6 / ran,
+                m->run.sp ? "of collective buffers (all-reduced, reduce-scattered, all-gathered)" : "all-reduced");
     double rss[2] = {(double)lmp_peak_rss(), -(double)lmp_peak_rss()};
     lmp_allreduce_d(c, rss, 2, MPI_MAX, c->world);
     lmp_log("peak RSS per rank: max %.1f MB, min %.1f MB\n", rss[0] / 1e6, -rss[1] / 1e6);
