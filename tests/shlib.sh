@@ -76,6 +76,13 @@ assert [o["step"] for o in b] == list(range(1, a[-1]["step"] + 1)), [o["step"] f
 print(max(abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b)))' "$1" "$2"; }
 # Every rank ran: LOG's rank report names all N ranks.   all_up LOG N
 all_up() { grep -q "ranks 0-$(($2 - 1)) of $2 up" "$1"; }
+# `lorampi train ../run.ini ARGS` on NP ranks inside DIR (its output in DIR/log), counted as
+# passed when every rank was up; else failed, with the log's tail.   run_in DIR NP [ARGS...]
+run_in() {
+  local d=$1 np=$2; shift 2
+  mkdir -p "$d" && (cd "$d" && mpi "$np" "$bin" train ../run.ini "$@" > log 2>&1) && all_up "$d/log" "$np" \
+    && ok || { fail "$d: run"; tail -3 "$d/log"; }
+}
 # The sanitized suite (LMP_SANITIZE=1; README "Tests") runs a part of some CLI tests' method
 # matrices, each code path of the rest being under the sanitizers in lighter tests (named
 # where it is used): `sanitized_subset ALL SUBSET` prints SUBSET there, ALL otherwise

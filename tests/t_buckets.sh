@@ -47,8 +47,7 @@ INI
 # run DIR NP TP BUCKET_MB [ARGS...]: one training run in DIR, every rank up.
 run() {
   local d=$1 np=$2 tp=$3 mb=$4; shift 4
-  mkdir -p "$d" && (cd "$d" && mpi "$np" "$bin" train ../run.ini --set parallel.tp="$tp" \
-    --set parallel.bucket_mb="$mb" "$@" > log 2>&1) && all_up "$d/log" "$np" && ok || { fail "$d: run"; tail -3 "$d/log"; }
+  run_in "$d" "$np" --set parallel.tp="$tp" --set parallel.bucket_mb="$mb" "$@"
 }
 bytes() { grep -o "[0-9.]* MB all-reduced per step" "$1/log"; }
 for mode in lora_prefix full; do

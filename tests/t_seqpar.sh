@@ -47,8 +47,7 @@ INI
 # run DIR NP SP [ARGS...]: one tp 2 training run in DIR, every rank up.
 run() {
   local d=$1 np=$2 sp=$3; shift 3
-  mkdir -p "$d" && (cd "$d" && mpi "$np" "$bin" train ../run.ini --set parallel.tp=2 \
-    --set parallel.sequence_parallel="$sp" "$@" > log 2>&1) && all_up "$d/log" "$np" && ok || { fail "$d: run"; tail -3 "$d/log"; }
+  run_in "$d" "$np" --set parallel.tp=2 --set parallel.sequence_parallel="$sp" "$@"
 }
 close() {  # close REF DIR TOL: every step's loss within TOL relative
   local m; m=$(maxrel "$1/m.jsonl" "$2/m.jsonl")
