@@ -65,6 +65,27 @@ every = 5
 keep = $1
 INI
 }
+# The run of the gradient-reduction tests (t_buckets, t_seqpar), after the [model] and
+# [adapter] sections: 8 steps of 2 micro-steps on alpha_data's train file, every step's
+# metrics in m.jsonl, a checkpoint at the end in ck/.
+accum_run_ini() { cat <<INI
+[train]
+steps = 8
+batch_size = 8
+seq_len = 32
+grad_accum = 2
+lr = 3e-3
+warmup_steps = 2
+seed = 42
+[data]
+train = $work/alpha_train.bin
+[log]
+every = 4
+metrics = m.jsonl
+[checkpoint]
+dir = ck
+INI
+}
 # Losses, learning rates and gradient norms of a metrics file, one step per line, exact.
 series() { /usr/bin/python3 -c 'import json,sys
 for l in open(sys.argv[1]): o = json.loads(l); print(o["step"], repr(o["loss"]), repr(o["lr"]), repr(o["grad_norm"]))' "$1"; }

@@ -26,22 +26,8 @@ alpha = 8
 virtual_tokens = 4
 prefix_projection = true
 encoder_hidden_size = 16
-[train]
-steps = 8
-batch_size = 8
-seq_len = 32
-grad_accum = 2
-lr = 3e-3
-warmup_steps = 2
-seed = 42
-[data]
-train = $work/alpha_train.bin
-[log]
-every = 4
-metrics = m.jsonl
-[checkpoint]
-dir = ck
 INI
+  accum_run_ini
 } > run.ini
 
 # run DIR NP TP BUCKET_MB [ARGS...]: one training run in DIR, every rank up.

@@ -26,22 +26,8 @@ r = 4
 alpha = 8
 dropout = 0.1
 size = 8
-[train]
-steps = 8
-batch_size = 8
-seq_len = 32
-grad_accum = 2
-lr = 3e-3
-warmup_steps = 2
-seed = 42
-[data]
-train = $work/alpha_train.bin
-[log]
-every = 4
-metrics = m.jsonl
-[checkpoint]
-dir = ck
 INI
+  accum_run_ini
 } > run.ini
 
 # run DIR NP SP [ARGS...]: one tp 2 training run in DIR, every rank up.
