@@ -63,17 +63,26 @@ static int comm_size(MPI_Comm comm) {
     return s;
 }
 
+// Every collective below is timed into the communication phase and counted in c.
+static double collective_enter(void) {
+    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
+    return lmp_now();
+}
+
+static void collective_leave(lmp_comm *c, double t0, size_t bytes) {
+    c->comm_seconds += lmp_now() - t0;
+    c->comm_bytes += bytes;
+    if (lmp_prof_on) lmp_prof_pop();
+}
+
 void lmp_allreduce_f(lmp_comm *c, float *buf, size_t n, MPI_Comm comm) {
     if (n == 0 || comm_size(comm) == 1) return;
-    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
-    double t0 = lmp_now();
+    double t0 = collective_enter();
     for (size_t off = 0; off < n; off += LMP_MPI_CHUNK) {
         size_t k = n - off < LMP_MPI_CHUNK ? n - off : LMP_MPI_CHUNK;
         LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, comm));
     }
-    c->comm_seconds += lmp_now() - t0;
-    c->comm_bytes += n * sizeof(float);
-    if (lmp_prof_on) lmp_prof_pop();
+    collective_leave(c, t0, n * sizeof(float));
 }
 
 // Sequence parallelism's two collectives over the tp group (comm.h). Rows are whole floats
@@ -88,12 +97,9 @@ static int rows_count(size_t N, size_t width, int tp) {
 void lmp_reduce_scatter_rows(lmp_comm *c, float *buf, size_t N, size_t width) {
     if (c->tp_size == 1 || N == 0) return;
     int n = rows_count(N, width, c->tp_size);
-    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
-    double t0 = lmp_now();
+    double t0 = collective_enter();
     LMP_CHECK_MPI(MPI_Reduce_scatter_block(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, c->tp));
-    c->comm_seconds += lmp_now() - t0;
-    c->comm_bytes += N * width * sizeof(float);
-    if (lmp_prof_on) lmp_prof_pop();
+    collective_leave(c, t0, N * width * sizeof(float));
 }
 
 void lmp_allgather_rows(lmp_comm *c, float *out, const float *mine, size_t N, size_t width) {
@@ -102,24 +108,18 @@ void lmp_allgather_rows(lmp_comm *c, float *out, const float *mine, size_t N, si
         if (out != mine && n) memcpy(out, mine, (size_t)n * sizeof(float));
         return;
     }
-    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
-    double t0 = lmp_now();
+    double t0 = collective_enter();
     float *own = out + (size_t)c->tp_rank * n;
     if (own != mine) memcpy(own, mine, (size_t)n * sizeof(float));
     LMP_CHECK_MPI(MPI_Allgather(MPI_IN_PLACE, n, MPI_FLOAT, out, n, MPI_FLOAT, c->tp));
-    c->comm_seconds += lmp_now() - t0;
-    c->comm_bytes += N * width * sizeof(float);
-    if (lmp_prof_on) lmp_prof_pop();
+    collective_leave(c, t0, N * width * sizeof(float));
 }
 
 void lmp_allreduce_d(lmp_comm *c, double *buf, size_t n, MPI_Op op, MPI_Comm comm) {
     if (n == 0 || comm_size(comm) == 1) return;
-    if (lmp_prof_on) lmp_prof_push(LMP_PROF_COMM);
-    double t0 = lmp_now();
+    double t0 = collective_enter();
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, op, comm));
-    c->comm_seconds += lmp_now() - t0;
-    if (lmp_prof_on) lmp_prof_pop();
-    c->comm_bytes += n * sizeof(double);
+    collective_leave(c, t0, n * sizeof(double));
 }
 
 // Gradient reduction. The loss is a sum over the global batch of per-token terms already
@@ -199,13 +199,15 @@ static int bucket_requests(lmp_comm *c, const lmp_bucket *b) {
     return n;
 }
 
-int lmp_bucket_split(const double *bytes, int L, double bucket_mb, int *low) {
+int lmp_bucket_split(const double *bytes, int L, double bucket_mb, int *low, double *sum) {
     int n = 0;
     for (int l = L - 1; l >= 0; n++) {  // blocks l, l-1, ... until the bucket reaches the cap
         double acc = bytes[l--];
         while (l >= 0 && acc < bucket_mb * 1048576.0) acc += bytes[l--];
         low[n] = l + 1;
+        if (sum) sum[n] = acc;
     }
+    if (sum) sum[n] = bytes[L];
     low[n++] = -1;  // the rest alone
     return n;
 }
@@ -221,7 +223,7 @@ void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, 
         for (int k = 0; k < 3; k++) bytes[l] += 4.0 * (double)cnt[k * (L + 1) + l];
     LMP_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, bytes, L + 1, MPI_DOUBLE, MPI_MAX, c->world));
     int *low = lmp_malloc((size_t)(L + 1) * sizeof(int));
-    bk->n = lmp_bucket_split(bytes, L, bucket_mb, low);
+    bk->n = lmp_bucket_split(bytes, L, bucket_mb, low, NULL);
     bk->b = lmp_calloc((size_t)bk->n * sizeof(lmp_bucket));
     size_t pos[3] = {r->kind_off[0], r->kind_off[1], r->kind_off[2]};
     for (int j = 0, hi = L - 1; j < bk->n; hi = low[j++] - 1) {

@@ -73,8 +73,9 @@ void lmp_buckets_plan(lmp_grad_buckets *bk, lmp_comm *c, const lmp_registry *r, 
 // The split alone (also `lorampi plan`'s): bytes[l] = block l's gradient bytes (l < L; the
 // largest over the ranks), the rest at bytes[L]. Bucket j spans blocks from low[j - 1] - 1
 // (L - 1 for j = 0) down to low[j]; the last bucket (low = -1) is the rest alone. low has
-// room for L + 1 entries; returns the number of buckets.
-int lmp_bucket_split(const double *bytes, int L, double bucket_mb, int *low);
+// room for L + 1 entries, and so has sum (NULL: not wanted), which gets each bucket's bytes;
+// returns the number of buckets.
+int lmp_bucket_split(const double *bytes, int L, double bucket_mb, int *low, double *sum);
 void lmp_buckets_free(lmp_grad_buckets *bk);
 // After the backward of block l: starts the bucket that block l completes, if any, and
 // polls the started ones (Open MPI progresses nonblocking collectives only inside MPI calls).

@@ -162,14 +162,20 @@ static void carve_grads(lmp_registry *r, const size_t *nk) {
             }
 }
 
+int lmp_registry_blocks(const lmp_registry *r) {
+    int n = 0;
+    for (int i = 0; i < r->n; i++)
+        if (r->p[i].block + 1 > n) n = r->p[i].block + 1;
+    return n;
+}
+
 void lmp_registry_alloc(lmp_registry *r) {
     size_t nf = 0, nh = 0, nt = 0, nk[3] = {0, 0, 0};
-    r->n_block = 0;
+    r->n_block = lmp_registry_blocks(r);
     for (int i = 0; i < r->n; i++) {
         if (r->p[i].trainable) { nt += r->p[i].numel; nk[r->p[i].grad_kind] += r->p[i].numel; }
         else if (r->p[i].bf16) nh += r->p[i].numel;
         else nf += r->p[i].numel;
-        if (r->p[i].block + 1 > r->n_block) r->n_block = r->p[i].block + 1;
     }
     r->n_frozen = nf;
     r->n_frozen16 = nh;

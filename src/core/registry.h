@@ -135,6 +135,8 @@ void lmp_registry_attach(lmp_registry *r, lmp_adapter_rec *rec, lmp_param *p);
 lmp_param *lmp_rec_tensor(const lmp_registry *r, const lmp_adapter_rec *rec, int k);
 // Carves the buffers (zeroed) and sets data/grad/m/v of every entry.
 void lmp_registry_alloc(lmp_registry *r);
+// 1 + the largest block of an entry (what lmp_registry_alloc sets n_block to; plan's count).
+int lmp_registry_blocks(const lmp_registry *r);
 // The prefix that makes a registry name the model file's (and PEFT's) module path:
 // "transformer." for GPT-2's names ("h.0.attn.c_attn"), "" for names that already are the
 // full HF path (the Llama family: "model.layers.0.self_attn.q_proj", "lm_head.weight").

@@ -13,9 +13,7 @@
 // seen: a shard's size may differ over the tp ranks, and the buckets are split by the largest.
 // Returns n_block as lmp_registry_alloc counts it (plan allocates nothing).
 static int grad_block_bytes(const lmp_registry *reg, double *bytes) {
-    int L = 0;
-    for (int i = 0; i < reg->n; i++)
-        if (reg->p[i].block + 1 > L) L = reg->p[i].block + 1;
+    int L = lmp_registry_blocks(reg);
     double mine[LMP_MAX_LAYERS + 1] = {0};
     for (int i = 0; i < reg->n; i++)
         if (reg->p[i].trainable) mine[reg->p[i].block < 0 ? L : reg->p[i].block] += 4.0 * reg->p[i].numel;
@@ -80,9 +78,8 @@ void lmp_plan_compute(const lmp_config *cfg, int ranks, lmp_plan_t *p) {
         lmp_model_free(&m);
     }
     if (ranks > 1 && cfg->parallel.bucket_mb > 0) {  // as lmp_buckets_plan splits them
-        p->n_bucket = lmp_bucket_split(block_bytes, p->n_block, cfg->parallel.bucket_mb, p->bucket_low);
-        for (int j = 0, hi = p->n_block - 1; j < p->n_bucket; hi = p->bucket_low[j++] - 1)
-            for (int l = hi; l >= p->bucket_low[j]; l--) p->bucket_bytes[j] += block_bytes[l < 0 ? p->n_block : l];
+        p->n_bucket = lmp_bucket_split(block_bytes, p->n_block, cfg->parallel.bucket_mb, p->bucket_low,
+                                       p->bucket_bytes);
     }
     if (tp > 1) {
         // Per micro-step: embedding + 2 row-parallel outputs per layer + loss statistics
@@ -113,8 +110,8 @@ static void print_buckets(const lmp_config *cfg, const lmp_plan_t *p) {
     }
     lmp_log("gradient buckets ([parallel] bucket_mb = %g), in launch order:\n", (double)cfg->parallel.bucket_mb);
     char what[64];
-    for (int j = 0, hi = p->n_block - 1; j < p->n_bucket; hi = p->bucket_low[j++] - 1) {
-        int lo = p->bucket_low[j];
+    for (int j = 0; j < p->n_bucket; j++) {
+        int lo = p->bucket_low[j], hi = j ? p->bucket_low[j - 1] - 1 : p->n_block - 1;
         if (lo < 0) snprintf(what, sizeof what, "rest (embeddings, final norm, head), after");
         else if (hi == lo) snprintf(what, sizeof what, "block %d", lo);
         else snprintf(what, sizeof what, "blocks %d-%d", hi, lo);
