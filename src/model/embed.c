@@ -4,6 +4,7 @@
 #include "core/util.h"
 #include "core/wgemm.h"
 #include "model/kernels.h"
+#include "model/tp_linear.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -73,8 +74,7 @@ void lmp_embed_forward(lmp_embed *e, const int *tokens, lmp_run *r) {
         LMP_PROF(LMP_PROF_EMBED, lmp_embedding_forward(e->encoded, tokens, e->wte->data, wpe, r->B,
                                                        r->T, e->C, e->v0, e->V_l));
     // Sequence parallelism: reduce-scattered, this rank's rows first (the blocks' input).
-    if (r->sp) lmp_reduce_scatter_rows(c, e->encoded, (size_t)r->B * r->T, (size_t)e->C);
-    else lmp_allreduce_f(c, e->encoded, (size_t)r->B * r->T * e->C, c->tp);
+    lmp_tp_reduce(r, e->encoded, r->B * r->T, e->C);
 }
 
 void lmp_embed_backward(lmp_embed *e, const float *dout, const int *tokens, lmp_run *r) {
@@ -123,8 +123,7 @@ double lmp_head_loss(lmp_embed *e, const float *x, float *dx, const int *targets
                         x + (size_t)n0 * C, C, 1.0f, e->head->grad, C);
         if (lmp_prof_on) lmp_prof_pop();
     }
-    if (backward && r->sp) lmp_reduce_scatter_rows(r->comm, dx, (size_t)N, (size_t)C);  // this rank's rows first
-    else if (backward) lmp_allreduce_f(r->comm, dx, (size_t)N * C, r->comm->tp);
+    if (backward) lmp_tp_reduce(r, dx, N, C);  // sequence parallelism: this rank's rows first
     return loss;
 }
 
